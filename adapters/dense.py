@@ -1,0 +1,187 @@
+"""Dense retrieval: a transformers sentence encoder and a retriever over the exact or chromadb store.
+
+The encoder reads a sentence-transformers folder's own settings (pooling, normalisation, max length, prompts),
+sorts inputs by length to pad less, restores order, and runs under ``torch.inference_mode``. A document input over
+the model's limit is an error (chunk it first); a query over it is cut with a TruncationWarning — never silently.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from ragloom._imports import require
+from ragloom.chunking import OffsetTokenizer
+from ragloom.errors import ConfigError, InputTooLongError, TruncationWarning
+from ragloom.hf import DType, load_model, sentence_transformers_config
+from ragloom.retrieval import ChunkedVectorRetriever
+
+__all__ = ["DenseRetriever", "Pooling", "TransformersDenseEncoder"]
+
+Pooling = Literal["mean", "cls", "last"]
+
+
+class TransformersDenseEncoder:
+    """Any transformers encoder as a :class:`ragloom.protocols.DenseEncoder`.
+
+    Settings left as ``None`` come from the model folder's sentence-transformers files when present
+    (all-MiniLM-L6-v2: mean pooling, normalised, 256 tokens), else mean pooling, normalised, the model's limit.
+    ``truncate_dim`` keeps the first dimensions (Matryoshka models) and renormalises.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] = "minilm",
+        *,
+        pooling: Pooling | None = None,
+        normalize: bool | None = None,
+        query_prefix: str | None = None,
+        document_prefix: str | None = None,
+        max_length: int | None = None,
+        truncate_dim: int | None = None,
+        batch_size: int = 32,
+        dtype: DType = "float32",
+        device: str | None = None,
+        allow_download: bool = False,
+        trust_remote_code: bool = False,
+    ) -> None:
+        self._torch = require("torch", "dense", "dense encoding")
+        loaded = load_model(
+            model, dtype=dtype, device=device, allow_download=allow_download, trust_remote_code=trust_remote_code
+        )
+        self.model, self.tokenizer, self.device = loaded.model, loaded.tokenizer, loaded.device
+        found = sentence_transformers_config(loaded.path)
+        prompts = found.get("prompts", {})
+        self.pooling: Pooling = pooling or found.get("pooling", "mean")
+        if self.pooling not in ("mean", "cls", "last"):
+            raise ConfigError(f"pooling must be mean, cls or last, got {self.pooling!r}")
+        self.normalize = found.get("normalize", True) if normalize is None else normalize
+        self.query_prefix = query_prefix if query_prefix is not None else prompts.get("query", "")
+        self.document_prefix = document_prefix if document_prefix is not None else prompts.get("document", "")
+        limit = getattr(self.model.config, "max_position_embeddings", None) or 512
+        tok_limit = getattr(self.tokenizer, "model_max_length", limit) or limit
+        self.max_length = int(max_length or found.get("max_length") or min(limit, tok_limit))
+        hidden = int(self.model.config.hidden_size)
+        if truncate_dim is not None and not 0 < truncate_dim <= hidden:
+            raise ConfigError(f"truncate_dim must be in 1..{hidden}, got {truncate_dim}")
+        self.truncate_dim = truncate_dim
+        self._dim = truncate_dim or hidden
+        self.batch_size = batch_size
+        self.dtype = dtype
+        self._name = loaded.name
+        self._weights = loaded.weights_hash
+        self._special = int(self.tokenizer.num_special_tokens_to_add(pair=False))
+
+    # -- the DenseEncoder protocol ------------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def fingerprint(self) -> Mapping[str, object]:
+        return {
+            "family": "dense",
+            "model": self._name,
+            "weights": self._weights,
+            "dim": self._dim,
+            "pooling": self.pooling,
+            "normalize": self.normalize,
+            "query_prefix": self.query_prefix,
+            "document_prefix": self.document_prefix,
+            "max_length": self.max_length,
+            "truncate_dim": self.truncate_dim,
+        }
+
+    @property
+    def token_counter(self) -> OffsetTokenizer:
+        """The tokenizer as a chunking token counter (chunks are measured in this model's tokens)."""
+        return OffsetTokenizer(self.tokenizer, name=self._name)
+
+    @property
+    def document_capacity(self) -> int:
+        """Tokens of document text that fit in one input, after special tokens and the document prefix."""
+        prefix = len(self.tokenizer(self.document_prefix, add_special_tokens=False)["input_ids"])
+        return self.max_length - self._special - prefix
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode([self.query_prefix + t for t in texts], kind="query")
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode([self.document_prefix + t for t in texts], kind="document")
+
+    # -- internals ----------------------------------------------------------------------------------------------
+    def _encode(self, texts: list[str], kind: str) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self._dim), dtype=np.float32)
+        encoded = self.tokenizer(texts, add_special_tokens=True, truncation=False, return_attention_mask=False,
+                                 verbose=False)["input_ids"]
+        encoded = self._check_lengths(encoded, kind)
+        order = np.argsort([-len(ids) for ids in encoded], kind="stable")
+        out = np.empty((len(texts), self._dim), dtype=np.float32)
+        for begin in range(0, len(texts), self.batch_size):
+            rows = order[begin : begin + self.batch_size]
+            out[rows] = self._forward([encoded[i] for i in rows])
+        return out
+
+    def _check_lengths(self, encoded: list[list[int]], kind: str) -> list[list[int]]:
+        too_long = [i for i, ids in enumerate(encoded) if len(ids) > self.max_length]
+        if not too_long:
+            return encoded
+        worst = max(len(encoded[i]) for i in too_long)
+        if kind == "document":
+            raise InputTooLongError(
+                f"{len(too_long)} document input(s) exceed {self._name}'s limit of {self.max_length} tokens "
+                f"(longest: {worst}). Chunk them first (DenseRetriever does) or lower the chunk size."
+            )
+        warnings.warn(
+            f"{len(too_long)} query input(s) exceed {self.max_length} tokens (longest: {worst}) and were cut to "
+            "the model's limit.",
+            TruncationWarning,
+            stacklevel=4,
+        )
+        cut = []
+        for ids in encoded:
+            if len(ids) > self.max_length:
+                tail = ids[-1:] if self._special else []
+                ids = ids[: self.max_length - len(tail)] + tail
+            cut.append(ids)
+        return cut
+
+    def _forward(self, batch_ids: list[list[int]]) -> np.ndarray:
+        torch = self._torch
+        features = self.tokenizer.pad({"input_ids": batch_ids}, padding=True, return_tensors="pt")
+        features = {k: v.to(self.device) for k, v in features.items()}
+        with torch.inference_mode():
+            hidden = self.model(**features).last_hidden_state
+            pooled = self._pool(hidden, features["attention_mask"])
+            pooled = pooled.float()
+            if self.truncate_dim:
+                pooled = pooled[:, : self.truncate_dim]
+            if self.normalize:
+                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+        return pooled.cpu().numpy()
+
+    def _pool(self, hidden: Any, mask: Any) -> Any:
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        if self.pooling == "last":
+            lengths = mask.sum(dim=1) - 1
+            if self.tokenizer.padding_side == "left":
+                return hidden[:, -1]
+            return hidden[self._torch.arange(hidden.shape[0], device=hidden.device), lengths]
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+
+
+class DenseRetriever(ChunkedVectorRetriever):
+    """Chunk documents with the encoder's tokenizer, embed the chunks, and search a vector store.
+
+    ``store``: ``"memory"`` (exact, persisted in SQLite under ``path``), ``"chroma"`` (embedded chromadb under
+    ``path``, or a Chroma server when ``chroma_url`` is given), or any :class:`ragloom.stores.VectorStore`.
+    """
+
+    kind = "dense"

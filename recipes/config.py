@@ -1,0 +1,158 @@
+"""Index specs: what a CLI index directory holds and how to rebuild its pipeline.
+
+An index directory keeps ``ragloom.json`` (the retrievers, fusion and generator it was built with) and one
+subdirectory per retriever, so ``ragloom ask --index DIR`` needs no model flags: the index knows its models.
+Builders for each retriever kind live in ``RETRIEVER_BUILDERS``; adapters register more kinds there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ragloom.errors import ConfigError, IndexCorruptError
+from ragloom.fusion import fuser_from_config
+from ragloom.persistence import atomic_write_json, read_json
+from ragloom.pipeline import Pipeline
+from ragloom.protocols import Generator, Retriever
+
+__all__ = [
+    "GeneratorSpec",
+    "IndexSpec",
+    "RETRIEVER_BUILDERS",
+    "RetrieverSpec",
+    "build_generator",
+    "build_retriever",
+    "open_pipeline",
+]
+
+SPEC_NAME = "ragloom.json"
+SPEC_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RetrieverSpec:
+    """One retriever of an index: its kind (dense, ...), model, store and chunking."""
+
+    name: str = "dense"
+    kind: str = "dense"
+    model: str = "minilm"
+    store: str = "chroma"
+    chunk_size: int | None = None
+    overlap: int = 32
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """The generator ``ask`` uses unless told otherwise: ``local`` (transformers) or ``openai`` (HTTP)."""
+
+    kind: str = "local"
+    model: str = "smollm2"
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    max_new_tokens: int = 256
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """Everything needed to reopen an index directory as a Pipeline."""
+
+    retrievers: tuple[RetrieverSpec, ...] = (RetrieverSpec(),)
+    fusion: dict[str, Any] = field(default_factory=lambda: {"kind": "rrf", "k": 60})
+    generator: GeneratorSpec = field(default_factory=GeneratorSpec)
+    k: int = 5
+    candidates: int = 50
+
+    def save(self, directory: Path) -> None:
+        data = {"format_version": SPEC_VERSION, **asdict(self)}
+        atomic_write_json(directory / SPEC_NAME, data)
+
+    @classmethod
+    def load(cls, directory: Path) -> IndexSpec:
+        path = directory / SPEC_NAME
+        if not path.exists():
+            raise IndexCorruptError(
+                f"{directory} is not a ragloom index (no {SPEC_NAME}); create one with `ragloom ingest PATH "
+                f"--index {directory}`"
+            )
+        data = read_json(path)
+        if data.get("format_version") != SPEC_VERSION:
+            raise IndexCorruptError(f"{path}: unsupported format version {data.get('format_version')}")
+        try:
+            return cls(
+                retrievers=tuple(RetrieverSpec(**r) for r in data["retrievers"]),
+                fusion=dict(data.get("fusion") or {}),
+                generator=GeneratorSpec(**(data.get("generator") or {})),
+                k=int(data.get("k", 5)),
+                candidates=int(data.get("candidates", 50)),
+            )
+        except (KeyError, TypeError) as exc:
+            raise IndexCorruptError(f"{path} is malformed: {exc}") from exc
+
+
+RetrieverBuilder = Callable[[RetrieverSpec, Path, bool], Retriever]
+
+
+def _build_dense(spec: RetrieverSpec, directory: Path, allow_download: bool) -> Retriever:
+    from ragloom.adapters.dense import DenseRetriever, TransformersDenseEncoder
+
+    options = dict(spec.options)
+    encoder = TransformersDenseEncoder(spec.model, allow_download=allow_download, **options)
+    return DenseRetriever(encoder, directory, store=spec.store, chunk_size=spec.chunk_size, overlap=spec.overlap,
+                          name=spec.name)
+
+
+RETRIEVER_BUILDERS: dict[str, RetrieverBuilder] = {"dense": _build_dense}
+
+
+def build_retriever(spec: RetrieverSpec, index_dir: Path, allow_download: bool = False) -> Retriever:
+    builder = RETRIEVER_BUILDERS.get(spec.kind)
+    if builder is None:
+        raise ConfigError(f"Unknown retriever kind {spec.kind!r}; known: {', '.join(sorted(RETRIEVER_BUILDERS))}")
+    return builder(spec, index_dir / spec.name, allow_download)
+
+
+def build_generator(spec: GeneratorSpec, allow_download: bool = False) -> Generator:
+    if spec.kind == "local":
+        from ragloom.adapters.generators.local import TransformersGenerator
+
+        return TransformersGenerator(spec.model, max_new_tokens=spec.max_new_tokens, allow_download=allow_download)
+    if spec.kind == "openai":
+        from ragloom.adapters.generators.openai_http import OpenAICompatibleGenerator
+
+        return OpenAICompatibleGenerator(
+            spec.model, base_url=spec.base_url or "http://127.0.0.1:8000/v1", api_key_env=spec.api_key_env,
+            max_tokens=spec.max_new_tokens,
+        )
+    raise ConfigError(f"Unknown generator kind {spec.kind!r}; use 'local' or 'openai'")
+
+
+def open_pipeline(
+    index_dir: Path,
+    *,
+    spec: IndexSpec | None = None,
+    with_generator: bool = False,
+    generator: Generator | None = None,
+    allow_download: bool = False,
+) -> Pipeline:
+    """Open (or create, when ``spec`` is given for a new directory) the pipeline of an index directory."""
+    index_dir = Path(index_dir)
+    existing = (index_dir / SPEC_NAME).exists()
+    if spec is None:
+        spec = IndexSpec.load(index_dir)
+    elif not existing:
+        index_dir.mkdir(parents=True, exist_ok=True)
+        spec.save(index_dir)
+    retrievers = [build_retriever(r, index_dir, allow_download) for r in spec.retrievers]
+    if with_generator and generator is None:
+        generator = build_generator(spec.generator, allow_download)
+    fuser = fuser_from_config(spec.fusion) if len(retrievers) > 1 else None
+    return Pipeline(retrievers, fuser=fuser, generator=generator, k=spec.k, candidates=spec.candidates)
+
+
+def spec_summary(spec: IndexSpec) -> Mapping[str, Any]:
+    return json.loads(json.dumps(asdict(spec)))

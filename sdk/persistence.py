@@ -1,0 +1,213 @@
+"""Atomic files, a single-writer lock per index directory, and the JSON manifest every index carries.
+
+Atomic write: temp file in the same directory, fsync, rename over the target, fsync the directory — a crash
+leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ragloom.errors import EncoderMismatchError, IndexCorruptError, IndexLockedError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "IndexLock",
+    "Manifest",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "compare_fingerprints",
+    "file_sha256",
+    "read_json",
+]
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+LOCK_NAME = ".lock"
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # some filesystems refuse fsync on directories
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically and durably."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(target.parent)
+
+
+def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:
+    """Atomically write ``data`` as indented UTF-8 JSON (NaN refused)."""
+    atomic_write_bytes(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False).encode("utf-8") + b"\n")
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Read a JSON file; a malformed one raises IndexCorruptError naming it."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except json.JSONDecodeError as exc:
+        raise IndexCorruptError(f"{path} is not valid JSON ({exc}); restore it from a backup or re-index") from exc
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class IndexLock:
+    """Exclusive writer lock on an index directory (an OS file lock, released if the process dies).
+
+    A second writer is refused at once with :class:`IndexLockedError` unless ``timeout`` says to wait.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], timeout: float = 0.0) -> None:
+        from filelock import FileLock
+
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(str(self.directory / LOCK_NAME))
+        self.timeout = timeout
+
+    def acquire(self) -> None:
+        from filelock import Timeout
+
+        try:
+            self._lock.acquire(timeout=self.timeout)
+        except Timeout as exc:
+            raise IndexLockedError(
+                f"Another process is writing to the index at {self.directory}. Wait for it to finish, "
+                "or open the index read-only."
+            ) from exc
+
+    def release(self) -> None:
+        if self._lock.is_locked:
+            self._lock.release()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
+
+
+def compare_fingerprints(
+    stored: Mapping[str, object], given: Mapping[str, object], prefix: str = ""
+) -> dict[str, tuple[object, object]]:
+    """Keys whose values differ between two fingerprints (missing keys count as differences)."""
+    differences: dict[str, tuple[object, object]] = {}
+    for key in sorted(set(stored) | set(given)):
+        a, b = stored.get(key), given.get(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            differences.update(compare_fingerprints(a, b, f"{prefix}{key}."))
+        elif _normalise(a) != _normalise(b):
+            differences[f"{prefix}{key}"] = (a, b)
+    return differences
+
+
+def _normalise(value: object) -> object:
+    # JSON turns tuples into lists; compare by JSON form so a reloaded manifest matches a live fingerprint
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+@dataclass
+class Manifest:
+    """The JSON manifest of an index directory."""
+
+    kind: str
+    encoder: dict[str, Any]
+    chunker: dict[str, Any]
+    store: dict[str, Any] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "kind": self.kind,
+            "encoder": self.encoder,
+            "chunker": self.chunker,
+            "store": self.store,
+            "counts": self.counts,
+            "extra": self.extra,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+    def save(self, directory: str | os.PathLike[str]) -> None:
+        self.updated_at = time.time()
+        atomic_write_json(Path(directory) / MANIFEST_NAME, self.to_dict())
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> Manifest | None:
+        """The manifest in ``directory``, or None when the directory holds no index yet."""
+        path = Path(directory) / MANIFEST_NAME
+        if not path.exists():
+            return None
+        data = read_json(path)
+        if not isinstance(data, dict) or "kind" not in data:
+            raise IndexCorruptError(f"{path} is not a ragloom manifest")
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise IndexCorruptError(
+                f"{path} has format version {version}; this ragloom reads version {FORMAT_VERSION}. "
+                "Upgrade ragloom or re-index."
+            )
+        return cls(
+            kind=str(data["kind"]),
+            encoder=dict(data.get("encoder") or {}),
+            chunker=dict(data.get("chunker") or {}),
+            store=dict(data.get("store") or {}),
+            counts=dict(data.get("counts") or {}),
+            extra=dict(data.get("extra") or {}),
+            format_version=int(version),
+            created_at=float(data.get("created_at", 0.0)),
+            updated_at=float(data.get("updated_at", 0.0)),
+        )
+
+    def check_compatible(
+        self, directory: str | os.PathLike[str], kind: str, encoder: Mapping[str, object],
+        chunker: Mapping[str, object],
+    ) -> None:
+        """Raise EncoderMismatchError naming both sides if the index was built differently."""
+        differences: dict[str, tuple[object, object]] = {}
+        if self.kind != kind:
+            differences["kind"] = (self.kind, kind)
+        differences.update(compare_fingerprints(self.encoder, encoder, "encoder."))
+        differences.update(compare_fingerprints(self.chunker, chunker, "chunker."))
+        if differences:
+            raise EncoderMismatchError(str(directory), differences)

@@ -1,0 +1,158 @@
+"""Structural contracts. A user's class plugs in by having these methods; nothing needs to be inherited.
+
+Query/document asymmetry is in method names (``encode_queries`` / ``encode_documents``), never in a flag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from ragloom.types import Chunk, Document, Hit, Message, MetadataValue, SparseVector
+
+__all__ = [
+    "AsyncRetriever",
+    "DenseEncoder",
+    "Filters",
+    "Fuser",
+    "Generator",
+    "MultiVectorEncoder",
+    "Reranker",
+    "Retriever",
+    "SparseEncoder",
+    "TokenCounter",
+]
+
+Filters = Mapping[str, MetadataValue]
+"""Equality filters on ``doc_id``, ``source`` or a document metadata key; all must match."""
+
+
+@runtime_checkable
+class TokenCounter(Protocol):
+    """Counts tokens and maps them back to character spans (an encoder's tokenizer)."""
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        """Character span of every token of ``text``, special tokens excluded."""
+        ...
+
+
+@runtime_checkable
+class DenseEncoder(Protocol):
+    """Texts → float32 matrices of shape (n, dim)."""
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def fingerprint(self) -> Mapping[str, object]:
+        """Everything that changes the vectors (model, weights hash, pooling, prefixes...)."""
+        ...
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+@runtime_checkable
+class SparseEncoder(Protocol):
+    """Texts → sparse term-weight vectors."""
+
+    @property
+    def fingerprint(self) -> Mapping[str, object]: ...
+
+    def encode_queries(self, texts: Sequence[str]) -> list[SparseVector]: ...
+
+    def encode_documents(self, texts: Sequence[str]) -> list[SparseVector]: ...
+
+
+@runtime_checkable
+class MultiVectorEncoder(Protocol):
+    """Texts (or page images) → one float matrix (tokens, dim) per input."""
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def fingerprint(self) -> Mapping[str, object]: ...
+
+    def encode_queries(self, texts: Sequence[str]) -> list[np.ndarray]: ...
+
+    def encode_documents(self, items: Sequence[object]) -> list[np.ndarray]: ...
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """Indexes whole Documents and answers queries with ranked Hits.
+
+    Retrievers receive whole documents because some need document context (late chunking) or pages (ColPali);
+    each owns its chunker, encoder and index.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    def add(self, documents: Sequence[Document]) -> list[Chunk]:
+        """Index documents (replacing any with the same id); returns the chunks indexed."""
+        ...
+
+    def delete(self, doc_ids: Sequence[str]) -> int:
+        """Remove documents; returns how many chunks were removed."""
+        ...
+
+    def search(self, query: str, k: int = 10, filters: Filters | None = None) -> list[Hit]: ...
+
+    def search_many(
+        self, queries: Sequence[str], k: int = 10, filters: Filters | None = None
+    ) -> list[list[Hit]]: ...
+
+    def doc_ids(self) -> set[str]:
+        """Ids of the documents indexed."""
+        ...
+
+    def __len__(self) -> int:
+        """Number of chunks indexed."""
+        ...
+
+
+@runtime_checkable
+class AsyncRetriever(Protocol):
+    """The async twin: never blocks the event loop."""
+
+    async def asearch(self, query: str, k: int = 10, filters: Filters | None = None) -> list[Hit]: ...
+
+
+@runtime_checkable
+class Fuser(Protocol):
+    """Merges ranked lists from several retrievers into one."""
+
+    def fuse(self, results: Mapping[str, Sequence[Hit]], k: int) -> list[Hit]: ...
+
+
+@runtime_checkable
+class Reranker(Protocol):
+    """Re-scores hits for a query and keeps the best ``k``."""
+
+    def rerank(self, query: str, hits: Sequence[Hit], k: int) -> list[Hit]: ...
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """Chat messages → text, whole or streamed."""
+
+    @property
+    def name(self) -> str: ...
+
+    def generate(self, messages: Sequence[Message]) -> str: ...
+
+    def stream(self, messages: Sequence[Message]) -> Iterator[str]: ...
+
+
+@runtime_checkable
+class AsyncGenerator(Protocol):
+    """A generator with native async methods (HTTP endpoints); local ones are offloaded to a thread."""
+
+    async def agenerate(self, messages: Sequence[Message]) -> str: ...
+
+    def astream(self, messages: Sequence[Message]) -> AsyncIterator[str]: ...

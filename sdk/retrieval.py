@@ -1,0 +1,249 @@
+"""The shared body of every chunk-and-embed retriever: chunker + encoder + vector store + manifest + lock.
+
+Documents are indexed in small batches, each written in one store step, so an interrupted ingest loses at most
+the batch in flight. The first write takes the index directory's writer lock and holds it until ``close()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragloom.chunking import TokenChunker, WordTokenizer
+from ragloom.errors import ConfigError, InvalidInputError, RagloomWarning
+from ragloom.persistence import IndexLock, Manifest
+from ragloom.protocols import DenseEncoder, Filters
+from ragloom.stores import InMemoryVectorStore, VectorStore
+from ragloom.types import Chunk, Document, Hit
+
+__all__ = ["ChunkEmbedder", "ChunkedVectorRetriever", "ProgressCallback", "check_documents", "check_query"]
+
+ProgressCallback = Callable[[int, int], None]
+"""Called as ``progress(done, total)`` (documents) while indexing."""
+
+ChunkEmbedder = Callable[[Sequence[tuple[Document, list[Chunk]]]], np.ndarray]
+"""Embeds the chunks of several documents at once (rows in document, then chunk order)."""
+
+_BATCH_CHUNKS = 256
+
+
+def check_query(query: object, k: object) -> None:
+    """Typed errors for the two most common search mistakes."""
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidInputError(f"A query must be a non-empty string, got {query!r}")
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise InvalidInputError(f"k must be a positive integer, got {k!r}")
+
+
+def check_documents(documents: Sequence[Document]) -> list[Document]:
+    """Documents only, ids unique within the batch."""
+    if isinstance(documents, Document):
+        documents = [documents]
+    docs = list(documents)
+    for doc in docs:
+        if not isinstance(doc, Document):
+            raise InvalidInputError(
+                f"Retrievers index ragloom.Document objects, got {type(doc).__name__}; "
+                "use ragloom.loaders.load_file or Document(id=..., text=...)"
+            )
+    ids = [d.id for d in docs]
+    if len(set(ids)) != len(ids):
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        raise InvalidInputError(f"Duplicate document ids in one batch: {dupes[:5]}")
+    return docs
+
+
+def _batches(pairs: list[tuple[Document, list[Chunk]]]) -> Iterator[list[tuple[Document, list[Chunk]]]]:
+    batch: list[tuple[Document, list[Chunk]]] = []
+    size = 0
+    for pair in pairs:
+        batch.append(pair)
+        size += len(pair[1])
+        if size >= _BATCH_CHUNKS:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+class ChunkedVectorRetriever:
+    """Chunk → embed → store, behind the :class:`ragloom.protocols.Retriever` contract."""
+
+    kind = "vector"
+
+    def __init__(
+        self,
+        encoder: DenseEncoder,
+        path: str | Path | None = None,
+        *,
+        store: str | VectorStore = "memory",
+        chunker: TokenChunker | None = None,
+        chunk_size: int | None = None,
+        overlap: int = 32,
+        name: str | None = None,
+        chroma_url: str | None = None,
+        chroma_collection: str = "ragloom",
+        chunk_embedder: ChunkEmbedder | None = None,
+        manifest_extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.encoder = encoder
+        self.path = Path(path) if path is not None else None
+        self._name = name or self.kind
+        self.chunker = chunker or self._default_chunker(chunk_size, overlap)
+        self._embed = chunk_embedder or self._embed_texts
+        self._extra = dict(manifest_extra or {})
+        self._lock: IndexLock | None = None
+        self.manifest: Manifest | None = None
+        normalized = bool(encoder.fingerprint.get("normalize", False))
+        self._score_kind = "cosine" if normalized else "dot"
+        if self.path is not None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.manifest = Manifest.load(self.path)
+            if self.manifest is not None:
+                self.manifest.check_compatible(self.path, self.kind, encoder.fingerprint, self.chunker.config)
+                stored_store = self.manifest.store.get("kind")
+                wanted = store if isinstance(store, str) else store.config.get("kind")
+                if stored_store and wanted != stored_store and not chroma_url:
+                    raise ConfigError(
+                        f"The index at {self.path} uses the {stored_store!r} store; open it with store="
+                        f"{stored_store!r} (asked for {wanted!r})"
+                    )
+        self.store = self._make_store(store, normalized, chroma_url, chroma_collection)
+
+    # -- construction helpers -----------------------------------------------------------------------------------
+    def _default_chunker(self, chunk_size: int | None, overlap: int) -> TokenChunker:
+        counter = getattr(self.encoder, "token_counter", None)
+        capacity = getattr(self.encoder, "document_capacity", None)
+        if counter is None:
+            warnings.warn(
+                f"{type(self.encoder).__name__} exposes no tokenizer; chunking by words instead of model tokens",
+                RagloomWarning, stacklevel=3,
+            )
+            return TokenChunker(WordTokenizer(), chunk_size=chunk_size or 128, overlap=min(overlap, 16))
+        size = min(chunk_size or capacity, capacity) if capacity else (chunk_size or 256)
+        if chunk_size and capacity and chunk_size > capacity:
+            raise ConfigError(f"chunk_size {chunk_size} exceeds the encoder's capacity of {capacity} tokens")
+        return TokenChunker(counter, chunk_size=size, overlap=min(overlap, size // 2))
+
+    def _make_store(self, store: str | VectorStore, normalized: bool, url: str | None, collection: str) -> VectorStore:
+        if not isinstance(store, str):
+            return store
+        if store == "memory":
+            return InMemoryVectorStore(self.path / "memory" if self.path else None, dim=self.encoder.dim)
+        if store == "chroma":
+            from ragloom.stores.chroma import ChromaVectorStore
+
+            return ChromaVectorStore(
+                self.path / "chroma" if self.path else None, url=url, collection=collection,
+                metric="cosine" if normalized else "ip",
+            )
+        raise ConfigError(f"Unknown store {store!r}; use 'memory', 'chroma' or a VectorStore instance")
+
+    def _embed_texts(self, pairs: Sequence[tuple[Document, list[Chunk]]]) -> np.ndarray:
+        return self.encoder.encode_documents([c.text for _, chunks in pairs for c in chunks])
+
+    # -- the Retriever contract ---------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def add(self, documents: Sequence[Document], *, progress: ProgressCallback | None = None) -> list[Chunk]:
+        docs = check_documents(documents)
+        self._acquire_writer()
+        pairs = [(doc, self.chunker.chunk(doc)) for doc in docs]
+        empty = [doc.id for doc, chunks in pairs if not chunks]
+        if empty:
+            warnings.warn(f"{len(empty)} document(s) have no text and add nothing to the index: {empty[:5]}",
+                          RagloomWarning, stacklevel=2)
+        added: list[Chunk] = []
+        done = 0
+        for batch in _batches(pairs):
+            chunks = [c for _, cs in batch for c in cs]
+            vectors = self._embed(batch) if chunks else np.zeros((0, self.encoder.dim), dtype=np.float32)
+            self.store.replace_documents([doc.id for doc, _ in batch], chunks, vectors)
+            added.extend(chunks)
+            done += len(batch)
+            self._save_manifest()
+            if progress:
+                progress(done, len(docs))
+        return added
+
+    def delete(self, doc_ids: Sequence[str]) -> int:
+        if isinstance(doc_ids, str):
+            doc_ids = [doc_ids]
+        self._acquire_writer()
+        removed = self.store.delete_documents(list(doc_ids))
+        self._save_manifest()
+        return removed
+
+    def search(self, query: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
+        return self.search_many([query], k, filters)[0]
+
+    def search_many(self, queries: Sequence[str], k: int = 10, filters: Filters | None = None) -> list[list[Hit]]:
+        for query in queries:
+            check_query(query, k)
+        if not queries or len(self.store) == 0:
+            return [[] for _ in queries]
+        vectors = self.encoder.encode_queries(list(queries))
+        return [
+            [
+                Hit(chunk=chunk, score=score, score_kind=self._score_kind, retriever=self._name, rank=rank)  # type: ignore[arg-type]
+                for rank, (chunk, score) in enumerate(row, start=1)
+            ]
+            for row in self.store.search(vectors, k, filters)
+        ]
+
+    async def asearch(self, query: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
+        """Search in a worker thread so the event loop keeps running while the model encodes."""
+        return await asyncio.to_thread(self.search, query, k, filters)
+
+    async def asearch_many(
+        self, queries: Sequence[str], k: int = 10, filters: Filters | None = None
+    ) -> list[list[Hit]]:
+        return await asyncio.to_thread(self.search_many, queries, k, filters)
+
+    def doc_ids(self) -> set[str]:
+        return self.store.doc_ids()
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    # -- persistence ----------------------------------------------------------------------------------------------
+    def _acquire_writer(self) -> None:
+        if self.path is not None and self._lock is None:
+            lock = IndexLock(self.path)
+            lock.acquire()
+            self._lock = lock
+
+    def _save_manifest(self) -> None:
+        if self.path is None:
+            return
+        if self.manifest is None:
+            self.manifest = Manifest(
+                kind=self.kind, encoder=dict(self.encoder.fingerprint), chunker=dict(self.chunker.config),
+                store=dict(self.store.config), extra=self._extra,
+            )
+        self.manifest.counts = {"chunks": len(self.store), "documents": len(self.store.doc_ids())}
+        self.manifest.save(self.path)
+
+    def close(self) -> None:
+        """Release the store and the writer lock."""
+        self.store.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> ChunkedVectorRetriever:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = str(self.path) if self.path else "in memory"
+        return f"{type(self).__name__}(name={self._name!r}, {where}, chunks={len(self)})"

@@ -1,0 +1,50 @@
+"""Vector stores: exact in-memory (persisted in SQLite) and chromadb (embedded or HTTP).
+
+A store keeps chunks with their vectors and answers top-k inner-product queries. It knows nothing about
+encoders: the retriever that owns it writes the manifest and checks the encoder fingerprint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from ragloom.protocols import Filters
+from ragloom.stores.memory import InMemoryVectorStore, chunk_matches
+from ragloom.types import Chunk
+
+__all__ = ["ChromaVectorStore", "InMemoryVectorStore", "VectorStore", "chunk_matches"]
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """What a dense retriever needs from a store."""
+
+    @property
+    def config(self) -> dict[str, object]: ...
+
+    def replace_documents(self, doc_ids: Sequence[str], chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        """Drop every chunk of ``doc_ids`` and add ``chunks`` in one step."""
+        ...
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> int: ...
+
+    def search(self, queries: np.ndarray, k: int, filters: Filters | None = None) -> list[list[tuple[Chunk, float]]]:
+        """Top ``k`` chunks by inner product for each query row, best first."""
+        ...
+
+    def doc_ids(self) -> set[str]: ...
+
+    def __len__(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def __getattr__(name: str) -> object:
+    if name == "ChromaVectorStore":  # chromadb loads only when asked for
+        from ragloom.stores.chroma import ChromaVectorStore
+
+        return ChromaVectorStore
+    raise AttributeError(name)

@@ -1,0 +1,150 @@
+"""chromadb store: embedded ``PersistentClient`` by default, ``HttpClient`` for a Chroma server.
+
+Embeddings are always passed explicitly (no Chroma embedding function is ever created, so nothing downloads),
+and telemetry is off.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from ragloom.errors import ConfigError, InvalidInputError, MissingExtraError
+from ragloom.protocols import Filters
+from ragloom.types import Chunk
+
+__all__ = ["ChromaVectorStore"]
+
+_RESERVED = {"doc_id", "source", "page"}
+
+
+def _import_chromadb() -> Any:
+    try:
+        import chromadb
+    except ImportError as exc:
+        raise MissingExtraError("chromadb", "chroma", "the chromadb store") from exc
+    return chromadb
+
+
+def _where(filters: Filters | None) -> dict[str, Any] | None:
+    if not filters:
+        return None
+    clauses = [{(k if k in _RESERVED else f"m.{k}"): {"$eq": v}} for k, v in filters.items()]
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+class ChromaVectorStore:
+    """Chunks and vectors in a chromadb collection (cosine space for normalised vectors, else inner product)."""
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        url: str | None = None,
+        collection: str = "ragloom",
+        metric: str = "cosine",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        if metric not in ("cosine", "ip"):
+            raise ConfigError(f"ChromaVectorStore metric must be 'cosine' or 'ip', got {metric!r}")
+        chromadb = _import_chromadb()
+        from chromadb.config import Settings
+
+        settings = Settings(anonymized_telemetry=False, allow_reset=False)
+        if url:
+            parsed = urlparse(url)
+            if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                raise ConfigError(f"Chroma server URL must look like http://host:8000, got {url!r}")
+            self._client = chromadb.HttpClient(
+                host=parsed.hostname, port=parsed.port or (443 if parsed.scheme == "https" else 8000),
+                ssl=parsed.scheme == "https", headers=headers, settings=settings,
+            )
+        else:
+            if path is None:
+                self._client = chromadb.EphemeralClient(settings=settings)
+            else:
+                Path(path).mkdir(parents=True, exist_ok=True)
+                self._client = chromadb.PersistentClient(path=str(path), settings=settings)
+        self.url, self.path, self.metric, self.collection_name = url, path, metric, collection
+        self._collection = self._client.get_or_create_collection(
+            name=collection, embedding_function=None, configuration={"hnsw": {"space": metric}},
+        )
+        self._lock = threading.RLock()
+
+    @property
+    def config(self) -> dict[str, object]:
+        return {"kind": "chroma", "metric": self.metric, "collection": self.collection_name}
+
+    def replace_documents(self, doc_ids: Sequence[str], chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] != len(chunks):
+            raise InvalidInputError(f"Expected {len(chunks)} vectors as a 2-D array, got shape {vectors.shape}")
+        if not np.all(np.isfinite(vectors)):
+            raise InvalidInputError("Vectors contain NaN or Inf; check the encoder's output")
+        with self._lock:
+            self.delete_documents(sorted(set(doc_ids) | {c.doc_id for c in chunks}))
+            batch = max(1, int(self._client.get_max_batch_size()))
+            for begin in range(0, len(chunks), batch):
+                part = chunks[begin : begin + batch]
+                self._collection.add(
+                    ids=[c.id for c in part],
+                    embeddings=vectors[begin : begin + len(part)],
+                    documents=[c.text for c in part],
+                    metadatas=[self._metadata(c) for c in part],
+                )
+
+    @staticmethod
+    def _metadata(chunk: Chunk) -> dict[str, Any]:
+        meta: dict[str, Any] = {"doc_id": chunk.doc_id, "source": chunk.source, "_chunk": json.dumps(
+            {k: v for k, v in chunk.to_dict().items() if k != "text"}, ensure_ascii=False)}
+        if chunk.page is not None:
+            meta["page"] = chunk.page
+        meta.update({f"m.{k}": v for k, v in chunk.metadata.items()})
+        return meta
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> int:
+        removed = 0
+        with self._lock:
+            for doc_id in doc_ids:
+                found = self._collection.get(where={"doc_id": doc_id}, include=[])
+                if found["ids"]:
+                    self._collection.delete(ids=found["ids"])
+                    removed += len(found["ids"])
+        return removed
+
+    def search(self, queries: np.ndarray, k: int, filters: Filters | None = None) -> list[list[tuple[Chunk, float]]]:
+        queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        count = len(self)
+        if count == 0 or k <= 0:
+            return [[] for _ in range(queries.shape[0])]
+        result = self._collection.query(
+            query_embeddings=queries, n_results=min(k, count), where=_where(filters),
+            include=["documents", "metadatas", "distances"],
+        )
+        out: list[list[tuple[Chunk, float]]] = []
+        for docs, metas, dists in zip(result["documents"], result["metadatas"], result["distances"]):
+            row = []
+            for text, meta, distance in zip(docs, metas, dists):
+                data = json.loads(str(meta["_chunk"]))
+                data["text"] = text or ""
+                row.append((Chunk.from_dict(data), 1.0 - float(distance)))
+            out.append(row)
+        return out
+
+    def doc_ids(self) -> set[str]:
+        found = self._collection.get(include=["metadatas"])
+        return {str(m["doc_id"]) for m in found["metadatas"] or []}
+
+    def __len__(self) -> int:
+        return int(self._collection.count())
+
+    def close(self) -> None:
+        # PersistentClient has no close in chromadb 1.x; dropping references releases the system
+        self._collection = None  # type: ignore[assignment]
+        self._client = None  # type: ignore[assignment]

@@ -1,0 +1,189 @@
+"""Exact in-memory vector store: a float32 matrix searched by matmul, persisted in SQLite.
+
+SQLite gives transactional, crash-safe writes (WAL) without pickle; the matrix is rebuilt from it on open.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ragloom.errors import IndexCorruptError, InvalidInputError
+from ragloom.protocols import Filters
+from ragloom.types import Chunk
+
+__all__ = ["InMemoryVectorStore", "chunk_matches", "top_k"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS chunks (
+    id TEXT PRIMARY KEY,
+    doc_id TEXT NOT NULL,
+    chunk TEXT NOT NULL,
+    vector BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
+"""
+
+
+def chunk_matches(chunk: Chunk, filters: Filters) -> bool:
+    """Equality filters on doc_id, source, page or a metadata key; all must match."""
+    for key, value in filters.items():
+        if key == "doc_id":
+            actual: object = chunk.doc_id
+        elif key == "source":
+            actual = chunk.source
+        elif key == "page":
+            actual = chunk.page
+        else:
+            actual = chunk.metadata.get(key)
+        if actual != value:
+            return False
+    return True
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest scores, best first (ties by index, so results are deterministic)."""
+    n = scores.shape[0]
+    if k >= n:
+        return np.lexsort((np.arange(n), -scores))
+    part = np.argpartition(-scores, k - 1)[:k]
+    return part[np.lexsort((part, -scores[part]))]
+
+
+class InMemoryVectorStore:
+    """Exact search over all vectors. ``path=None`` keeps everything in memory only."""
+
+    def __init__(self, path: str | Path | None = None, dim: int | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        self._dim = dim
+        self._lock = threading.RLock()
+        self._chunks: list[Chunk] = []
+        self._matrix = np.zeros((0, dim or 0), dtype=np.float32)
+        self._rows_by_doc: dict[str, list[int]] = {}
+        self._db: sqlite3.Connection | None = None
+        if self.path is not None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path / "vectors.sqlite", check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+            self._load()
+
+    @property
+    def config(self) -> dict[str, object]:
+        return {"kind": "memory", "metric": "dot"}
+
+    def _load(self) -> None:
+        assert self._db is not None
+        try:
+            rows = self._db.execute("SELECT chunk, vector FROM chunks ORDER BY rowid").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorruptError(f"{self.path}/vectors.sqlite is unreadable ({exc}); re-index") from exc
+        chunks = [Chunk.from_dict(json.loads(text)) for text, _ in rows]
+        if rows:
+            vectors = [np.frombuffer(blob, dtype=np.float32) for _, blob in rows]
+            dims = {v.shape[0] for v in vectors}
+            if len(dims) != 1:
+                raise IndexCorruptError(f"{self.path}: vectors of different sizes {sorted(dims)}; re-index")
+            self._dim = self._dim or dims.pop()
+            matrix = np.vstack(vectors)
+        else:
+            matrix = np.zeros((0, self._dim or 0), dtype=np.float32)
+        self._set(chunks, matrix)
+
+    def _set(self, chunks: list[Chunk], matrix: np.ndarray) -> None:
+        self._chunks = chunks
+        self._matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+        rows: dict[str, list[int]] = {}
+        for row, chunk in enumerate(chunks):
+            rows.setdefault(chunk.doc_id, []).append(row)
+        self._rows_by_doc = rows
+
+    def _check_vectors(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> np.ndarray:
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] != len(chunks):
+            raise InvalidInputError(f"Expected {len(chunks)} vectors as a 2-D array, got shape {vectors.shape}")
+        if self._dim is not None and len(chunks) and vectors.shape[1] != self._dim:
+            raise InvalidInputError(f"Vectors have dimension {vectors.shape[1]}; this store holds {self._dim}")
+        if not np.all(np.isfinite(vectors)):
+            raise InvalidInputError("Vectors contain NaN or Inf; check the encoder's output")
+        ids = [c.id for c in chunks]
+        if len(set(ids)) != len(ids):
+            raise InvalidInputError("Duplicate chunk ids in one batch")
+        return vectors
+
+    def replace_documents(self, doc_ids: Sequence[str], chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        vectors = self._check_vectors(chunks, vectors)
+        with self._lock:
+            dropping = set(doc_ids) | {c.doc_id for c in chunks}
+            if self._db is not None:
+                with self._db:  # one transaction: old chunks out, new chunks in
+                    self._db.executemany("DELETE FROM chunks WHERE doc_id = ?", [(d,) for d in dropping])
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO chunks(id, doc_id, chunk, vector) VALUES (?, ?, ?, ?)",
+                        [
+                            (c.id, c.doc_id, json.dumps(c.to_dict(), ensure_ascii=False), v.tobytes())
+                            for c, v in zip(chunks, vectors)
+                        ],
+                    )
+            keep = self._keep_mask(dropping)
+            kept_chunks = [c for c, k in zip(self._chunks, keep) if k]
+            if len(chunks) and self._dim is None:
+                self._dim = vectors.shape[1]
+            base = self._matrix[keep] if self._matrix.shape[0] else np.zeros((0, self._dim or 0), np.float32)
+            matrix = np.vstack([base, vectors]) if len(chunks) else base
+            self._set(kept_chunks + list(chunks), matrix)
+
+    def _keep_mask(self, doc_ids: set[str]) -> np.ndarray:
+        keep = np.ones(len(self._chunks), dtype=bool)
+        for doc_id in doc_ids:
+            keep[self._rows_by_doc.get(doc_id, [])] = False
+        return keep
+
+    def delete_documents(self, doc_ids: Sequence[str]) -> int:
+        with self._lock:
+            dropping = set(doc_ids)
+            keep = self._keep_mask(dropping)
+            removed = int((~keep).sum())
+            if self._db is not None:
+                with self._db:
+                    self._db.executemany("DELETE FROM chunks WHERE doc_id = ?", [(d,) for d in dropping])
+            self._set([c for c, k in zip(self._chunks, keep) if k], self._matrix[keep])
+            return removed
+
+    def search(self, queries: np.ndarray, k: int, filters: Filters | None = None) -> list[list[tuple[Chunk, float]]]:
+        queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        with self._lock:
+            chunks, matrix = self._chunks, self._matrix
+        if not chunks or k <= 0:
+            return [[] for _ in range(queries.shape[0])]
+        if queries.shape[1] != matrix.shape[1]:
+            raise InvalidInputError(f"Query dimension {queries.shape[1]} != index dimension {matrix.shape[1]}")
+        rows = np.arange(len(chunks))
+        if filters:
+            rows = np.array([i for i, c in enumerate(chunks) if chunk_matches(c, filters)], dtype=np.int64)
+            if rows.size == 0:
+                return [[] for _ in range(queries.shape[0])]
+            matrix = matrix[rows]
+        scores = queries @ matrix.T
+        results = []
+        for row_scores in scores:
+            best = top_k(row_scores, k)
+            results.append([(chunks[int(rows[i])], float(row_scores[i])) for i in best])
+        return results
+
+    def doc_ids(self) -> set[str]:
+        return set(self._rows_by_doc)
+
+    def __len__(self) -> int:
+        return len(self._chunks)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

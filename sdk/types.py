@@ -1,0 +1,309 @@
+"""The core value types: Document, Page, Chunk, Hit, Citation, Answer, SparseVector, Message.
+
+All are frozen dataclasses validated on construction, so a malformed value fails where it is made rather than
+deep inside an index. Metadata values are JSON scalars (str, int, float, bool) so they survive every store.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from ragloom.errors import InvalidInputError
+
+__all__ = [
+    "Answer",
+    "Chunk",
+    "Citation",
+    "Document",
+    "Hit",
+    "Message",
+    "MetadataValue",
+    "Page",
+    "ScoreKind",
+    "SparseVector",
+    "chunk_id_for_page",
+    "chunk_id_for_span",
+]
+
+MetadataValue = str | int | float | bool
+ScoreKind = Literal["cosine", "dot", "bm25", "splade", "maxsim", "rrf", "fused", "rerank", "distance"]
+Role = Literal["system", "user", "assistant"]
+
+
+def _check_metadata(metadata: Mapping[str, object], where: str) -> dict[str, MetadataValue]:
+    clean: dict[str, MetadataValue] = {}
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not key:
+            raise InvalidInputError(f"{where}: metadata keys must be non-empty strings, got {key!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidInputError(f"{where}: metadata[{key!r}] is {value}; use a finite number")
+        if not isinstance(value, (str, int, float, bool)):
+            raise InvalidInputError(
+                f"{where}: metadata[{key!r}] is {type(value).__name__}; values must be str, int, float or bool "
+                "(serialise lists or dicts to a string first)"
+            )
+        clean[key] = value
+    return clean
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a paged document: its 1-based number and where its text sits in the document's text."""
+
+    number: int
+    start: int
+    end: int
+
+    def __post_init__(self) -> None:
+        if self.number < 1:
+            raise InvalidInputError(f"Page numbers start at 1, got {self.number}")
+        if not 0 <= self.start <= self.end:
+            raise InvalidInputError(f"Page {self.number}: bad span {self.start}..{self.end}")
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A source document: a stable id, where it came from, its text, and (for PDFs) its pages.
+
+    ``pages`` index into ``text``: page *n*'s text is ``text[page.start:page.end]``. A document without pages is
+    one flow of text.
+    """
+
+    id: str
+    text: str
+    source: str = ""
+    pages: tuple[Page, ...] = ()
+    metadata: Mapping[str, MetadataValue] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not self.id.strip():
+            raise InvalidInputError("Document.id must be a non-empty string")
+        if not isinstance(self.text, str):
+            raise InvalidInputError(f"Document {self.id!r}: text must be str, got {type(self.text).__name__}")
+        object.__setattr__(self, "pages", tuple(self.pages))
+        object.__setattr__(self, "metadata", _check_metadata(self.metadata, f"Document {self.id!r}"))
+        previous_end = 0
+        for page in self.pages:
+            if page.start < previous_end or page.end > len(self.text):
+                raise InvalidInputError(
+                    f"Document {self.id!r}: page {page.number} span {page.start}..{page.end} overlaps another "
+                    f"page or runs past the text (length {len(self.text)})"
+                )
+            previous_end = page.end
+
+    def page_text(self, number: int) -> str:
+        """The text of page ``number`` (1-based)."""
+        for page in self.pages:
+            if page.number == number:
+                return self.text[page.start : page.end]
+        raise InvalidInputError(f"Document {self.id!r} has no page {number}")
+
+    def page_at(self, offset: int) -> int | None:
+        """The page number holding character ``offset``, or None for unpaged documents."""
+        for page in self.pages:
+            if page.start <= offset < max(page.end, page.start + 1):
+                return page.number
+        return None
+
+    @classmethod
+    def from_pages(
+        cls,
+        id: str,
+        page_texts: list[str],
+        source: str = "",
+        metadata: Mapping[str, MetadataValue] | None = None,
+        separator: str = "\n\n",
+    ) -> Document:
+        """Build a paged document from per-page texts, joined by ``separator``."""
+        parts: list[str] = []
+        pages: list[Page] = []
+        offset = 0
+        for number, page_text in enumerate(page_texts, start=1):
+            if parts:
+                parts.append(separator)
+                offset += len(separator)
+            pages.append(Page(number, offset, offset + len(page_text)))
+            parts.append(page_text)
+            offset += len(page_text)
+        return cls(id=id, text="".join(parts), source=source, pages=tuple(pages), metadata=metadata or {})
+
+
+def chunk_id_for_span(doc_id: str, start: int, end: int) -> str:
+    """Stable id of a text chunk: the same span of the same document always gets the same id."""
+    return f"{doc_id}#{start}-{end}"
+
+
+def chunk_id_for_page(doc_id: str, page: int) -> str:
+    """Stable id of a whole-page unit (e.g. a page image)."""
+    return f"{doc_id}#p{page}"
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """The query-independent retrievable unit: a span of a document's text, or a whole page.
+
+    ``start``/``end`` are character offsets into the parent document's text, so ``doc.text[start:end] == text``
+    for text chunks. ``page`` is the 1-based page the chunk lies on (chunks never cross pages).
+    """
+
+    id: str
+    doc_id: str
+    text: str
+    start: int
+    end: int
+    page: int | None = None
+    source: str = ""
+    metadata: Mapping[str, MetadataValue] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.id or not self.doc_id:
+            raise InvalidInputError("Chunk.id and Chunk.doc_id must be non-empty")
+        if not 0 <= self.start <= self.end:
+            raise InvalidInputError(f"Chunk {self.id!r}: bad span {self.start}..{self.end}")
+        if self.page is not None and self.page < 1:
+            raise InvalidInputError(f"Chunk {self.id!r}: page numbers start at 1")
+        object.__setattr__(self, "metadata", _check_metadata(self.metadata, f"Chunk {self.id!r}"))
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready dict (the on-disk form of a chunk)."""
+        return {
+            "id": self.id,
+            "doc_id": self.doc_id,
+            "text": self.text,
+            "start": self.start,
+            "end": self.end,
+            "page": self.page,
+            "source": self.source,
+            "metadata": dict(self.metadata),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> Chunk:
+        """Inverse of :meth:`to_dict`."""
+        page = data.get("page")
+        return cls(
+            id=str(data["id"]),
+            doc_id=str(data["doc_id"]),
+            text=str(data.get("text", "")),
+            start=int(data["start"]),  # type: ignore[call-overload]
+            end=int(data["end"]),  # type: ignore[call-overload]
+            page=int(page) if page is not None else None,  # type: ignore[call-overload]
+            source=str(data.get("source", "")),
+            metadata=dict(data.get("metadata") or {}),  # type: ignore[call-overload]
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One chunk scored for one query by one retriever (or by fusion or a reranker)."""
+
+    chunk: Chunk
+    score: float
+    score_kind: ScoreKind
+    retriever: str
+    rank: int
+    explanation: str = ""
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.score):
+            raise InvalidInputError(f"Hit for {self.chunk.id!r}: score is {self.score}")
+        if self.rank < 1:
+            raise InvalidInputError("Hit.rank starts at 1")
+
+    @property
+    def fusion_key(self) -> str:
+        """What fusion merges on: the chunk id (identical chunks from different retrievers fuse exactly)."""
+        return self.chunk.id
+
+
+@dataclass(frozen=True, slots=True)
+class Citation:
+    """Maps an ``[n]`` marker in an answer to the passage it cites."""
+
+    marker: int
+    hit: Hit
+
+    @property
+    def doc_id(self) -> str:
+        return self.hit.chunk.doc_id
+
+    @property
+    def page(self) -> int | None:
+        return self.hit.chunk.page
+
+    @property
+    def span(self) -> tuple[int, int]:
+        return (self.hit.chunk.start, self.hit.chunk.end)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A generated answer with its citations, the context it was given, and timings in seconds.
+
+    ``dangling_markers`` lists ``[n]`` markers in the text that point at no context passage; ``unsupported``
+    lists markers whose passage shares too little with the sentence citing it (see ragloom.prompting).
+    """
+
+    text: str
+    citations: tuple[Citation, ...]
+    context: tuple[Hit, ...]
+    timings: Mapping[str, float] = field(default_factory=dict)
+    dangling_markers: tuple[int, ...] = ()
+    unsupported_markers: tuple[int, ...] = ()
+
+    @property
+    def is_grounded(self) -> bool:
+        """True when every marker resolves to a passage and none is flagged unsupported."""
+        return not self.dangling_markers and not self.unsupported_markers
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One chat message for a Generator."""
+
+    role: Role
+    content: str
+
+    def __post_init__(self) -> None:
+        if self.role not in ("system", "user", "assistant"):
+            raise InvalidInputError(f"Message.role must be system, user or assistant, got {self.role!r}")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SparseVector:
+    """A sparse vector: sorted unique int32 term ids with float32 weights."""
+
+    indices: np.ndarray
+    values: np.ndarray
+
+    def __post_init__(self) -> None:
+        indices = np.asarray(self.indices, dtype=np.int32).ravel()
+        values = np.asarray(self.values, dtype=np.float32).ravel()
+        if indices.shape != values.shape:
+            raise InvalidInputError("SparseVector: indices and values differ in length")
+        if not np.all(np.isfinite(values)):
+            raise InvalidInputError("SparseVector: values contain NaN or Inf")
+        order = np.argsort(indices, kind="stable")
+        indices, values = indices[order], values[order]
+        if indices.size and np.any(np.diff(indices) == 0):
+            raise InvalidInputError("SparseVector: duplicate indices")
+        object.__setattr__(self, "indices", indices)
+        object.__setattr__(self, "values", values)
+
+    def __len__(self) -> int:
+        return int(self.indices.size)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SparseVector):
+            return NotImplemented
+        return np.array_equal(self.indices, other.indices) and np.array_equal(self.values, other.values)
+
+    def dot(self, other: SparseVector) -> float:
+        """Sparse dot product."""
+        common, ia, ib = np.intersect1d(self.indices, other.indices, assume_unique=True, return_indices=True)
+        return float(np.dot(self.values[ia], other.values[ib])) if common.size else 0.0

@@ -1,0 +1,143 @@
+"""Dense encoder and retriever: contract suite on tiny random BERTs (memory and chroma stores) + real MiniLM."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ragloom.adapters.dense import DenseRetriever, TransformersDenseEncoder
+from ragloom.errors import ConfigError, EncoderMismatchError, InputTooLongError, TruncationWarning
+from ragloom.testing import CONTRACT_DOCUMENTS, RetrieverContract
+from ragloom.types import Document
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_bert_dir: Path) -> TransformersDenseEncoder:
+    return TransformersDenseEncoder(tiny_bert_dir, batch_size=2)
+
+
+@pytest.fixture(scope="module")
+def other_encoder(tiny_bert_other_dir: Path) -> TransformersDenseEncoder:
+    return TransformersDenseEncoder(tiny_bert_other_dir, batch_size=2)
+
+
+class TestDenseMemory(RetrieverContract):
+    @pytest.fixture(autouse=True)
+    def _encoders(self, encoder: TransformersDenseEncoder, other_encoder: TransformersDenseEncoder) -> None:
+        self.encoder, self.other = encoder, other_encoder
+
+    def make_retriever(self, path: Path) -> DenseRetriever:
+        return DenseRetriever(self.encoder, path, store="memory", chunk_size=24, overlap=4)
+
+    def make_mismatched_retriever(self, path: Path) -> DenseRetriever:
+        return DenseRetriever(self.other, path, store="memory", chunk_size=24, overlap=4)
+
+
+class TestDenseChroma(TestDenseMemory):
+    def make_retriever(self, path: Path) -> DenseRetriever:
+        return DenseRetriever(self.encoder, path, store="chroma", chunk_size=24, overlap=4)
+
+    def make_mismatched_retriever(self, path: Path) -> DenseRetriever:
+        return DenseRetriever(self.other, path, store="chroma", chunk_size=24, overlap=4)
+
+
+def _reference(model_dir: Path, texts: list[str], pooling: str = "mean") -> np.ndarray:
+    """Straightforward per-text encoding, no batching tricks: what sorted batching must reproduce."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModel.from_pretrained(model_dir).eval()
+    rows = []
+    with torch.inference_mode():
+        for text in texts:
+            features = tokenizer(text, return_tensors="pt")
+            hidden = model(**features).last_hidden_state[0]
+            vector = hidden[0] if pooling == "cls" else hidden.mean(dim=0)
+            rows.append(torch.nn.functional.normalize(vector, dim=0).numpy())
+    return np.stack(rows)
+
+
+def test_batched_sorted_encoding_matches_reference(tiny_bert_dir: Path, encoder: TransformersDenseEncoder) -> None:
+    texts = ["a cat sat", "the telescope observed a distant galaxy cluster bending light", "bread", "lava flows"]
+    got = encoder.encode_documents(texts)
+    assert got.dtype == np.float32 and got.shape == (4, 32)
+    np.testing.assert_allclose(got, _reference(tiny_bert_dir, texts), atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_cls_pooling_and_prefixes(tiny_bert_dir: Path) -> None:
+    enc = TransformersDenseEncoder(tiny_bert_dir, pooling="cls", query_prefix="query: ", document_prefix="")
+    np.testing.assert_allclose(enc.encode_documents(["the cat"]), _reference(tiny_bert_dir, ["the cat"], "cls"),
+                               atol=1e-5)
+    assert not np.allclose(enc.encode_queries(["the cat"]), enc.encode_documents(["the cat"]))
+    assert enc.fingerprint["query_prefix"] == "query: "
+
+
+def test_matryoshka_truncation(tiny_bert_dir: Path) -> None:
+    enc = TransformersDenseEncoder(tiny_bert_dir, truncate_dim=8)
+    vectors = enc.encode_documents(["the cat sat on the mat"])
+    assert vectors.shape == (1, 8) and enc.dim == 8
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    with pytest.raises(ConfigError):
+        TransformersDenseEncoder(tiny_bert_dir, truncate_dim=999)
+
+
+def test_too_long_document_is_an_error_and_query_warns(encoder: TransformersDenseEncoder) -> None:
+    long_text = " ".join(["galaxy"] * 200)
+    with pytest.raises(InputTooLongError, match="limit of 64 tokens"):
+        encoder.encode_documents([long_text])
+    with pytest.warns(TruncationWarning, match="cut"):
+        vectors = encoder.encode_queries([long_text])
+    assert vectors.shape == (1, 32)
+
+
+def test_long_document_is_chunked_not_cut(encoder: TransformersDenseEncoder) -> None:
+    text = " ".join(f"galaxy {i} lava" for i in range(120))
+    retriever = DenseRetriever(encoder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TruncationWarning)
+        chunks = retriever.add([Document(id="long", text=text)])
+    assert len(chunks) > 3
+    covered = np.zeros(len(text), dtype=bool)
+    for chunk in chunks:
+        assert text[chunk.start : chunk.end] == chunk.text
+        covered[chunk.start : chunk.end] = True
+    assert covered[[i for i, ch in enumerate(text) if not ch.isspace()]].all(), "every character is indexed"
+
+
+def test_same_dimension_other_weights_is_refused(tmp_path: Path, encoder, other_encoder) -> None:
+    with DenseRetriever(encoder, tmp_path / "idx") as retriever:
+        retriever.add(list(CONTRACT_DOCUMENTS[:2]))
+    with pytest.raises(EncoderMismatchError) as info:
+        DenseRetriever(other_encoder, tmp_path / "idx")
+    message = str(info.value)
+    assert "encoder.weights" in message and "index has" in message
+
+
+def test_other_chunker_is_refused(tmp_path: Path, encoder) -> None:
+    with DenseRetriever(encoder, tmp_path / "idx", chunk_size=24) as retriever:
+        retriever.add(list(CONTRACT_DOCUMENTS[:2]))
+    with pytest.raises(EncoderMismatchError, match="chunker.chunk_size"):
+        DenseRetriever(encoder, tmp_path / "idx", chunk_size=20)
+
+
+def test_store_kind_must_match(tmp_path: Path, encoder) -> None:
+    with DenseRetriever(encoder, tmp_path / "idx", store="memory") as retriever:
+        retriever.add(list(CONTRACT_DOCUMENTS[:1]))
+    with pytest.raises(ConfigError, match="memory"):
+        DenseRetriever(encoder, tmp_path / "idx", store="chroma")
+
+
+@pytest.mark.realmodel
+def test_minilm_matches_reference_and_ranks_sensibly(minilm_dir: Path) -> None:
+    enc = TransformersDenseEncoder(minilm_dir)
+    assert enc.dim == 384 and enc.max_length == 256 and enc.pooling == "mean" and enc.normalize
+    texts = ["A man is eating food.", "A monkey is playing drums.", "Quarks are bound by gluons in hadrons."]
+    np.testing.assert_allclose(enc.encode_documents(texts), _reference(minilm_dir, texts), atol=1e-4)
+    retriever = DenseRetriever(enc)
+    retriever.add([Document(id=str(i), text=t) for i, t in enumerate(texts)])
+    assert retriever.search("What holds hadrons together?", k=1)[0].chunk.doc_id == "2"

@@ -1,0 +1,175 @@
+"""Shared fixtures: no network, tiny random models built from configs, real-model folders when present."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+_real_connect = socket.socket.connect
+
+
+def _guarded_connect(self: socket.socket, address: object) -> object:
+    host = address[0] if isinstance(address, tuple) else None
+    if host is not None and self.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if not loopback:
+            raise ConnectionRefusedError(f"tests are offline: refused connection to {host}")
+    return _real_connect(self, address)  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs offline: only loopback connections are allowed."""
+    monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_ragloom_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never read or write the user's real model cache from tests."""
+    monkeypatch.setenv("RAGLOOM_HOME", str(tmp_path_factory.getbasetemp() / "ragloom-home"))
+
+
+WORDS = (
+    "the a of and to in is was for on that with by as at from it be this are or an which were not but has have "
+    "had can will would should may been its their they there these than then into over under about after before "
+    "telescope observed distant galaxy cluster bending light quasars gravitational lensing magnified faint "
+    "background sources knead dough ten minutes let bread rise warm kitchen until doubles size court held "
+    "statute did apply retroactively contracts signed enactment page one two talks volcanoes lava flows "
+    "describes glaciers carving valleys food café anything ok query document answer question cat sat mat "
+    "quarks gluons quantum yes no i know don provided documents based context passage cite"
+).split()
+
+
+def build_vocab() -> list[str]:
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    chars = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list("0123456789.,;:!?'\"()-[]/")
+    pieces = ["##" + c for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
+    words = sorted(set(WORDS))
+    return specials + chars + pieces + [w for w in words if w not in chars]
+
+
+def _write_bert_tokenizer(folder: Path, model_max_length: int) -> int:
+    from transformers import BertTokenizerFast
+
+    vocab = build_vocab()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True,
+                                  model_max_length=model_max_length)
+    tokenizer.save_pretrained(folder)
+    assert len(tokenizer) == len(vocab)
+    return len(vocab)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT encoder (hidden 32, 2 layers) with its WordPiece tokenizer, saved like a real model."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    vocab_size = _write_bert_tokenizer(folder, model_max_length=64)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_other_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Same architecture and dimension as tiny_bert_dir, different weights (the silent-mismatch case)."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-bert-other")
+    vocab_size = _write_bert_tokenizer(folder, model_max_length=64)
+    torch.manual_seed(1)
+    config = BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|{{ message['role'] }}|> {{ message['content'] }} <|end|> {% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|> {% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_llm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama-architecture chat model with a word-level tokenizer and a chat template."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-llm")
+    specials = ["<unk>", "<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
+    vocab = specials + sorted(set(WORDS) | set("[]0123456789.,:?'\"()") | {"[1]", "[2]"})
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    backend.decoder = decoders.WordPiece(prefix="##", cleanup=False)
+    backend.add_special_tokens(specials)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", bos_token="<s>",
+                                        eos_token="</s>", pad_token="</s>", model_max_length=512)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(folder)
+    assert len(tokenizer) == len(vocab)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
+                         bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+def _offline_model(name: str) -> Path:
+    base = Path(os.environ.get("OFFLINE_MODELS_DIR", Path.home() / ".cache" / "offline-models"))
+    folder = base / name
+    if not (folder / ".complete").exists():
+        pytest.skip(f"real model '{name}' not built: run ../shared/tools/offline-models {name} "
+                    f"(looked in {folder})")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    return _offline_model("minilm")
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    return _offline_model("smollm2")
+
+
+@pytest.fixture(scope="session")
+def splade_tiny_dir() -> Path:
+    return _offline_model("splade-tiny")
+
+
+@pytest.fixture(scope="session")
+def nomic_dir() -> Path:
+    return _offline_model("nomic")
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.exists():
+        pytest.skip(f"../shared/data not found at {SHARED_DATA}")
+    return SHARED_DATA
