@@ -51,7 +51,11 @@ class TransformersDenseEncoder:
     ) -> None:
         self._torch = require("torch", "dense", "dense encoding")
         loaded = load_model(
-            model, dtype=dtype, device=device, allow_download=allow_download, trust_remote_code=trust_remote_code
+            model,
+            dtype=dtype,
+            device=device,
+            allow_download=allow_download,
+            trust_remote_code=trust_remote_code,
         )
         self.model, self.tokenizer, self.device = loaded.model, loaded.tokenizer, loaded.device
         found = sentence_transformers_config(loaded.path)
@@ -117,8 +121,9 @@ class TransformersDenseEncoder:
     def _encode(self, texts: list[str], kind: str) -> np.ndarray:
         if not texts:
             return np.zeros((0, self._dim), dtype=np.float32)
-        encoded = self.tokenizer(texts, add_special_tokens=True, truncation=False, return_attention_mask=False,
-                                 verbose=False)["input_ids"]
+        encoded = self.tokenizer(
+            texts, add_special_tokens=True, truncation=False, return_attention_mask=False, verbose=False
+        )["input_ids"]
         encoded = self._check_lengths(encoded, kind)
         order = np.argsort([-len(ids) for ids in encoded], kind="stable")
         out = np.empty((len(texts), self._dim), dtype=np.float32)
@@ -143,13 +148,13 @@ class TransformersDenseEncoder:
             TruncationWarning,
             stacklevel=4,
         )
-        cut = []
-        for ids in encoded:
-            if len(ids) > self.max_length:
-                tail = ids[-1:] if self._special else []
-                ids = ids[: self.max_length - len(tail)] + tail
-            cut.append(ids)
-        return cut
+        tail_size = 1 if self._special else 0  # keep the closing special token ([SEP])
+        return [
+            ids
+            if len(ids) <= self.max_length
+            else ids[: self.max_length - tail_size] + ids[len(ids) - tail_size :]
+            for ids in encoded
+        ]
 
     def _forward(self, batch_ids: list[list[int]]) -> np.ndarray:
         torch = self._torch

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,8 +20,13 @@ from rich.table import Table
 
 from ragloom.errors import RagloomError
 
-app = typer.Typer(name="ragloom", help="Document question answering with pluggable retrievers.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    name="ragloom",
+    help="Document question answering with pluggable retrievers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 models_app = typer.Typer(help="List and fetch the default models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 console = Console()
@@ -33,8 +39,15 @@ OfflineOpt = Annotated[bool, typer.Option("--offline", help="Never download mode
 @contextmanager
 def _progress(label: str):  # type: ignore[no-untyped-def]
     """A progress bar on stderr; yields a ``progress(done, total)`` callback."""
-    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err,
-                  transient=True, disable=not err.is_terminal) as bar:
+    with Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    ) as bar:
         task = bar.add_task(label, total=None)
 
         def update(done: int, total: int) -> None:
@@ -50,8 +63,15 @@ def _fail(exc: Exception) -> None:
 
 def _hit_rows(hits: list[Any]) -> list[dict[str, Any]]:
     return [
-        {"rank": h.rank, "score": round(h.score, 4), "doc_id": h.chunk.doc_id, "page": h.chunk.page,
-         "start": h.chunk.start, "end": h.chunk.end, "text": h.chunk.text}
+        {
+            "rank": h.rank,
+            "score": round(h.score, 4),
+            "doc_id": h.chunk.doc_id,
+            "page": h.chunk.page,
+            "start": h.chunk.start,
+            "end": h.chunk.end,
+            "text": h.chunk.text,
+        }
         for h in hits
     ]
 
@@ -62,7 +82,9 @@ def ingest(
     index: IndexOpt = Path(".ragloom/index"),
     model: Annotated[str, typer.Option(help="Dense encoder: alias, hub id or folder.")] = "minilm",
     store: Annotated[str, typer.Option(help="chroma (embedded) or memory (exact).")] = "chroma",
-    chunk_size: Annotated[int | None, typer.Option(help="Tokens per chunk (default: the model's limit).")] = None,
+    chunk_size: Annotated[
+        int | None, typer.Option(help="Tokens per chunk (default: the model's limit).")
+    ] = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first unreadable file.")] = False,
     offline: OfflineOpt = False,
 ) -> None:
@@ -79,9 +101,11 @@ def ingest(
             report = pipeline.ingest(paths, strict=strict, progress=progress)
     except RagloomError as exc:
         _fail(exc)
-    console.print(f"Indexed [bold]{len(report.documents)}[/] documents "
-                  f"({', '.join(f'{n}: {c} chunks' for n, c in report.chunks.items())}) in {report.seconds:.1f}s "
-                  f"→ {index}")
+    console.print(
+        f"Indexed [bold]{len(report.documents)}[/] documents "
+        f"({', '.join(f'{n}: {c} chunks' for n, c in report.chunks.items())}) in {report.seconds:.1f}s "
+        f"→ {index}"
+    )
     for failure in report.failures:
         err.print(f"[yellow]skipped[/] {failure.path}: {failure.reason}")  # type: ignore[attr-defined]
     if report.skipped:
@@ -131,7 +155,9 @@ def ask(
     index: IndexOpt = Path(".ragloom/index"),
     k: Annotated[int, typer.Option("-k", help="Passages given to the model.")] = 4,
     generator: Annotated[str | None, typer.Option(help="local or openai (default: the index's).")] = None,
-    llm: Annotated[str | None, typer.Option(help="Generator model (alias, folder or endpoint model).")] = None,
+    llm: Annotated[
+        str | None, typer.Option(help="Generator model (alias, folder or endpoint model).")
+    ] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint URL.")] = None,
     stream: Annotated[bool, typer.Option(help="Print the answer as it is generated.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -147,8 +173,12 @@ def ask(
         spec = IndexSpec.load(index)
         gen_spec = spec.generator
         if generator or llm or base_url:
-            gen_spec = dataclasses.replace(gen_spec, kind=generator or gen_spec.kind, model=llm or gen_spec.model,
-                                           base_url=base_url or gen_spec.base_url)
+            gen_spec = dataclasses.replace(
+                gen_spec,
+                kind=generator or gen_spec.kind,
+                model=llm or gen_spec.model,
+                base_url=base_url or gen_spec.base_url,
+            )
         with _loading("Loading models"):
             gen = build_generator(gen_spec, allow_download=not offline)
             pipeline = open_pipeline(index, generator=gen, allow_download=not offline)
@@ -177,8 +207,16 @@ def ask(
 def _answer_json(answer: Any) -> dict[str, Any]:
     return {
         "answer": answer.text,
-        "citations": [{"marker": c.marker, "doc_id": c.doc_id, "page": c.page, "span": list(c.span),
-                       "source": c.hit.chunk.source} for c in answer.citations],
+        "citations": [
+            {
+                "marker": c.marker,
+                "doc_id": c.doc_id,
+                "page": c.page,
+                "span": list(c.span),
+                "source": c.hit.chunk.source,
+            }
+            for c in answer.citations
+        ],
         "dangling_markers": list(answer.dangling_markers),
         "unsupported_markers": list(answer.unsupported_markers),
         "context": _hit_rows(list(answer.context)),
@@ -193,58 +231,115 @@ def _print_sources(answer: Any) -> None:
         mark = "*" if n in cited else " "
         page = f", page {hit.chunk.page}" if hit.chunk.page else ""
         snippet = " ".join(hit.chunk.text.split())[:110]
-        console.print(f"{mark}[{n}] {hit.chunk.doc_id}{page} (chars {hit.chunk.start}-{hit.chunk.end}): "
-                      f"[dim]{snippet}…[/]", highlight=False)
+        console.print(
+            f"{mark}[{n}] {hit.chunk.doc_id}{page} (chars {hit.chunk.start}-{hit.chunk.end}): "
+            f"[dim]{snippet}…[/]",
+            highlight=False,
+        )
     if answer.dangling_markers:
-        err.print(f"[yellow]warning:[/] the answer cites passages that do not exist: {answer.dangling_markers}")
+        err.print(
+            f"[yellow]warning:[/] the answer cites passages that do not exist: {answer.dangling_markers}"
+        )
     if answer.unsupported_markers:
-        err.print(f"[yellow]warning:[/] citations with little support in their passage: "
-                  f"{answer.unsupported_markers}")
-    console.print(f"[dim]retrieve {answer.timings.get('retrieve_s', 0):.2f}s · generate "
-                  f"{answer.timings.get('generate_s', 0):.2f}s[/]")
+        err.print(
+            f"[yellow]warning:[/] citations with little support in their passage: "
+            f"{answer.unsupported_markers}"
+        )
+    console.print(
+        f"[dim]retrieve {answer.timings.get('retrieve_s', 0):.2f}s · generate "
+        f"{answer.timings.get('generate_s', 0):.2f}s[/]"
+    )
 
 
 @app.command("eval")
 def evaluate(
     dataset: Annotated[Path, typer.Argument(help="BEIR folder (corpus.jsonl[.gz], queries.jsonl, qrels/).")],
-    model: Annotated[str, typer.Option(help="Dense encoder: alias, hub id or folder.")] = "minilm",
+    retriever: Annotated[
+        list[str] | None,
+        typer.Option("--retriever", "-r", help="Retriever kind (dense, ...); repeat to fuse several."),
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(help="Model per retriever, in --retriever order (default: each kind's default)."),
+    ] = None,
+    fusion: Annotated[str, typer.Option(help="rrf, minmax or zscore (with several retrievers).")] = "rrf",
     split: Annotated[str, typer.Option(help="qrels split.")] = "test",
-    index: Annotated[Path | None, typer.Option(help="Keep the index here (reused if it exists).")] = None,
+    index: Annotated[Path | None, typer.Option(help="Keep the indexes here (reused if they exist).")] = None,
     chunk_size: Annotated[int | None, typer.Option(help="Tokens per chunk.")] = None,
     batch_size: Annotated[int, typer.Option(help="Encoder batch size.")] = 32,
-    dtype: Annotated[str, typer.Option(help="float32 or bfloat16.")] = "float32",
+    dtype: Annotated[str, typer.Option(help="float32 or bfloat16 (dense encoders).")] = "float32",
     limit_queries: Annotated[int | None, typer.Option(help="Evaluate only the first N queries.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     offline: OfflineOpt = False,
 ) -> None:
-    """Evaluate a dense retriever on a BEIR dataset: nDCG@10, Recall@100, MRR@10 (pytrec_eval)."""
+    """Evaluate retrievers on a BEIR dataset: nDCG@10, Recall@100, MRR@10 (pytrec_eval)."""
     import time
 
-    from ragloom.adapters.dense import DenseRetriever, TransformersDenseEncoder
     from ragloom.eval import evaluate_retriever, load_beir
+    from ragloom.fusion import fuser_from_config
+    from ragloom.pipeline import Pipeline
+    from ragloom.recipes.config import DEFAULT_MODELS, RetrieverSpec, build_retriever
 
+    kinds = retriever or ["dense"]
+    models = list(model or [])
     try:
         data = load_beir(dataset, split, limit_queries=limit_queries)
-        encoder = TransformersDenseEncoder(model, batch_size=batch_size, dtype=dtype,  # type: ignore[arg-type]
-                                           allow_download=not offline)
-        retriever = DenseRetriever(encoder, index, store="memory", chunk_size=chunk_size)
+        specs = []
+        for i, kind in enumerate(kinds):
+            options: dict[str, Any] = {"batch_size": batch_size, "dtype": dtype} if kind == "dense" else {}
+            specs.append(
+                RetrieverSpec(
+                    name=kind if kinds.count(kind) == 1 else f"{kind}{i}",
+                    kind=kind,
+                    model=models[i] if i < len(models) else DEFAULT_MODELS.get(kind, ""),
+                    store="memory",
+                    chunk_size=chunk_size,
+                    options=options,
+                )
+            )
+        retrievers = [build_retriever(s, index, allow_download=not offline) for s in specs]
         started = time.perf_counter()
-        if len(retriever) == 0:
-            with _progress("Indexing") as progress:
-                retriever.add(list(data.documents), progress=progress)
+        for r in retrievers:
+            if len(r) == 0:
+                with _progress(f"Indexing ({r.name})") as progress:
+                    r.add(list(data.documents), progress=progress)  # type: ignore[call-arg]
         index_s = time.perf_counter() - started
+        pipeline = Pipeline(
+            retrievers,
+            fuser=fuser_from_config({"kind": fusion}) if len(retrievers) > 1 else None,
+            k=100,
+            candidates=300,
+        )
+
+        def search_many(queries: Sequence[str], k: int) -> list[list[Any]]:
+            if len(retrievers) == 1:
+                return retrievers[0].search_many(queries, k)
+            return [pipeline.retrieve(q, k=k) for q in queries]
+
         with _progress("Searching") as progress:
-            result = evaluate_retriever(retriever.search_many, data, progress=progress)
-        retriever.close()
+            result = evaluate_retriever(search_many, data, progress=progress)
+        pipeline.close()
     except RagloomError as exc:
         _fail(exc)
-    payload = {"dataset": data.name, "split": split, "model": model, "queries": result.n_queries,
-               "documents": len(data.documents), "metrics": {k: round(v, 4) for k, v in result.metrics.items()},
-               "index_s": round(index_s, 1), "query_ms": round(result.timings["per_query_ms"], 2)}
+    label = " + ".join(f"{s.kind}({s.model})" if s.model else s.kind for s in specs)
+    if len(specs) > 1:
+        label += f" · {fusion}"
+    payload = {
+        "dataset": data.name,
+        "split": split,
+        "retrievers": label,
+        "queries": result.n_queries,
+        "documents": len(data.documents),
+        "metrics": {k: round(v, 4) for k, v in result.metrics.items()},
+        "index_s": round(index_s, 1),
+        "query_ms": round(result.timings["per_query_ms"], 2),
+    }
     if as_json:
         print(json.dumps(payload, indent=2))
         return
-    table = Table(title=f"{data.name} ({split}, {result.n_queries} queries, {len(data.documents)} docs) · {model}")
+    table = Table(
+        title=f"{data.name} ({split}, {result.n_queries} queries, {len(data.documents)} docs) · {label}"
+    )
     for name in result.metrics:
         table.add_column(name, justify="right")
     table.add_row(*(f"{v:.4f}" for v in result.metrics.values()))
@@ -288,7 +383,9 @@ DEMO_QUESTION = "What is the maximum penalty for a nonwillful violation of the B
 
 @app.command()
 def demo(
-    question: Annotated[str, typer.Argument(help="Question to ask about the sample documents.")] = DEMO_QUESTION,
+    question: Annotated[
+        str, typer.Argument(help="Question to ask about the sample documents.")
+    ] = DEMO_QUESTION,
     index: IndexOpt = Path(".ragloom/demo"),
     offline: OfflineOpt = False,
 ) -> None:
@@ -296,11 +393,27 @@ def demo(
     from ragloom.recipes.docqa import SAMPLE_DATA
 
     if not (index / "ragloom.json").exists():
-        ingest([SAMPLE_DATA], index=index, model="minilm", store="chroma", chunk_size=None, strict=False,
-               offline=offline)
+        ingest(
+            [SAMPLE_DATA],
+            index=index,
+            model="minilm",
+            store="chroma",
+            chunk_size=None,
+            strict=False,
+            offline=offline,
+        )
     console.print(f"\n[bold]Q:[/] {question}\n[bold]A:[/] ", end="")
-    ask(question, index=index, k=4, generator=None, llm=None, base_url=None, stream=True, as_json=False,
-        offline=offline)
+    ask(
+        question,
+        index=index,
+        k=4,
+        generator=None,
+        llm=None,
+        base_url=None,
+        stream=True,
+        as_json=False,
+        offline=offline,
+    )
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ Builders for each retriever kind live in ``RETRIEVER_BUILDERS``; adapters regist
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -20,9 +21,9 @@ from ragloom.pipeline import Pipeline
 from ragloom.protocols import Generator, Retriever
 
 __all__ = [
+    "RETRIEVER_BUILDERS",
     "GeneratorSpec",
     "IndexSpec",
-    "RETRIEVER_BUILDERS",
     "RetrieverSpec",
     "build_generator",
     "build_retriever",
@@ -94,38 +95,56 @@ class IndexSpec:
             raise IndexCorruptError(f"{path} is malformed: {exc}") from exc
 
 
-RetrieverBuilder = Callable[[RetrieverSpec, Path, bool], Retriever]
+RetrieverBuilder = Callable[[RetrieverSpec, "Path | None", bool], Retriever]
+"""Builds a retriever from its spec; ``directory`` None means in memory only."""
 
 
-def _build_dense(spec: RetrieverSpec, directory: Path, allow_download: bool) -> Retriever:
+def _build_dense(spec: RetrieverSpec, directory: Path | None, allow_download: bool) -> Retriever:
     from ragloom.adapters.dense import DenseRetriever, TransformersDenseEncoder
 
     options = dict(spec.options)
     encoder = TransformersDenseEncoder(spec.model, allow_download=allow_download, **options)
-    return DenseRetriever(encoder, directory, store=spec.store, chunk_size=spec.chunk_size, overlap=spec.overlap,
-                          name=spec.name)
+    return DenseRetriever(
+        encoder, directory, store=spec.store, chunk_size=spec.chunk_size, overlap=spec.overlap, name=spec.name
+    )
 
 
-RETRIEVER_BUILDERS: dict[str, RetrieverBuilder] = {"dense": _build_dense}
+DEFAULT_MODELS: dict[str, str] = {"dense": "minilm"}
+"""The model each retriever kind uses when none is named."""
+
+# kind -> builder, or "module:function" resolved on first use (adapters register their kinds here)
+RETRIEVER_BUILDERS: dict[str, RetrieverBuilder | str] = {
+    "dense": _build_dense,
+}
 
 
-def build_retriever(spec: RetrieverSpec, index_dir: Path, allow_download: bool = False) -> Retriever:
+def build_retriever(spec: RetrieverSpec, index_dir: Path | None, allow_download: bool = False) -> Retriever:
+    """Build (or reopen) the retriever ``spec`` describes, under ``index_dir / spec.name`` when given."""
     builder = RETRIEVER_BUILDERS.get(spec.kind)
     if builder is None:
-        raise ConfigError(f"Unknown retriever kind {spec.kind!r}; known: {', '.join(sorted(RETRIEVER_BUILDERS))}")
-    return builder(spec, index_dir / spec.name, allow_download)
+        raise ConfigError(
+            f"Unknown retriever kind {spec.kind!r}; known: {', '.join(sorted(RETRIEVER_BUILDERS))}"
+        )
+    if isinstance(builder, str):
+        module, _, function = builder.partition(":")
+        builder = getattr(importlib.import_module(module), function)
+    return builder(spec, index_dir / spec.name if index_dir is not None else None, allow_download)
 
 
 def build_generator(spec: GeneratorSpec, allow_download: bool = False) -> Generator:
     if spec.kind == "local":
         from ragloom.adapters.generators.local import TransformersGenerator
 
-        return TransformersGenerator(spec.model, max_new_tokens=spec.max_new_tokens, allow_download=allow_download)
+        return TransformersGenerator(
+            spec.model, max_new_tokens=spec.max_new_tokens, allow_download=allow_download
+        )
     if spec.kind == "openai":
         from ragloom.adapters.generators.openai_http import OpenAICompatibleGenerator
 
         return OpenAICompatibleGenerator(
-            spec.model, base_url=spec.base_url or "http://127.0.0.1:8000/v1", api_key_env=spec.api_key_env,
+            spec.model,
+            base_url=spec.base_url or "http://127.0.0.1:8000/v1",
+            api_key_env=spec.api_key_env,
             max_tokens=spec.max_new_tokens,
         )
     raise ConfigError(f"Unknown generator kind {spec.kind!r}; use 'local' or 'openai'")

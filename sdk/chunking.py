@@ -50,7 +50,9 @@ class OffsetTokenizer:
 
     def __init__(self, tokenizer: Any, name: str = "") -> None:
         if not getattr(tokenizer, "is_fast", True):
-            raise ConfigError("Chunking needs a fast tokenizer (with offset mapping); load it with use_fast=True")
+            raise ConfigError(
+                "Chunking needs a fast tokenizer (with offset mapping); load it with use_fast=True"
+            )
         self._tokenizer = tokenizer
         self.name = name or str(getattr(tokenizer, "name_or_path", type(tokenizer).__name__))
 
@@ -58,7 +60,10 @@ class OffsetTokenizer:
         if not text:
             return []
         encoded = self._tokenizer(
-            text, add_special_tokens=False, return_offsets_mapping=True, return_attention_mask=False,
+            text,
+            add_special_tokens=False,
+            return_offsets_mapping=True,
+            return_attention_mask=False,
             verbose=False,
         )
         return [(int(s), int(e)) for s, e in encoded["offset_mapping"] if e > s]
@@ -98,7 +103,9 @@ class TokenChunker:
     def chunk(self, document: Document) -> list[Chunk]:
         """The chunks of one document, in reading order."""
         segments = (
-            [(p.start, p.end, p.number) for p in document.pages] if document.pages else [(0, len(document.text), None)]
+            [(p.start, p.end, p.number) for p in document.pages]
+            if document.pages
+            else [(0, len(document.text), None)]
         )
         chunks: list[Chunk] = []
         for seg_start, seg_end, page in segments:

@@ -60,8 +60,10 @@ def load_beir(folder: str | Path, split: str = "test", *, limit_queries: int | N
     root = Path(folder)
     qrels_path = root / "qrels" / f"{split}.tsv"
     if not qrels_path.exists():
-        raise InvalidInputError(f"{root} has no qrels/{split}.tsv; splits present: "
-                                f"{sorted(p.stem for p in (root / 'qrels').glob('*.tsv'))}")
+        raise InvalidInputError(
+            f"{root} has no qrels/{split}.tsv; splits present: "
+            f"{sorted(p.stem for p in (root / 'qrels').glob('*.tsv'))}"
+        )
     qrels: Qrels = {}
     with open(qrels_path, encoding="utf-8") as handle:
         reader = csv.reader(handle, delimiter="\t")
@@ -149,4 +151,6 @@ def evaluate_retriever(
             progress(min(begin + batch_size, len(ids)), len(ids))
     elapsed = time.perf_counter() - started
     means, per_query = evaluate_run(run, dataset.qrels)
-    return EvalResult(means, per_query, len(ids), {"search_s": elapsed, "per_query_ms": 1000 * elapsed / max(1, len(ids))})
+    return EvalResult(
+        means, per_query, len(ids), {"search_s": elapsed, "per_query_ms": 1000 * elapsed / max(1, len(ids))}
+    )

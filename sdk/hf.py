@@ -16,7 +16,14 @@ from ragloom._imports import require
 from ragloom.errors import ConfigError
 from ragloom.models import resolve_model, weights_sha256
 
-__all__ = ["DType", "LoadedModel", "load_model", "pick_device", "resolve_dtype", "sentence_transformers_config"]
+__all__ = [
+    "DType",
+    "LoadedModel",
+    "load_model",
+    "pick_device",
+    "resolve_dtype",
+    "sentence_transformers_config",
+]
 
 DType = Literal["auto", "float32", "bfloat16", "float16"]
 
@@ -35,7 +42,9 @@ def resolve_dtype(dtype: DType, device: str) -> Any:
     if dtype == "auto":
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
     if dtype == "float16" and device == "cpu":
-        raise ConfigError("float16 on a CPU is hundreds of times slower than float32; use bfloat16 or float32")
+        raise ConfigError(
+            "float16 on a CPU is hundreds of times slower than float32; use bfloat16 or float32"
+        )
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
 
 
@@ -69,7 +78,11 @@ def load_model(
     tokenizer = transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     model_cls = getattr(transformers, auto_class)
     model = model_cls.from_pretrained(
-        path, dtype=torch_dtype, trust_remote_code=trust_remote_code, use_safetensors=True, **(model_kwargs or {})
+        path,
+        dtype=torch_dtype,
+        trust_remote_code=trust_remote_code,
+        use_safetensors=True,
+        **(model_kwargs or {}),
     )
     model.to(device)
     model.eval()

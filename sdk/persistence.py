@@ -64,7 +64,9 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 
 def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:
     """Atomically write ``data`` as indented UTF-8 JSON (NaN refused)."""
-    atomic_write_bytes(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False).encode("utf-8") + b"\n")
+    atomic_write_bytes(
+        path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False).encode("utf-8") + b"\n"
+    )
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
@@ -73,7 +75,9 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
     except json.JSONDecodeError as exc:
-        raise IndexCorruptError(f"{path} is not valid JSON ({exc}); restore it from a backup or re-index") from exc
+        raise IndexCorruptError(
+            f"{path} is not valid JSON ({exc}); restore it from a backup or re-index"
+        ) from exc
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -200,7 +204,10 @@ class Manifest:
         )
 
     def check_compatible(
-        self, directory: str | os.PathLike[str], kind: str, encoder: Mapping[str, object],
+        self,
+        directory: str | os.PathLike[str],
+        kind: str,
+        encoder: Mapping[str, object],
         chunker: Mapping[str, object],
     ) -> None:
         """Raise EncoderMismatchError naming both sides if the index was built differently."""

@@ -173,7 +173,9 @@ class Pipeline:
         t2 = time.perf_counter()
         return self._answer(text, parts, {"retrieve_s": t1 - t0, "generate_s": t2 - t1, "total_s": t2 - t0})
 
-    def ask_stream(self, question: str, k: int | None = None, filters: Filters | None = None) -> Iterator[str | Answer]:
+    def ask_stream(
+        self, question: str, k: int | None = None, filters: Filters | None = None
+    ) -> Iterator[str | Answer]:
         """Yield text pieces as they are generated, then the final :class:`Answer` (always last)."""
         generator = self._generator()
         t0 = time.perf_counter()
@@ -185,7 +187,9 @@ class Pipeline:
             pieces.append(piece)
             yield piece
         t2 = time.perf_counter()
-        yield self._answer("".join(pieces), parts, {"retrieve_s": t1 - t0, "generate_s": t2 - t1, "total_s": t2 - t0})
+        yield self._answer(
+            "".join(pieces), parts, {"retrieve_s": t1 - t0, "generate_s": t2 - t1, "total_s": t2 - t0}
+        )
 
     async def aask(self, question: str, k: int | None = None, filters: Filters | None = None) -> Answer:
         """Async twin of :meth:`ask`."""
@@ -218,7 +222,9 @@ class Pipeline:
             pieces.append(piece)
             yield piece
         t2 = time.perf_counter()
-        yield self._answer("".join(pieces), parts, {"retrieve_s": t1 - t0, "generate_s": t2 - t1, "total_s": t2 - t0})
+        yield self._answer(
+            "".join(pieces), parts, {"retrieve_s": t1 - t0, "generate_s": t2 - t1, "total_s": t2 - t0}
+        )
 
     def close(self) -> None:
         for component in (*self.retrievers, self.reranker, self.generator):
@@ -262,5 +268,3 @@ async def _thread_stream(generator: Generator, parts: PromptParts) -> AsyncItera
                 break
     finally:
         stop.set()
-
-

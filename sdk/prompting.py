@@ -26,7 +26,7 @@ __all__ = [
 DEFAULT_SYSTEM_PROMPT = (
     "You answer questions using only the numbered context passages. "
     "Cite every claim with the passage number in square brackets, like [1] or [2][3]. "
-    "If the passages do not contain the answer, say \"I don't know based on the provided documents.\" "
+    'If the passages do not contain the answer, say "I don\'t know based on the provided documents." '
     "Do not use outside knowledge. Be concise."
 )
 
@@ -34,9 +34,77 @@ _MARKER = re.compile(r"\[(\d{1,3})\]")
 _SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)")
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset(
-    "a an and are as at be by for from has have he her his i in is it its of on or our she that the their them "
-    "they this to was were what when where which who why will with you your not no do does did can could would "
-    "should may might than then there these those also into about over under more most such only".split()
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "for",
+        "from",
+        "has",
+        "have",
+        "he",
+        "her",
+        "his",
+        "i",
+        "in",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "our",
+        "she",
+        "that",
+        "the",
+        "their",
+        "them",
+        "they",
+        "this",
+        "to",
+        "was",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+        "you",
+        "your",
+        "not",
+        "no",
+        "do",
+        "does",
+        "did",
+        "can",
+        "could",
+        "would",
+        "should",
+        "may",
+        "might",
+        "than",
+        "then",
+        "there",
+        "these",
+        "those",
+        "also",
+        "into",
+        "about",
+        "over",
+        "under",
+        "more",
+        "most",
+        "such",
+        "only",
+    ]
 )
 
 
@@ -85,7 +153,9 @@ class PromptBuilder:
             blocks.append(block)
             spent += cost
         context = "\n\n".join(blocks) if blocks else "(no passages were found)"
-        user = f"Context passages:\n\n{context}\n\nQuestion: {question.strip()}\nAnswer (cite passages as [n]):"
+        user = (
+            f"Context passages:\n\n{context}\n\nQuestion: {question.strip()}\nAnswer (cite passages as [n]):"
+        )
         messages = (Message("system", self.system_prompt), Message("user", user))
         return PromptParts(messages, tuple(used), dropped)
 

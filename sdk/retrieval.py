@@ -122,7 +122,8 @@ class ChunkedVectorRetriever:
         if counter is None:
             warnings.warn(
                 f"{type(self.encoder).__name__} exposes no tokenizer; chunking by words instead of model tokens",
-                RagloomWarning, stacklevel=3,
+                RagloomWarning,
+                stacklevel=3,
             )
             return TokenChunker(WordTokenizer(), chunk_size=chunk_size or 128, overlap=min(overlap, 16))
         size = min(chunk_size or capacity, capacity) if capacity else (chunk_size or 256)
@@ -130,7 +131,9 @@ class ChunkedVectorRetriever:
             raise ConfigError(f"chunk_size {chunk_size} exceeds the encoder's capacity of {capacity} tokens")
         return TokenChunker(counter, chunk_size=size, overlap=min(overlap, size // 2))
 
-    def _make_store(self, store: str | VectorStore, normalized: bool, url: str | None, collection: str) -> VectorStore:
+    def _make_store(
+        self, store: str | VectorStore, normalized: bool, url: str | None, collection: str
+    ) -> VectorStore:
         if not isinstance(store, str):
             return store
         if store == "memory":
@@ -139,7 +142,9 @@ class ChunkedVectorRetriever:
             from ragloom.stores.chroma import ChromaVectorStore
 
             return ChromaVectorStore(
-                self.path / "chroma" if self.path else None, url=url, collection=collection,
+                self.path / "chroma" if self.path else None,
+                url=url,
+                collection=collection,
                 metric="cosine" if normalized else "ip",
             )
         raise ConfigError(f"Unknown store {store!r}; use 'memory', 'chroma' or a VectorStore instance")
@@ -158,8 +163,11 @@ class ChunkedVectorRetriever:
         pairs = [(doc, self.chunker.chunk(doc)) for doc in docs]
         empty = [doc.id for doc, chunks in pairs if not chunks]
         if empty:
-            warnings.warn(f"{len(empty)} document(s) have no text and add nothing to the index: {empty[:5]}",
-                          RagloomWarning, stacklevel=2)
+            warnings.warn(
+                f"{len(empty)} document(s) have no text and add nothing to the index: {empty[:5]}",
+                RagloomWarning,
+                stacklevel=2,
+            )
         added: list[Chunk] = []
         done = 0
         for batch in _batches(pairs):
@@ -184,7 +192,9 @@ class ChunkedVectorRetriever:
     def search(self, query: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
         return self.search_many([query], k, filters)[0]
 
-    def search_many(self, queries: Sequence[str], k: int = 10, filters: Filters | None = None) -> list[list[Hit]]:
+    def search_many(
+        self, queries: Sequence[str], k: int = 10, filters: Filters | None = None
+    ) -> list[list[Hit]]:
         for query in queries:
             check_query(query, k)
         if not queries or len(self.store) == 0:
@@ -225,8 +235,11 @@ class ChunkedVectorRetriever:
             return
         if self.manifest is None:
             self.manifest = Manifest(
-                kind=self.kind, encoder=dict(self.encoder.fingerprint), chunker=dict(self.chunker.config),
-                store=dict(self.store.config), extra=self._extra,
+                kind=self.kind,
+                encoder=dict(self.encoder.fingerprint),
+                chunker=dict(self.chunker.config),
+                store=dict(self.store.config),
+                extra=self._extra,
             )
         self.manifest.counts = {"chunks": len(self.store), "documents": len(self.store.doc_ids())}
         self.manifest.save(self.path)

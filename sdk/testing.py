@@ -23,17 +23,38 @@ from ragloom.types import Document, Hit
 __all__ = ["CONTRACT_DOCUMENTS", "RetrieverContract"]
 
 CONTRACT_DOCUMENTS = (
-    Document(id="astro", text="The telescope observed a distant galaxy cluster bending light from quasars. "
-             "Gravitational lensing magnified the faint background sources.", source="astro.txt",
-             metadata={"topic": "space"}),
-    Document(id="bake", text="Knead the dough for ten minutes, then let the bread rise in a warm kitchen "
-             "until it doubles in size.", source="bake.txt", metadata={"topic": "food"}),
-    Document(id="law", text="The court held that the statute did not apply retroactively to contracts signed "
-             "before its enactment.", source="law.txt", metadata={"topic": "law"}),
-    Document(id="unicode", text="Zürich's Straße café serves crème brûlée; 東京の喫茶店は静かです。 Ελληνικά κείμενα.",
-             source="unicode.txt", metadata={"topic": "food"}),
-    Document.from_pages("paged", ["Page one talks about volcanoes and lava flows.",
-                                  "Page two describes glaciers carving valleys."], source="paged.pdf"),
+    Document(
+        id="astro",
+        text="The telescope observed a distant galaxy cluster bending light from quasars. "
+        "Gravitational lensing magnified the faint background sources.",
+        source="astro.txt",
+        metadata={"topic": "space"},
+    ),
+    Document(
+        id="bake",
+        text="Knead the dough for ten minutes, then let the bread rise in a warm kitchen "
+        "until it doubles in size.",
+        source="bake.txt",
+        metadata={"topic": "food"},
+    ),
+    Document(
+        id="law",
+        text="The court held that the statute did not apply retroactively to contracts signed "
+        "before its enactment.",
+        source="law.txt",
+        metadata={"topic": "law"},
+    ),
+    Document(
+        id="unicode",
+        text="Zürich's Straße café serves crème brûlée; 東京の喫茶店は静かです。 Ελληνικά κείμενα.",
+        source="unicode.txt",
+        metadata={"topic": "food"},
+    ),
+    Document.from_pages(
+        "paged",
+        ["Page one talks about volcanoes and lava flows.", "Page two describes glaciers carving valleys."],
+        source="paged.pdf",
+    ),
 )
 
 

@@ -43,8 +43,10 @@ def _cached_in_tiktoken_dir(name: str) -> bool:
     url = _BLOB_URLS.get(name)
     if url is None:
         return False
-    cache = os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR") or os.path.join(
-        tempfile.gettempdir(), "data-gym-cache"
+    cache = (
+        os.environ.get("TIKTOKEN_CACHE_DIR")
+        or os.environ.get("DATA_GYM_CACHE_DIR")
+        or os.path.join(tempfile.gettempdir(), "data-gym-cache")
     )
     return os.path.exists(os.path.join(cache, hashlib.sha1(url.encode()).hexdigest()))
 

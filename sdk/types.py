@@ -275,7 +275,7 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class SparseVector:
+class SparseVector:  # noqa: PLW1641 - arrays are mutable, so not hashable
     """A sparse vector: sorted unique int32 term ids with float32 weights."""
 
     indices: np.ndarray

@@ -40,15 +40,127 @@ def _isolated_ragloom_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch
     monkeypatch.setenv("RAGLOOM_HOME", str(tmp_path_factory.getbasetemp() / "ragloom-home"))
 
 
-WORDS = (
-    "the a of and to in is was for on that with by as at from it be this are or an which were not but has have "
-    "had can will would should may been its their they there these than then into over under about after before "
-    "telescope observed distant galaxy cluster bending light quasars gravitational lensing magnified faint "
-    "background sources knead dough ten minutes let bread rise warm kitchen until doubles size court held "
-    "statute did apply retroactively contracts signed enactment page one two talks volcanoes lava flows "
-    "describes glaciers carving valleys food café anything ok query document answer question cat sat mat "
-    "quarks gluons quantum yes no i know don provided documents based context passage cite"
-).split()
+WORDS = [
+    "the",
+    "a",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "was",
+    "for",
+    "on",
+    "that",
+    "with",
+    "by",
+    "as",
+    "at",
+    "from",
+    "it",
+    "be",
+    "this",
+    "are",
+    "or",
+    "an",
+    "which",
+    "were",
+    "not",
+    "but",
+    "has",
+    "have",
+    "had",
+    "can",
+    "will",
+    "would",
+    "should",
+    "may",
+    "been",
+    "its",
+    "their",
+    "they",
+    "there",
+    "these",
+    "than",
+    "then",
+    "into",
+    "over",
+    "under",
+    "about",
+    "after",
+    "before",
+    "telescope",
+    "observed",
+    "distant",
+    "galaxy",
+    "cluster",
+    "bending",
+    "light",
+    "quasars",
+    "gravitational",
+    "lensing",
+    "magnified",
+    "faint",
+    "background",
+    "sources",
+    "knead",
+    "dough",
+    "ten",
+    "minutes",
+    "let",
+    "bread",
+    "rise",
+    "warm",
+    "kitchen",
+    "until",
+    "doubles",
+    "size",
+    "court",
+    "held",
+    "statute",
+    "did",
+    "apply",
+    "retroactively",
+    "contracts",
+    "signed",
+    "enactment",
+    "page",
+    "one",
+    "two",
+    "talks",
+    "volcanoes",
+    "lava",
+    "flows",
+    "describes",
+    "glaciers",
+    "carving",
+    "valleys",
+    "food",
+    "café",
+    "anything",
+    "ok",
+    "query",
+    "document",
+    "answer",
+    "question",
+    "cat",
+    "sat",
+    "mat",
+    "quarks",
+    "gluons",
+    "quantum",
+    "yes",
+    "no",
+    "i",
+    "know",
+    "don",
+    "provided",
+    "documents",
+    "based",
+    "context",
+    "passage",
+    "cite",
+]
 
 
 def build_vocab() -> list[str]:
@@ -65,8 +177,9 @@ def _write_bert_tokenizer(folder: Path, model_max_length: int) -> int:
     vocab = build_vocab()
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True,
-                                  model_max_length=model_max_length)
+    tokenizer = BertTokenizerFast(
+        vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True, model_max_length=model_max_length
+    )
     tokenizer.save_pretrained(folder)
     assert len(tokenizer) == len(vocab)
     return len(vocab)
@@ -81,8 +194,14 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-bert")
     vocab_size = _write_bert_tokenizer(folder, model_max_length=64)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     BertModel(config).save_pretrained(folder)
     return folder
 
@@ -96,8 +215,14 @@ def tiny_bert_other_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-bert-other")
     vocab_size = _write_bert_tokenizer(folder, model_max_length=64)
     torch.manual_seed(1)
-    config = BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     BertModel(config).save_pretrained(folder)
     return folder
 
@@ -122,15 +247,30 @@ def tiny_llm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     backend.decoder = decoders.WordPiece(prefix="##", cleanup=False)
     backend.add_special_tokens(specials)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", bos_token="<s>",
-                                        eos_token="</s>", pad_token="</s>", model_max_length=512)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="</s>",
+        model_max_length=512,
+    )
     tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.save_pretrained(folder)
     assert len(tokenizer) == len(vocab)
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
-                         bos_token_id=1, eos_token_id=2, pad_token_id=2)
+    config = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+    )
     LlamaForCausalLM(config).save_pretrained(folder)
     return folder
 
@@ -139,8 +279,9 @@ def _offline_model(name: str) -> Path:
     base = Path(os.environ.get("OFFLINE_MODELS_DIR", Path.home() / ".cache" / "offline-models"))
     folder = base / name
     if not (folder / ".complete").exists():
-        pytest.skip(f"real model '{name}' not built: run ../shared/tools/offline-models {name} "
-                    f"(looked in {folder})")
+        pytest.skip(
+            f"real model '{name}' not built: run ../shared/tools/offline-models {name} (looked in {folder})"
+        )
     return folder
 
 

@@ -71,8 +71,12 @@ class TransformersGenerator:
         if dtype is None:
             dtype = "bfloat16" if (device or "cpu") == "cpu" and cpu_has_bf16() else "auto"
         loaded = load_model(
-            model, auto_class="AutoModelForCausalLM", dtype=dtype, device=device,
-            allow_download=allow_download, trust_remote_code=trust_remote_code,
+            model,
+            auto_class="AutoModelForCausalLM",
+            dtype=dtype,
+            device=device,
+            allow_download=allow_download,
+            trust_remote_code=trust_remote_code,
         )
         self.model, self.tokenizer, self.device = loaded.model, loaded.tokenizer, loaded.device
         if not getattr(self.tokenizer, "chat_template", None):
@@ -106,7 +110,10 @@ class TransformersGenerator:
         return {k: v.to(self.device) for k, v in encoded.items()}
 
     def _generate_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "pad_token_id": self.tokenizer.eos_token_id}
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens,
+            "pad_token_id": self.tokenizer.eos_token_id,
+        }
         if self.temperature > 0:
             kwargs.update(do_sample=True, temperature=self.temperature)
         else:
@@ -127,7 +134,7 @@ class TransformersGenerator:
             inputs = self._inputs(messages)
             with self._torch.inference_mode():
                 output = self.model.generate(**inputs, **self._generate_kwargs())
-            new_tokens = output[0, inputs["input_ids"].shape[1]:]
+            new_tokens = output[0, inputs["input_ids"].shape[1] :]
             return self._cut_at_stop(self.tokenizer.decode(new_tokens, skip_special_tokens=True)).strip()
 
     def stream(self, messages: Sequence[Message]) -> Iterator[str]:
@@ -156,7 +163,7 @@ class TransformersGenerator:
                 cut = self._cut_at_stop(produced + piece)
                 if len(cut) < len(produced) + len(piece):
                     if len(cut) > len(produced):
-                        yield cut[len(produced):]
+                        yield cut[len(produced) :]
                     break
                 produced += piece
                 yield piece

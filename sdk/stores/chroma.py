@@ -62,18 +62,22 @@ class ChromaVectorStore:
             if parsed.scheme not in ("http", "https") or not parsed.hostname:
                 raise ConfigError(f"Chroma server URL must look like http://host:8000, got {url!r}")
             self._client = chromadb.HttpClient(
-                host=parsed.hostname, port=parsed.port or (443 if parsed.scheme == "https" else 8000),
-                ssl=parsed.scheme == "https", headers=headers, settings=settings,
+                host=parsed.hostname,
+                port=parsed.port or (443 if parsed.scheme == "https" else 8000),
+                ssl=parsed.scheme == "https",
+                headers=headers,
+                settings=settings,
             )
+        elif path is None:
+            self._client = chromadb.EphemeralClient(settings=settings)
         else:
-            if path is None:
-                self._client = chromadb.EphemeralClient(settings=settings)
-            else:
-                Path(path).mkdir(parents=True, exist_ok=True)
-                self._client = chromadb.PersistentClient(path=str(path), settings=settings)
+            Path(path).mkdir(parents=True, exist_ok=True)
+            self._client = chromadb.PersistentClient(path=str(path), settings=settings)
         self.url, self.path, self.metric, self.collection_name = url, path, metric, collection
         self._collection = self._client.get_or_create_collection(
-            name=collection, embedding_function=None, configuration={"hnsw": {"space": metric}},
+            name=collection,
+            embedding_function=None,
+            configuration={"hnsw": {"space": metric}},
         )
         self._lock = threading.RLock()
 
@@ -84,7 +88,9 @@ class ChromaVectorStore:
     def replace_documents(self, doc_ids: Sequence[str], chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] != len(chunks):
-            raise InvalidInputError(f"Expected {len(chunks)} vectors as a 2-D array, got shape {vectors.shape}")
+            raise InvalidInputError(
+                f"Expected {len(chunks)} vectors as a 2-D array, got shape {vectors.shape}"
+            )
         if not np.all(np.isfinite(vectors)):
             raise InvalidInputError("Vectors contain NaN or Inf; check the encoder's output")
         with self._lock:
@@ -101,8 +107,13 @@ class ChromaVectorStore:
 
     @staticmethod
     def _metadata(chunk: Chunk) -> dict[str, Any]:
-        meta: dict[str, Any] = {"doc_id": chunk.doc_id, "source": chunk.source, "_chunk": json.dumps(
-            {k: v for k, v in chunk.to_dict().items() if k != "text"}, ensure_ascii=False)}
+        meta: dict[str, Any] = {
+            "doc_id": chunk.doc_id,
+            "source": chunk.source,
+            "_chunk": json.dumps(
+                {k: v for k, v in chunk.to_dict().items() if k != "text"}, ensure_ascii=False
+            ),
+        }
         if chunk.page is not None:
             meta["page"] = chunk.page
         meta.update({f"m.{k}": v for k, v in chunk.metadata.items()})
@@ -118,13 +129,17 @@ class ChromaVectorStore:
                     removed += len(found["ids"])
         return removed
 
-    def search(self, queries: np.ndarray, k: int, filters: Filters | None = None) -> list[list[tuple[Chunk, float]]]:
+    def search(
+        self, queries: np.ndarray, k: int, filters: Filters | None = None
+    ) -> list[list[tuple[Chunk, float]]]:
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         count = len(self)
         if count == 0 or k <= 0:
             return [[] for _ in range(queries.shape[0])]
         result = self._collection.query(
-            query_embeddings=queries, n_results=min(k, count), where=_where(filters),
+            query_embeddings=queries,
+            n_results=min(k, count),
+            where=_where(filters),
             include=["documents", "metadatas", "distances"],
         )
         out: list[list[tuple[Chunk, float]]] = []

@@ -107,9 +107,13 @@ class InMemoryVectorStore:
     def _check_vectors(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> np.ndarray:
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] != len(chunks):
-            raise InvalidInputError(f"Expected {len(chunks)} vectors as a 2-D array, got shape {vectors.shape}")
+            raise InvalidInputError(
+                f"Expected {len(chunks)} vectors as a 2-D array, got shape {vectors.shape}"
+            )
         if self._dim is not None and len(chunks) and vectors.shape[1] != self._dim:
-            raise InvalidInputError(f"Vectors have dimension {vectors.shape[1]}; this store holds {self._dim}")
+            raise InvalidInputError(
+                f"Vectors have dimension {vectors.shape[1]}; this store holds {self._dim}"
+            )
         if not np.all(np.isfinite(vectors)):
             raise InvalidInputError("Vectors contain NaN or Inf; check the encoder's output")
         ids = [c.id for c in chunks]
@@ -156,14 +160,18 @@ class InMemoryVectorStore:
             self._set([c for c, k in zip(self._chunks, keep) if k], self._matrix[keep])
             return removed
 
-    def search(self, queries: np.ndarray, k: int, filters: Filters | None = None) -> list[list[tuple[Chunk, float]]]:
+    def search(
+        self, queries: np.ndarray, k: int, filters: Filters | None = None
+    ) -> list[list[tuple[Chunk, float]]]:
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         with self._lock:
             chunks, matrix = self._chunks, self._matrix
         if not chunks or k <= 0:
             return [[] for _ in range(queries.shape[0])]
         if queries.shape[1] != matrix.shape[1]:
-            raise InvalidInputError(f"Query dimension {queries.shape[1]} != index dimension {matrix.shape[1]}")
+            raise InvalidInputError(
+                f"Query dimension {queries.shape[1]} != index dimension {matrix.shape[1]}"
+            )
         rows = np.arange(len(chunks))
         if filters:
             rows = np.array([i for i, c in enumerate(chunks) if chunk_matches(c, filters)], dtype=np.int64)

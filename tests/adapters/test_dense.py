@@ -61,8 +61,15 @@ def _reference(model_dir: Path, texts: list[str], pooling: str = "mean") -> np.n
     return np.stack(rows)
 
 
-def test_batched_sorted_encoding_matches_reference(tiny_bert_dir: Path, encoder: TransformersDenseEncoder) -> None:
-    texts = ["a cat sat", "the telescope observed a distant galaxy cluster bending light", "bread", "lava flows"]
+def test_batched_sorted_encoding_matches_reference(
+    tiny_bert_dir: Path, encoder: TransformersDenseEncoder
+) -> None:
+    texts = [
+        "a cat sat",
+        "the telescope observed a distant galaxy cluster bending light",
+        "bread",
+        "lava flows",
+    ]
     got = encoder.encode_documents(texts)
     assert got.dtype == np.float32 and got.shape == (4, 32)
     np.testing.assert_allclose(got, _reference(tiny_bert_dir, texts), atol=1e-5)
@@ -71,8 +78,9 @@ def test_batched_sorted_encoding_matches_reference(tiny_bert_dir: Path, encoder:
 
 def test_cls_pooling_and_prefixes(tiny_bert_dir: Path) -> None:
     enc = TransformersDenseEncoder(tiny_bert_dir, pooling="cls", query_prefix="query: ", document_prefix="")
-    np.testing.assert_allclose(enc.encode_documents(["the cat"]), _reference(tiny_bert_dir, ["the cat"], "cls"),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        enc.encode_documents(["the cat"]), _reference(tiny_bert_dir, ["the cat"], "cls"), atol=1e-5
+    )
     assert not np.allclose(enc.encode_queries(["the cat"]), enc.encode_documents(["the cat"]))
     assert enc.fingerprint["query_prefix"] == "query: "
 
@@ -88,9 +96,9 @@ def test_matryoshka_truncation(tiny_bert_dir: Path) -> None:
 
 def test_too_long_document_is_an_error_and_query_warns(encoder: TransformersDenseEncoder) -> None:
     long_text = " ".join(["galaxy"] * 200)
-    with pytest.raises(InputTooLongError, match="limit of 64 tokens"):
+    with pytest.raises(InputTooLongError, match=r"limit of 64 tokens"):
         encoder.encode_documents([long_text])
-    with pytest.warns(TruncationWarning, match="cut"):
+    with pytest.warns(TruncationWarning, match=r"cut"):
         vectors = encoder.encode_queries([long_text])
     assert vectors.shape == (1, 32)
 
@@ -121,7 +129,7 @@ def test_same_dimension_other_weights_is_refused(tmp_path: Path, encoder, other_
 def test_other_chunker_is_refused(tmp_path: Path, encoder) -> None:
     with DenseRetriever(encoder, tmp_path / "idx", chunk_size=24) as retriever:
         retriever.add(list(CONTRACT_DOCUMENTS[:2]))
-    with pytest.raises(EncoderMismatchError, match="chunker.chunk_size"):
+    with pytest.raises(EncoderMismatchError, match=r"chunker\.chunk_size"):
         DenseRetriever(encoder, tmp_path / "idx", chunk_size=20)
 
 

@@ -49,9 +49,14 @@ def test_model_without_chat_template_refused(tiny_bert_dir: Path, tmp_path: Path
 @pytest.mark.realmodel
 def test_smollm2_answers_from_context(smollm2_dir: Path) -> None:
     gen = TransformersGenerator(smollm2_dir, max_new_tokens=40)
-    text = gen.generate([
-        Message("system", "Answer using only the context. Cite it as [1]."),
-        Message("user", "Context:\n[1] The penalty for a nonwillful violation is at most $10,000 per report.\n\n"
-                        "Question: What is the maximum penalty for a nonwillful violation?"),
-    ])
+    text = gen.generate(
+        [
+            Message("system", "Answer using only the context. Cite it as [1]."),
+            Message(
+                "user",
+                "Context:\n[1] The penalty for a nonwillful violation is at most $10,000 per report.\n\n"
+                "Question: What is the maximum penalty for a nonwillful violation?",
+            ),
+        ]
+    )
     assert "10,000" in text or "10000" in text

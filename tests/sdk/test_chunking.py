@@ -73,8 +73,12 @@ def test_subword_tokens_never_split_a_word(tiny_bert_dir: Path) -> None:
 
 
 @settings(max_examples=80, deadline=None)
-@given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=400),
-       st.integers(2, 30), st.integers(0, 10), st.booleans())
+@given(
+    st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=400),
+    st.integers(2, 30),
+    st.integers(0, 10),
+    st.booleans(),
+)
 def test_chunking_properties(text: str, size: int, overlap: int, sentences: bool) -> None:
     overlap = min(overlap, size - 1)
     chunker = TokenChunker(WordTokenizer(), chunk_size=size, overlap=overlap, sentence_aware=sentences)

@@ -19,7 +19,9 @@ from ragloom.fusion import (
 from ragloom.types import Chunk, Hit
 
 
-def hit(doc: str, score: float, rank: int, retriever: str, page: int | None = None, cid: str | None = None) -> Hit:
+def hit(
+    doc: str, score: float, rank: int, retriever: str, page: int | None = None, cid: str | None = None
+) -> Hit:
     chunk = Chunk(id=cid or f"{doc}#0-1", doc_id=doc, text=f"text of {doc}", start=0, end=1, page=page)
     return Hit(chunk=chunk, score=score, score_kind="cosine", retriever=retriever, rank=rank)
 
@@ -57,7 +59,10 @@ def test_page_key_fuses_page_and_text_hits() -> None:
 
 
 def test_minmax_and_zscore() -> None:
-    results = {"a": [hit("x", 10.0, 1, "a"), hit("y", 0.0, 2, "a")], "b": [hit("y", 0.9, 1, "b"), hit("x", 0.8, 2, "b")]}
+    results = {
+        "a": [hit("x", 10.0, 1, "a"), hit("y", 0.0, 2, "a")],
+        "b": [hit("y", 0.9, 1, "b"), hit("x", 0.8, 2, "b")],
+    }
     fused = MinMaxFusion().fuse(results, 2)
     assert {h.chunk.doc_id: round(h.score, 6) for h in fused} == {"x": 1.0, "y": 1.0}
     fused = MinMaxFusion(weights={"a": 2.0}).fuse(results, 2)
@@ -67,7 +72,10 @@ def test_minmax_and_zscore() -> None:
 
 
 def test_convex() -> None:
-    results = {"a": [hit("x", 1.0, 1, "a"), hit("y", 0.0, 2, "a")], "b": [hit("y", 1.0, 1, "b"), hit("x", 0.0, 2, "b")]}
+    results = {
+        "a": [hit("x", 1.0, 1, "a"), hit("y", 0.0, 2, "a")],
+        "b": [hit("y", 1.0, 1, "b"), hit("x", 0.0, 2, "b")],
+    }
     assert ConvexFusion("a", "b", alpha=0.8).fuse(results, 1)[0].chunk.doc_id == "x"
     assert ConvexFusion("a", "b", alpha=0.2).fuse(results, 1)[0].chunk.doc_id == "y"
     with pytest.raises(ConfigError):
@@ -103,12 +111,19 @@ def test_fit_weights_finds_the_useful_retriever() -> None:
 
 
 def test_config_round_trip() -> None:
-    for fuser in (ReciprocalRankFusion(k=10, weights={"a": 2.0}), MinMaxFusion(weights={"b": 0.5}), ZScoreFusion()):
+    for fuser in (
+        ReciprocalRankFusion(k=10, weights={"a": 2.0}),
+        MinMaxFusion(weights={"b": 0.5}),
+        ZScoreFusion(),
+    ):
         assert fuser_from_config(fuser_to_config(fuser)) == fuser
 
 
 hit_lists = st.lists(
-    st.tuples(st.sampled_from("abcdefgh"), st.floats(-5, 5, allow_nan=False)), min_size=0, max_size=8, unique_by=lambda t: t[0]
+    st.tuples(st.sampled_from("abcdefgh"), st.floats(-5, 5, allow_nan=False)),
+    min_size=0,
+    max_size=8,
+    unique_by=lambda t: t[0],
 )
 
 
@@ -116,7 +131,9 @@ hit_lists = st.lists(
 @given(st.dictionaries(st.sampled_from(["r1", "r2", "r3"]), hit_lists, max_size=3), st.integers(1, 10))
 def test_fusion_properties(lists: dict[str, list[tuple[str, float]]], k: int) -> None:
     results = {
-        name: [hit(doc, score, i + 1, name) for i, (doc, score) in enumerate(sorted(items, key=lambda t: -t[1]))]
+        name: [
+            hit(doc, score, i + 1, name) for i, (doc, score) in enumerate(sorted(items, key=lambda t: -t[1]))
+        ]
         for name, items in lists.items()
     }
     all_docs = {d for items in lists.values() for d, _ in items}

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from ragloom.errors import DocumentLoadError, InvalidInputError, MissingExtraError, UnsupportedFormatError
 from ragloom.loaders import LoadFailure, load_file, load_folder, load_paths
 

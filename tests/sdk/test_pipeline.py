@@ -48,7 +48,9 @@ def encoder(tiny_bert_dir: Path) -> TransformersDenseEncoder:
 
 
 def make_pipeline(encoder, **kw) -> Pipeline:  # type: ignore[no-untyped-def]
-    return Pipeline([DenseRetriever(encoder, chunk_size=24)], generator=EchoGenerator(), k=3, candidates=10, **kw)
+    return Pipeline(
+        [DenseRetriever(encoder, chunk_size=24)], generator=EchoGenerator(), k=3, candidates=10, **kw
+    )
 
 
 def test_ingest_folder_skips_bad_file_and_goes_on(tmp_path: Path, encoder) -> None:
@@ -87,8 +89,11 @@ def test_ask_stream_yields_pieces_then_answer(encoder) -> None:
 
 def test_two_retrievers_fuse(encoder, tiny_bert_other_dir: Path) -> None:
     other = TransformersDenseEncoder(tiny_bert_other_dir)
-    pipeline = Pipeline([DenseRetriever(encoder, name="a", chunk_size=24), DenseRetriever(other, name="b", chunk_size=24)],
-                        k=3, candidates=10)
+    pipeline = Pipeline(
+        [DenseRetriever(encoder, name="a", chunk_size=24), DenseRetriever(other, name="b", chunk_size=24)],
+        k=3,
+        candidates=10,
+    )
     assert isinstance(pipeline.fuser, ReciprocalRankFusion)
     pipeline.ingest(list(CONTRACT_DOCUMENTS))
     hits = pipeline.retrieve(CONTRACT_DOCUMENTS[0].text)

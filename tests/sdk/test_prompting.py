@@ -11,8 +11,15 @@ from ragloom.types import Chunk, Hit
 
 
 def make_hit(i: int, text: str, page: int | None = None) -> Hit:
-    chunk = Chunk(id=f"d{i}#0-{len(text)}", doc_id=f"d{i}", text=text, start=0, end=len(text), page=page,
-                  source=f"/data/doc{i}.pdf")
+    chunk = Chunk(
+        id=f"d{i}#0-{len(text)}",
+        doc_id=f"d{i}",
+        text=text,
+        start=0,
+        end=len(text),
+        page=page,
+        source=f"/data/doc{i}.pdf",
+    )
     return Hit(chunk, 1.0 / (i + 1), "cosine", "dense", i + 1)
 
 
@@ -45,11 +52,17 @@ def test_empty_question_refused() -> None:
 
 
 def test_citations_resolved_dangling_and_unsupported() -> None:
-    text = ("The maximum penalty for nonwillful violations is $10,000 [1]. "
-            "Glaciers carve valleys [3]. The moon is made of cheese [2]. See also [7].")
+    text = (
+        "The maximum penalty for nonwillful violations is $10,000 [1]. "
+        "Glaciers carve valleys [3]. The moon is made of cheese [2]. See also [7]."
+    )
     citations, dangling, unsupported = check_citations(text, HITS)
     assert [c.marker for c in citations] == [1, 3, 2]
-    assert citations[0].doc_id == "d0" and citations[0].page == 2 and citations[0].span == (0, len(HITS[0].chunk.text))
+    assert (
+        citations[0].doc_id == "d0"
+        and citations[0].page == 2
+        and citations[0].span == (0, len(HITS[0].chunk.text))
+    )
     assert dangling == (7,)
     assert unsupported == (2,)
 

@@ -1,0 +1,453 @@
+"""A generator for OpenAI-compatible chat-completions endpoints: vLLM, Ollama, llama.cpp server, OpenAI.
+
+Transient failures (connection errors, timeouts, 408, 429, 5xx) are retried with jittered exponential
+backoff, honouring ``Retry-After``; other 4xx fail at once with the server's message. A stream is retried only
+before its first token (text is never duplicated), and one that stops without ``[DONE]`` or a
+``finish_reason`` is an error, never a silently short answer. The API key is sent in a header and scrubbed
+from every error and log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import math
+import os
+import random
+import threading
+import time
+import warnings
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+
+from ragloom.errors import ConfigError, EndpointError, InvalidInputError, TruncationWarning
+from ragloom.types import Message
+
+__all__ = ["OpenAICompatibleGenerator"]
+
+logger = logging.getLogger(__name__)
+
+_EXCERPT_CHARS = 200
+_RESERVED_BODY_KEYS = frozenset({"model", "messages", "stream"})
+_SSE_HEADERS = {"Accept": "text/event-stream"}
+# The request may never have reached the model, or the server dropped it: worth another attempt.
+_TRANSIENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+
+
+class _Retry(Exception):
+    """Internal: one attempt failed in a way worth retrying."""
+
+    def __init__(self, reason: str, status_code: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.status_code, self.retry_after = reason, status_code, retry_after
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds the server asks us to wait: ``retry-after-ms``, or ``Retry-After`` in seconds or as a date."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                continue
+            when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+            seconds = (when - datetime.now(timezone.utc)).total_seconds()
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    return None
+
+
+def _is_http_url(url: object) -> bool:
+    try:
+        parsed = httpx.URL(url)  # type: ignore[arg-type]
+    except (httpx.InvalidURL, TypeError):
+        return False
+    return parsed.scheme in ("http", "https") and bool(parsed.host)
+
+
+def _is_json(response: httpx.Response) -> bool:
+    """Whether the server answered with one JSON body (an error, or a server that ignores ``stream``)."""
+    return response.status_code >= 400 or response.headers.get("content-type", "").startswith(
+        "application/json"
+    )
+
+
+class _StreamState:
+    """Decodes server-sent events into tokens and tracks whether the stream ended properly."""
+
+    def __init__(self, owner: OpenAICompatibleGenerator) -> None:
+        self._owner = owner
+        self._data: list[str] = []
+        self.done = self.finished = False  # saw [DONE] / saw a finish_reason
+        self.chars = 0
+
+    def feed(self, line: str) -> list[str]:
+        """Take one line of the stream; return the tokens of the event it completes, if any."""
+        if line:  # ":" comments (keepalives) and event:/id:/retry: fields carry no tokens
+            field, _, value = line.partition(":")
+            if field == "data":
+                self._data.append(value[1:] if value.startswith(" ") else value)
+            return []
+        payload, self._data = "\n".join(self._data), []
+        if payload.strip() == "[DONE]":
+            self.done = True
+        if not payload or self.done:
+            return []
+        choice = self._owner._first_choice(payload, "stream chunk")
+        if choice is None:  # e.g. the usage chunk of stream_options.include_usage
+            return []
+        if choice.get("finish_reason"):
+            self.finished = True
+            self._owner._check_finish(choice["finish_reason"])
+        delta = choice.get("delta")
+        content = delta.get("content") if isinstance(delta, dict) else None
+        if not isinstance(content, str) or not content:
+            return []
+        self.chars += len(content)
+        return [content]
+
+    def end(self, cause: httpx.HTTPError | None = None) -> None:
+        """The body ended (or broke): fine after [DONE] or a finish_reason, else the answer is incomplete."""
+        if self.done or self.finished or "\n".join(self._data).strip() == "[DONE]":
+            return
+        if cause is not None and not isinstance(cause, _TRANSIENT):
+            raise self._owner._transport_error(cause) from cause
+        why = self._owner._describe(cause) if cause else "it closed without [DONE] or a finish_reason"
+        if self.chars:  # tokens were yielded: a retry would repeat them
+            raise self._owner._error(
+                f"{self._owner.name}: stream ended early after {self.chars} characters ({why}); the answer "
+                "is incomplete. Check the server's logs, or use generate() for a non-streamed answer."
+            ) from cause
+        raise _Retry(why) from cause
+
+
+class OpenAICompatibleGenerator:
+    """Chat completions from an OpenAI-compatible endpoint (``POST {base_url}/chat/completions``).
+
+    ``api_key`` falls back to the environment variable named by ``api_key_env`` when set; with neither, no
+    ``Authorization`` header is sent (local servers need none). ``max_retries`` counts retries after the first
+    attempt; waits grow as ``backoff * 2**attempt`` with jitter, or follow ``Retry-After``, capped at
+    ``max_retry_delay`` seconds. ``extra_body`` is merged into each request (``top_p``, ``seed``, vLLM's
+    ``guided_json``...). ``context_window`` (tokens) is for prompt builders; nothing here truncates.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str = "http://127.0.0.1:8000/v1",
+        *,
+        api_key: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        temperature: float = 0.0,
+        max_tokens: int | None = 512,
+        stop: Sequence[str] = (),
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+        max_retries: int = 3,
+        backoff: float = 0.5,
+        max_retry_delay: float = 30.0,
+        extra_body: Mapping[str, Any] | None = None,
+        context_window: int = 8192,
+    ) -> None:
+        stop = (stop,) if isinstance(stop, str) else tuple(stop)
+        extra = dict(extra_body or {})
+        checks = {
+            "model must be a non-empty string, e.g. 'gpt-4o-mini'": isinstance(model, str) and model.strip(),
+            f"base_url must start with http:// or https:// (e.g. http://127.0.0.1:11434/v1 for Ollama), got "
+            f"{base_url!r}": _is_http_url(base_url),
+            "temperature must be >= 0": temperature >= 0,
+            "max_tokens must be a positive int or None": max_tokens is None or max_tokens > 0,
+            "connect_timeout and read_timeout must be > 0": connect_timeout > 0 and read_timeout > 0,
+            "max_retries must be >= 0": max_retries >= 0,
+            "backoff and max_retry_delay must be >= 0": backoff >= 0 and max_retry_delay >= 0,
+            "context_window must be > 0": context_window > 0,
+            "stop must hold non-empty strings": all(isinstance(s, str) and s for s in stop),
+            f"extra_body must not set {sorted(_RESERVED_BODY_KEYS)}": not _RESERVED_BODY_KEYS & extra.keys(),
+        }
+        for problem, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"OpenAICompatibleGenerator: {problem}")
+        try:
+            json.dumps(extra)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"OpenAICompatibleGenerator: extra_body is not JSON-serialisable: {exc}"
+            ) from None
+        self.model, self.base_url = model, base_url.rstrip("/")
+        self.temperature, self.max_tokens, self.stop = float(temperature), max_tokens, stop
+        self.max_retries, self.backoff, self.max_retry_delay = int(max_retries), backoff, max_retry_delay
+        self.extra_body: Mapping[str, Any] = extra
+        self.context_window = int(context_window)
+        self._api_key_env = api_key_env
+        self._secret = (api_key if api_key is not None else os.environ.get(api_key_env, "")).strip() or None
+        if self._secret and not (
+            self._secret.isascii() and self._secret.isprintable() and " " not in self._secret
+        ):
+            # Never echo the key: httpx would, in the error for an illegal header value.
+            raise ConfigError(
+                "OpenAICompatibleGenerator: the API key holds a space, control or non-ASCII character and "
+                f"cannot go in a header; check api_key= or ${api_key_env} for a stray quote or line break"
+            )
+        self._headers = {"Authorization": f"Bearer {self._secret}"} if self._secret else {}
+        self._url = f"{self.base_url}/chat/completions"
+        self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
+        self._lock = threading.Lock()
+        self._client: httpx.Client | None = None
+        self._aclient: httpx.AsyncClient | None = None
+        self._aclient_loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def name(self) -> str:
+        return f"openai:{self.model}"
+
+    def __repr__(self) -> str:
+        key = "'<set>'" if self._secret else None
+        return f"{type(self).__name__}(model={self.model!r}, base_url={self.base_url!r}, api_key={key})"
+
+    def generate(self, messages: Sequence[Message]) -> str:
+        """The whole answer to a chat."""
+        body, client, attempt = self._body(messages, stream=False), self._sync_client(), 0
+        while True:
+            try:
+                try:
+                    response = client.post(self._url, json=body)
+                except httpx.HTTPError as exc:
+                    raise self._transport_error(exc) from exc
+                return self._whole(response)
+            except _Retry as failure:
+                time.sleep(self._next_delay(attempt, failure))
+                attempt += 1
+
+    def stream(self, messages: Sequence[Message]) -> Iterator[str]:
+        """The answer token by token, as the server sends it (``stream=true``, server-sent events)."""
+        body, client, attempt = self._body(messages, stream=True), self._sync_client(), 0
+        while True:
+            state = _StreamState(self)
+            try:
+                try:
+                    with client.stream("POST", self._url, json=body, headers=_SSE_HEADERS) as response:
+                        if _is_json(response):
+                            response.read()
+                            if text := self._whole(response):
+                                yield text
+                            return
+                        for line in response.iter_lines():
+                            yield from state.feed(line)
+                            if state.done:
+                                return
+                    state.end()
+                    return
+                except httpx.HTTPError as exc:
+                    state.end(exc)
+                    return
+            except _Retry as failure:
+                time.sleep(self._next_delay(attempt, failure))
+                attempt += 1
+
+    async def agenerate(self, messages: Sequence[Message]) -> str:
+        """Async twin of :meth:`generate`, on an ``httpx.AsyncClient``: never blocks the event loop."""
+        body, client, attempt = self._body(messages, stream=False), self._async_client(), 0
+        while True:
+            try:
+                try:
+                    response = await client.post(self._url, json=body)
+                except httpx.HTTPError as exc:
+                    raise self._transport_error(exc) from exc
+                return self._whole(response)
+            except _Retry as failure:
+                await asyncio.sleep(self._next_delay(attempt, failure))
+                attempt += 1
+
+    async def astream(self, messages: Sequence[Message]) -> AsyncIterator[str]:
+        """Async twin of :meth:`stream`: never blocks the event loop."""
+        body, client, attempt = self._body(messages, stream=True), self._async_client(), 0
+        while True:
+            state = _StreamState(self)
+            try:
+                try:
+                    async with client.stream("POST", self._url, json=body, headers=_SSE_HEADERS) as response:
+                        if _is_json(response):
+                            await response.aread()
+                            if text := self._whole(response):
+                                yield text
+                            return
+                        async for line in response.aiter_lines():
+                            for token in state.feed(line):
+                                yield token
+                            if state.done:
+                                return
+                    state.end()
+                    return
+                except httpx.HTTPError as exc:
+                    state.end(exc)
+                    return
+            except _Retry as failure:
+                await asyncio.sleep(self._next_delay(attempt, failure))
+                attempt += 1
+
+    def close(self) -> None:
+        """Release the sync client's connections (:meth:`aclose` releases both clients')."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    async def aclose(self) -> None:
+        client, self._aclient, self._aclient_loop = self._aclient, None, None
+        if client is not None:
+            await client.aclose()
+        self.close()
+
+    def __enter__(self) -> OpenAICompatibleGenerator:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> OpenAICompatibleGenerator:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def _sync_client(self) -> httpx.Client:
+        with self._lock:
+            if self._client is None:
+                self._client = httpx.Client(timeout=self._timeout, headers=self._headers)
+            return self._client
+
+    def _async_client(self) -> httpx.AsyncClient:
+        # An AsyncClient's connections belong to one event loop; another loop (asyncio.run) gets its own.
+        loop = asyncio.get_running_loop()
+        if self._aclient is None or self._aclient_loop is not loop:
+            self._aclient = httpx.AsyncClient(timeout=self._timeout, headers=self._headers)
+            self._aclient_loop = loop
+        return self._aclient
+
+    def _body(self, messages: Sequence[Message], stream: bool) -> dict[str, Any]:
+        if isinstance(messages, str | Message) or not messages:
+            raise InvalidInputError(f"{self.name}: pass a non-empty sequence of Message objects")
+        for message in messages:
+            if not isinstance(message, Message):
+                raise InvalidInputError(
+                    f"{self.name}: messages must be ragloom.types.Message, got {type(message).__name__}; "
+                    "wrap it as Message(role=..., content=...)"
+                )
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "temperature": self.temperature,
+            "stream": stream,
+        }
+        if self.max_tokens is not None:
+            body["max_tokens"] = self.max_tokens
+        if self.stop:
+            body["stop"] = list(self.stop)
+        return {**body, **self.extra_body}
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._secret, "***") if self._secret else text
+
+    def _error(self, message: str, status_code: int | None = None) -> EndpointError:
+        return EndpointError(self._redact(message), status_code=status_code)
+
+    def _excerpt(self, text: str) -> str:
+        """A short excerpt of a body, redacted before it is cut so that no prefix of the key survives."""
+        flat = " ".join(self._redact(text).split())
+        return repr(flat if len(flat) <= _EXCERPT_CHARS else flat[:_EXCERPT_CHARS] + "…")
+
+    def _transport_error(self, exc: httpx.HTTPError) -> Exception:
+        """Transient transport failures are retried; others (bad URL, proxy, decoding) are final."""
+        if isinstance(exc, _TRANSIENT):
+            return _Retry(self._describe(exc))
+        return self._error(f"{self.name}: request to {self._url} failed: {self._describe(exc)}")
+
+    def _describe(self, exc: httpx.HTTPError) -> str:
+        if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
+            return f"could not connect to {self.base_url} ({type(exc).__name__}: {exc}); is the server up?"
+        if isinstance(exc, httpx.TimeoutException):
+            return f"nothing received within read_timeout={self._timeout.read}s ({type(exc).__name__})"
+        return f"{type(exc).__name__}: {exc}"
+
+    def _next_delay(self, attempt: int, failure: _Retry) -> float:
+        """Seconds to wait before the next attempt; raises once ``max_retries`` is spent."""
+        if attempt >= self.max_retries:
+            raise self._error(
+                f"{self.name}: gave up after {attempt + 1} attempt(s) at {self._url}; last: {failure.reason}",
+                failure.status_code,
+            ) from failure.__cause__
+        base = self.backoff * 2**attempt
+        delay = (
+            failure.retry_after if failure.retry_after is not None else base / 2 + random.uniform(0, base / 2)
+        )
+        delay = min(delay, self.max_retry_delay)
+        logger.warning(
+            "%s: attempt %d/%d failed (%s); retrying in %.2fs",
+            *(self.name, attempt + 1, self.max_retries + 1, self._redact(failure.reason), delay),
+        )
+        return delay
+
+    def _whole(self, response: httpx.Response) -> str:
+        """The text of a complete (non-streamed) response, or the error it carries."""
+        status, text = response.status_code, response.text
+        if status < 400:
+            choice = self._first_choice(text, "response")
+            message = choice.get("message") if choice else None
+            content = message.get("content") if isinstance(message, dict) else None
+            if choice is None or not isinstance(message, dict) or not isinstance(content, str | None):
+                raise self._error(f"{self.name}: no choices[0].message.content in {self._excerpt(text)}")
+            self._check_finish(choice.get("finish_reason"))
+            return content or ""
+        detail = self._server_message(text)
+        if status in (408, 429) or status >= 500:
+            raise _Retry(f"HTTP {status}: {detail}", status, _retry_after(response.headers))
+        hint = {
+            401: f" Check the API key (api_key=, or the {self._api_key_env} environment variable).",
+            403: " The key lacks access to this model or endpoint.",
+            404: f" Check base_url (it usually ends in /v1) and that the server serves {self.model!r}.",
+        }.get(status, "")
+        raise self._error(f"{self.name} at {self._url} answered HTTP {status}: {detail}.{hint}", status)
+
+    def _server_message(self, text: str) -> str:
+        """The message in an OpenAI, vLLM, Ollama or FastAPI error body, else an excerpt of the body."""
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            error = data.get("error")
+            nested = error.get("message") if isinstance(error, dict) else error
+            for found in (nested, data.get("message"), data.get("detail")):
+                if isinstance(found, str) and found:
+                    return self._excerpt(found)
+        return self._excerpt(text)
+
+    def _first_choice(self, payload: str, what: str) -> dict[str, Any] | None:
+        """``choices[0]`` of a completion or stream chunk; None when ``choices`` is empty."""
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            raise self._error(f"{self.name}: the {what} is not JSON: {self._excerpt(payload)}") from None
+        if isinstance(data, dict) and (data.get("error") or data.get("object") == "error"):
+            raise self._error(f"{self.name}: the server reported an error: {self._server_message(payload)}")
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not isinstance(choices, list) or not all(isinstance(c, dict) for c in choices):
+            raise self._error(f"{self.name}: the {what} has no 'choices' list: {self._excerpt(payload)}")
+        return choices[0] if choices else None
+
+    def _check_finish(self, reason: object) -> None:
+        if reason == "length":
+            warnings.warn(
+                f"{self.name}: answer cut at max_tokens={self.max_tokens}; raise it for a full answer",
+                TruncationWarning,
+                stacklevel=4,
+            )
