@@ -57,7 +57,7 @@ def _progress(label: str):  # type: ignore[no-untyped-def]
 
 
 def _fail(exc: Exception) -> None:
-    err.print(f"[bold red]error:[/] {exc}")
+    err.print(f"[bold red]error:[/] {exc}", soft_wrap=True, highlight=False, markup=False)
     raise typer.Exit(code=2)
 
 
@@ -82,10 +82,9 @@ def ingest(
     index: IndexOpt = Path(".ragloom/index"),
     model: Annotated[str, typer.Option(help="Dense encoder: alias, hub id or folder.")] = "minilm",
     store: Annotated[str, typer.Option(help="chroma (embedded) or memory (exact).")] = "chroma",
-    chunk_size: Annotated[
-        int | None, typer.Option(help="Tokens per chunk (default: the model's limit).")
-    ] = None,
+    chunk_size: Annotated[int | None, typer.Option(help="Tokens per chunk (default: the model's limit).")] = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first unreadable file.")] = False,
+    include: Annotated[list[str] | None, typer.Option(help="Only files matching this glob (repeatable).")] = None,
     offline: OfflineOpt = False,
 ) -> None:
     """Index files and folders (PDF, text, Markdown, HTML) into an index directory."""
@@ -98,7 +97,7 @@ def ingest(
         with _loading("Loading models"):
             pipeline = open_pipeline(index, spec=spec, allow_download=not offline)
         with pipeline, _progress("Indexing") as progress:
-            report = pipeline.ingest(paths, strict=strict, progress=progress)
+            report = pipeline.ingest(paths, strict=strict, include=include, progress=progress)
     except RagloomError as exc:
         _fail(exc)
     console.print(
@@ -155,9 +154,7 @@ def ask(
     index: IndexOpt = Path(".ragloom/index"),
     k: Annotated[int, typer.Option("-k", help="Passages given to the model.")] = 4,
     generator: Annotated[str | None, typer.Option(help="local or openai (default: the index's).")] = None,
-    llm: Annotated[
-        str | None, typer.Option(help="Generator model (alias, folder or endpoint model).")
-    ] = None,
+    llm: Annotated[str | None, typer.Option(help="Generator model (alias, folder or endpoint model).")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint URL.")] = None,
     stream: Annotated[bool, typer.Option(help="Print the answer as it is generated.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -189,7 +186,8 @@ def ask(
                     if isinstance(piece, Answer):
                         answer = piece
                     else:
-                        console.print(piece, end="", soft_wrap=True, highlight=False, markup=False)
+                        sys.stdout.write(piece)
+                        sys.stdout.flush()
                 console.print()
             else:
                 answer = pipeline.ask(question, k=k)
@@ -201,7 +199,7 @@ def ask(
         return
     if not stream:
         console.print(answer.text, markup=False, highlight=False)
-    _print_sources(answer)
+    _print_sources(answer, streamed=stream)
 
 
 def _answer_json(answer: Any) -> dict[str, Any]:
@@ -219,12 +217,17 @@ def _answer_json(answer: Any) -> dict[str, Any]:
         ],
         "dangling_markers": list(answer.dangling_markers),
         "unsupported_markers": list(answer.unsupported_markers),
+        "citations_inferred": answer.citations_inferred,
         "context": _hit_rows(list(answer.context)),
         "timings": dict(answer.timings),
     }
 
 
-def _print_sources(answer: Any) -> None:
+def _print_sources(answer: Any, streamed: bool) -> None:
+    if answer.citations_inferred:
+        if streamed:
+            console.print(f"\n[bold]With citations:[/] {answer.text}", highlight=False)
+        console.print("[dim](the model wrote no citations; ragloom attached them by lexical support)[/]")
     console.print("\n[bold]Sources[/]")
     cited = {c.marker for c in answer.citations}
     for n, hit in enumerate(answer.context, start=1):
@@ -232,19 +235,13 @@ def _print_sources(answer: Any) -> None:
         page = f", page {hit.chunk.page}" if hit.chunk.page else ""
         snippet = " ".join(hit.chunk.text.split())[:110]
         console.print(
-            f"{mark}[{n}] {hit.chunk.doc_id}{page} (chars {hit.chunk.start}-{hit.chunk.end}): "
-            f"[dim]{snippet}…[/]",
+            f"{mark}[{n}] {hit.chunk.doc_id}{page} (chars {hit.chunk.start}-{hit.chunk.end}): [dim]{snippet}…[/]",
             highlight=False,
         )
     if answer.dangling_markers:
-        err.print(
-            f"[yellow]warning:[/] the answer cites passages that do not exist: {answer.dangling_markers}"
-        )
+        err.print(f"[yellow]warning:[/] the answer cites passages that do not exist: {answer.dangling_markers}")
     if answer.unsupported_markers:
-        err.print(
-            f"[yellow]warning:[/] citations with little support in their passage: "
-            f"{answer.unsupported_markers}"
-        )
+        err.print(f"[yellow]warning:[/] citations with little support in their passage: {answer.unsupported_markers}")
     console.print(
         f"[dim]retrieve {answer.timings.get('retrieve_s', 0):.2f}s · generate "
         f"{answer.timings.get('generate_s', 0):.2f}s[/]"
@@ -337,9 +334,7 @@ def evaluate(
     if as_json:
         print(json.dumps(payload, indent=2))
         return
-    table = Table(
-        title=f"{data.name} ({split}, {result.n_queries} queries, {len(data.documents)} docs) · {label}"
-    )
+    table = Table(title=f"{data.name} ({split}, {result.n_queries} queries, {len(data.documents)} docs) · {label}")
     for name in result.metrics:
         table.add_column(name, justify="right")
     table.add_row(*(f"{v:.4f}" for v in result.metrics.values()))
@@ -383,9 +378,7 @@ DEMO_QUESTION = "What is the maximum penalty for a nonwillful violation of the B
 
 @app.command()
 def demo(
-    question: Annotated[
-        str, typer.Argument(help="Question to ask about the sample documents.")
-    ] = DEMO_QUESTION,
+    question: Annotated[str, typer.Argument(help="Question to ask about the sample documents.")] = DEMO_QUESTION,
     index: IndexOpt = Path(".ragloom/demo"),
     offline: OfflineOpt = False,
 ) -> None:
@@ -400,6 +393,7 @@ def demo(
             store="chroma",
             chunk_size=None,
             strict=False,
+            include=["*.pdf"],
             offline=offline,
         )
     console.print(f"\n[bold]Q:[/] {question}\n[bold]A:[/] ", end="")

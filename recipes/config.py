@@ -122,9 +122,7 @@ def build_retriever(spec: RetrieverSpec, index_dir: Path | None, allow_download:
     """Build (or reopen) the retriever ``spec`` describes, under ``index_dir / spec.name`` when given."""
     builder = RETRIEVER_BUILDERS.get(spec.kind)
     if builder is None:
-        raise ConfigError(
-            f"Unknown retriever kind {spec.kind!r}; known: {', '.join(sorted(RETRIEVER_BUILDERS))}"
-        )
+        raise ConfigError(f"Unknown retriever kind {spec.kind!r}; known: {', '.join(sorted(RETRIEVER_BUILDERS))}")
     if isinstance(builder, str):
         module, _, function = builder.partition(":")
         builder = getattr(importlib.import_module(module), function)
@@ -135,9 +133,7 @@ def build_generator(spec: GeneratorSpec, allow_download: bool = False) -> Genera
     if spec.kind == "local":
         from ragloom.adapters.generators.local import TransformersGenerator
 
-        return TransformersGenerator(
-            spec.model, max_new_tokens=spec.max_new_tokens, allow_download=allow_download
-        )
+        return TransformersGenerator(spec.model, max_new_tokens=spec.max_new_tokens, allow_download=allow_download)
     if spec.kind == "openai":
         from ragloom.adapters.generators.openai_http import OpenAICompatibleGenerator
 

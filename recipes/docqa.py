@@ -41,9 +41,7 @@ def build_docqa(
     )
     index = Path(index_dir)
     existing = (index / "ragloom.json").exists()
-    return open_pipeline(
-        index, spec=None if existing else spec, with_generator=True, allow_download=allow_download
-    )
+    return open_pipeline(index, spec=None if existing else spec, with_generator=True, allow_download=allow_download)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -56,15 +54,11 @@ def main(argv: list[str] | None = None) -> None:
     with build_docqa(args.index, allow_download=not args.offline) as pipeline:
         if not pipeline.retrievers[0].doc_ids():
             report = pipeline.ingest([args.folder])
-            print(
-                f"indexed {len(report.documents)} documents; skipped {len(report.failures)} unreadable files"
-            )
+            print(f"indexed {len(report.documents)} documents; skipped {len(report.failures)} unreadable files")
         answer = pipeline.ask(args.question)
     print(answer.text)
     for citation in answer.citations:
-        print(
-            f"[{citation.marker}] {citation.doc_id} page {citation.page} chars {citation.span[0]}-{citation.span[1]}"
-        )
+        print(f"[{citation.marker}] {citation.doc_id} page {citation.page} chars {citation.span[0]}-{citation.span[1]}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ragloom.attribution import attribute_sentences, has_markers
 from ragloom.errors import ConfigError
 from ragloom.fusion import ReciprocalRankFusion
 from ragloom.prompting import PromptBuilder, PromptParts, check_citations
@@ -73,10 +74,12 @@ class Pipeline:
         sources: Sequence[str | Path | Document] | str | Path,
         *,
         strict: bool = False,
+        include: Sequence[str] | None = None,
         progress: ProgressCallback | None = None,
     ) -> IngestReport:
         """Load files/folders (bad files are reported and skipped unless ``strict``) and index into every retriever.
 
+        ``include`` keeps only files matching these glob patterns (e.g. ``["*.pdf"]``) when walking folders.
         If a retriever fails, the documents already added to the others are removed again, so no document is left
         visible in one index and missing from another.
         """
@@ -90,7 +93,7 @@ class Pipeline:
         if paths:
             from ragloom.loaders import load_paths
 
-            report = load_paths(paths, strict=strict)
+            report = load_paths(paths, strict=strict, include=include)
             documents.extend(report.documents)
             failures, skipped = report.failures, report.skipped
         chunks: dict[str, int] = {}
@@ -104,9 +107,7 @@ class Pipeline:
                 with contextlib.suppress(Exception):
                     retriever.delete([d.id for d in documents])
             raise
-        return IngestReport(
-            tuple(d.id for d in documents), chunks, failures, skipped, time.perf_counter() - started
-        )
+        return IngestReport(tuple(d.id for d in documents), chunks, failures, skipped, time.perf_counter() - started)
 
     def delete(self, doc_ids: Sequence[str]) -> int:
         """Remove documents from every retriever; returns the number of chunks removed."""
@@ -159,8 +160,12 @@ class Pipeline:
 
     @staticmethod
     def _answer(text: str, parts: PromptParts, timings: dict[str, float]) -> Answer:
+        text = text.strip()
+        inferred = bool(parts.context) and not has_markers(text)
+        if inferred:
+            text = attribute_sentences(text, parts.context)
         citations, dangling, unsupported = check_citations(text, parts.context)
-        return Answer(text.strip(), citations, parts.context, timings, dangling, unsupported)
+        return Answer(text, citations, parts.context, timings, dangling, unsupported, inferred and bool(citations))
 
     def ask(self, question: str, k: int | None = None, filters: Filters | None = None) -> Answer:
         """Retrieve, then answer from the retrieved passages with ``[n]`` citations."""
@@ -173,9 +178,7 @@ class Pipeline:
         t2 = time.perf_counter()
         return self._answer(text, parts, {"retrieve_s": t1 - t0, "generate_s": t2 - t1, "total_s": t2 - t0})
 
-    def ask_stream(
-        self, question: str, k: int | None = None, filters: Filters | None = None
-    ) -> Iterator[str | Answer]:
+    def ask_stream(self, question: str, k: int | None = None, filters: Filters | None = None) -> Iterator[str | Answer]:
         """Yield text pieces as they are generated, then the final :class:`Answer` (always last)."""
         generator = self._generator()
         t0 = time.perf_counter()
@@ -187,9 +190,7 @@ class Pipeline:
             pieces.append(piece)
             yield piece
         t2 = time.perf_counter()
-        yield self._answer(
-            "".join(pieces), parts, {"retrieve_s": t1 - t0, "generate_s": t2 - t1, "total_s": t2 - t0}
-        )
+        yield self._answer("".join(pieces), parts, {"retrieve_s": t1 - t0, "generate_s": t2 - t1, "total_s": t2 - t0})
 
     async def aask(self, question: str, k: int | None = None, filters: Filters | None = None) -> Answer:
         """Async twin of :meth:`ask`."""
@@ -222,9 +223,7 @@ class Pipeline:
             pieces.append(piece)
             yield piece
         t2 = time.perf_counter()
-        yield self._answer(
-            "".join(pieces), parts, {"retrieve_s": t1 - t0, "generate_s": t2 - t1, "total_s": t2 - t0}
-        )
+        yield self._answer("".join(pieces), parts, {"retrieve_s": t1 - t0, "generate_s": t2 - t1, "total_s": t2 - t0})
 
     def close(self) -> None:
         for component in (*self.retrievers, self.reranker, self.generator):

@@ -247,6 +247,8 @@ class Answer:
 
     ``dangling_markers`` lists ``[n]`` markers in the text that point at no context passage; ``unsupported``
     lists markers whose passage shares too little with the sentence citing it (see ragloom.prompting).
+    ``citations_inferred`` is True when the model wrote no markers and ragloom attached them by lexical support
+    (see ragloom.attribution).
     """
 
     text: str
@@ -255,6 +257,7 @@ class Answer:
     timings: Mapping[str, float] = field(default_factory=dict)
     dangling_markers: tuple[int, ...] = ()
     unsupported_markers: tuple[int, ...] = ()
+    citations_inferred: bool = False
 
     @property
     def is_grounded(self) -> bool:

@@ -35,9 +35,9 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_ragloom_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_ragloom_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Never read or write the user's real model cache from tests."""
-    monkeypatch.setenv("RAGLOOM_HOME", str(tmp_path_factory.getbasetemp() / "ragloom-home"))
+    monkeypatch.setenv("RAGLOOM_HOME", str(tmp_path / "ragloom-home"))
 
 
 WORDS = [
@@ -279,9 +279,7 @@ def _offline_model(name: str) -> Path:
     base = Path(os.environ.get("OFFLINE_MODELS_DIR", Path.home() / ".cache" / "offline-models"))
     folder = base / name
     if not (folder / ".complete").exists():
-        pytest.skip(
-            f"real model '{name}' not built: run ../shared/tools/offline-models {name} (looked in {folder})"
-        )
+        pytest.skip(f"real model '{name}' not built: run ../shared/tools/offline-models {name} (looked in {folder})")
     return folder
 
 

@@ -19,9 +19,7 @@ from ragloom.fusion import (
 from ragloom.types import Chunk, Hit
 
 
-def hit(
-    doc: str, score: float, rank: int, retriever: str, page: int | None = None, cid: str | None = None
-) -> Hit:
+def hit(doc: str, score: float, rank: int, retriever: str, page: int | None = None, cid: str | None = None) -> Hit:
     chunk = Chunk(id=cid or f"{doc}#0-1", doc_id=doc, text=f"text of {doc}", start=0, end=1, page=page)
     return Hit(chunk=chunk, score=score, score_kind="cosine", retriever=retriever, rank=rank)
 
@@ -131,9 +129,7 @@ hit_lists = st.lists(
 @given(st.dictionaries(st.sampled_from(["r1", "r2", "r3"]), hit_lists, max_size=3), st.integers(1, 10))
 def test_fusion_properties(lists: dict[str, list[tuple[str, float]]], k: int) -> None:
     results = {
-        name: [
-            hit(doc, score, i + 1, name) for i, (doc, score) in enumerate(sorted(items, key=lambda t: -t[1]))
-        ]
+        name: [hit(doc, score, i + 1, name) for i, (doc, score) in enumerate(sorted(items, key=lambda t: -t[1]))]
         for name, items in lists.items()
     }
     all_docs = {d for items in lists.values() for d, _ in items}

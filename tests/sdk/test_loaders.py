@@ -51,11 +51,7 @@ def encrypted_pdf() -> bytes:
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] >>",
-        b"<< /Filter /Standard /V 1 /R 2 /Length 40 /P -4 /O <"
-        + b"11" * 32
-        + b"> /U <"
-        + b"22" * 32
-        + b"> >>",
+        b"<< /Filter /Standard /V 1 /R 2 /Length 40 /P -4 /O <" + b"11" * 32 + b"> /U <" + b"22" * 32 + b"> >>",
     ]
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
@@ -203,8 +199,7 @@ def test_html_text_and_title(tmp_path: Path) -> None:
     doc = load_file(write(tmp_path / "page.html", HTML))
     assert doc.metadata["title"] == "My Page" and doc.metadata["format"] == "html"
     assert doc.text == (
-        "Heading\n\nHello bold world & friends.\n\nline\nbreak\n\none\ntwo\n\nk\tv\n\n"
-        "  code\n    indented\n\nÜnïcode ✓"
+        "Heading\n\nHello bold world & friends.\n\nline\nbreak\n\none\ntwo\n\nk\tv\n\n  code\n    indented\n\nÜnïcode ✓"
     )
     for hidden in ("SCRIPT", "NOSCRIPT", "TEMPLATE", "color:red"):
         assert hidden not in doc.text

@@ -60,13 +60,9 @@ def test_manifest_round_trip_and_mismatch(tmp_path: Path) -> None:
     manifest.save(tmp_path)
     loaded = Manifest.load(tmp_path)
     assert loaded is not None and loaded.kind == "dense"
-    loaded.check_compatible(
-        tmp_path, "dense", {"model": "a", "dim": 4, "prefixes": ["q: ", ""]}, {"chunk_size": 8}
-    )
+    loaded.check_compatible(tmp_path, "dense", {"model": "a", "dim": 4, "prefixes": ["q: ", ""]}, {"chunk_size": 8})
     with pytest.raises(EncoderMismatchError) as info:
-        loaded.check_compatible(
-            tmp_path, "dense", {"model": "b", "dim": 4, "prefixes": ("q: ", "")}, {"chunk_size": 8}
-        )
+        loaded.check_compatible(tmp_path, "dense", {"model": "b", "dim": 4, "prefixes": ("q: ", "")}, {"chunk_size": 8})
     assert "encoder.model: index has 'a', given 'b'" in str(info.value)
 
 
@@ -91,7 +87,5 @@ def test_no_pickle_in_index_files(tmp_path: Path) -> None:
     for path in tmp_path.rglob("*"):
         if path.is_file():
             head = path.read_bytes()[:2]
-            assert head not in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05"), (
-                f"{path} looks like a pickle"
-            )
+            assert head not in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05"), f"{path} looks like a pickle"
     assert os.listdir(tmp_path) == ["manifest.json"]

@@ -48,9 +48,7 @@ def encoder(tiny_bert_dir: Path) -> TransformersDenseEncoder:
 
 
 def make_pipeline(encoder, **kw) -> Pipeline:  # type: ignore[no-untyped-def]
-    return Pipeline(
-        [DenseRetriever(encoder, chunk_size=24)], generator=EchoGenerator(), k=3, candidates=10, **kw
-    )
+    return Pipeline([DenseRetriever(encoder, chunk_size=24)], generator=EchoGenerator(), k=3, candidates=10, **kw)
 
 
 def test_ingest_folder_skips_bad_file_and_goes_on(tmp_path: Path, encoder) -> None:

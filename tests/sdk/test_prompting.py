@@ -58,11 +58,7 @@ def test_citations_resolved_dangling_and_unsupported() -> None:
     )
     citations, dangling, unsupported = check_citations(text, HITS)
     assert [c.marker for c in citations] == [1, 3, 2]
-    assert (
-        citations[0].doc_id == "d0"
-        and citations[0].page == 2
-        and citations[0].span == (0, len(HITS[0].chunk.text))
-    )
+    assert citations[0].doc_id == "d0" and citations[0].page == 2 and citations[0].span == (0, len(HITS[0].chunk.text))
     assert dangling == (7,)
     assert unsupported == (2,)
 
