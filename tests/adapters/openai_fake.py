@@ -61,9 +61,7 @@ def _completion(content: str, finish_reason: str) -> dict[str, Any]:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": "fake",
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}
-        ],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}],
         "usage": {"prompt_tokens": 7, "completion_tokens": len(tokens_of(content)), "total_tokens": 0},
     }
 
@@ -95,9 +93,7 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:  # the client gave up (timeout): nothing to answer
             self.close_connection = True
 
-    def _send(
-        self, status: int, payload: bytes, content_type: str, extra: dict[str, str] | None = None
-    ) -> None:
+    def _send(self, status: int, payload: bytes, content_type: str, extra: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))

@@ -61,9 +61,7 @@ def _reference(model_dir: Path, texts: list[str], pooling: str = "mean") -> np.n
     return np.stack(rows)
 
 
-def test_batched_sorted_encoding_matches_reference(
-    tiny_bert_dir: Path, encoder: TransformersDenseEncoder
-) -> None:
+def test_batched_sorted_encoding_matches_reference(tiny_bert_dir: Path, encoder: TransformersDenseEncoder) -> None:
     texts = [
         "a cat sat",
         "the telescope observed a distant galaxy cluster bending light",

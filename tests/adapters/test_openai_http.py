@@ -70,9 +70,7 @@ def _closed_port() -> int:
 
 
 def test_generate_sends_an_openai_request(make: Make, server: FakeOpenAIServer) -> None:
-    gen = make(
-        api_key="sk-test", temperature=0.2, max_tokens=64, stop=["\n\n", "END"], extra_body={"seed": 7}
-    )
+    gen = make(api_key="sk-test", temperature=0.2, max_tokens=64, stop=["\n\n", "END"], extra_body={"seed": 7})
     assert gen.generate(CHAT) == ANSWER
     [request] = server.requests
     assert request.path == "/v1/chat/completions"
@@ -164,9 +162,7 @@ def test_bad_configuration(kwargs: dict[str, object], match: str) -> None:
         OpenAICompatibleGenerator(**options)  # type: ignore[arg-type]
 
 
-def test_api_key_is_stripped_and_checked(
-    make: Make, server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_api_key_is_stripped_and_checked(make: Make, server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", " sk-env\n")
     make().generate(CHAT)
     assert server.requests[-1].headers["authorization"] == "Bearer sk-env"
@@ -291,9 +287,7 @@ def test_stream_garbage_is_reported(make: Make, server: FakeOpenAIServer) -> Non
 
 
 @pytest.mark.parametrize("kind", ["truncated", "eof"])
-def test_stream_cut_short_yields_what_came_then_fails(
-    make: Make, server: FakeOpenAIServer, kind: str
-) -> None:
+def test_stream_cut_short_yields_what_came_then_fails(make: Make, server: FakeOpenAIServer, kind: str) -> None:
     server.script(Reply(kind=kind))  # type: ignore[arg-type]
     got: list[str] = []
     with pytest.raises(EndpointError, match="stream ended early"):
