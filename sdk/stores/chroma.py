@@ -121,9 +121,12 @@ class ChromaVectorStore:
 
     def delete_documents(self, doc_ids: Sequence[str]) -> int:
         removed = 0
+        ids = list(dict.fromkeys(doc_ids))
         with self._lock:
-            for doc_id in doc_ids:
-                found = self._collection.get(where={"doc_id": doc_id}, include=[])
+            for begin in range(0, len(ids), 500):  # one query per 500 documents, not one per document
+                part = ids[begin : begin + 500]
+                where = {"doc_id": part[0]} if len(part) == 1 else {"doc_id": {"$in": part}}
+                found = self._collection.get(where=where, include=[])
                 if found["ids"]:
                     self._collection.delete(ids=found["ids"])
                     removed += len(found["ids"])

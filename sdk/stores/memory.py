@@ -49,10 +49,8 @@ def chunk_matches(chunk: Chunk, filters: Filters) -> bool:
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` largest scores, best first (ties by index, so results are deterministic)."""
     n = scores.shape[0]
-    if k >= n:
-        return np.lexsort((np.arange(n), -scores))
-    part = np.argpartition(-scores, k - 1)[:k]
-    return part[np.lexsort((part, -scores[part]))]
+    candidates = np.arange(n) if k >= n else np.argpartition(scores, n - k)[n - k :]
+    return candidates[np.lexsort((candidates, -scores[candidates]))]
 
 
 class InMemoryVectorStore:

@@ -16,12 +16,12 @@ from ragloom.types import Document
 
 @pytest.fixture(scope="module")
 def encoder(tiny_bert_dir: Path) -> TransformersDenseEncoder:
-    return TransformersDenseEncoder(tiny_bert_dir, batch_size=2)
+    return TransformersDenseEncoder(tiny_bert_dir, batch_size=2, dtype="float32")
 
 
 @pytest.fixture(scope="module")
 def other_encoder(tiny_bert_other_dir: Path) -> TransformersDenseEncoder:
-    return TransformersDenseEncoder(tiny_bert_other_dir, batch_size=2)
+    return TransformersDenseEncoder(tiny_bert_other_dir, batch_size=2, dtype="float32")
 
 
 class TestDenseMemory(RetrieverContract):
@@ -75,7 +75,9 @@ def test_batched_sorted_encoding_matches_reference(tiny_bert_dir: Path, encoder:
 
 
 def test_cls_pooling_and_prefixes(tiny_bert_dir: Path) -> None:
-    enc = TransformersDenseEncoder(tiny_bert_dir, pooling="cls", query_prefix="query: ", document_prefix="")
+    enc = TransformersDenseEncoder(
+        tiny_bert_dir, pooling="cls", query_prefix="query: ", document_prefix="", dtype="float32"
+    )
     np.testing.assert_allclose(
         enc.encode_documents(["the cat"]), _reference(tiny_bert_dir, ["the cat"], "cls"), atol=1e-5
     )
@@ -140,10 +142,19 @@ def test_store_kind_must_match(tmp_path: Path, encoder) -> None:
 
 @pytest.mark.realmodel
 def test_minilm_matches_reference_and_ranks_sensibly(minilm_dir: Path) -> None:
-    enc = TransformersDenseEncoder(minilm_dir)
+    enc = TransformersDenseEncoder(minilm_dir, dtype="float32")
     assert enc.dim == 384 and enc.max_length == 256 and enc.pooling == "mean" and enc.normalize
     texts = ["A man is eating food.", "A monkey is playing drums.", "Quarks are bound by gluons in hadrons."]
     np.testing.assert_allclose(enc.encode_documents(texts), _reference(minilm_dir, texts), atol=1e-4)
     retriever = DenseRetriever(enc)
     retriever.add([Document(id=str(i), text=t) for i, t in enumerate(texts)])
     assert retriever.search("What holds hadrons together?", k=1)[0].chunk.doc_id == "2"
+
+
+def test_bf16_stays_close_to_fp32(tiny_bert_dir: Path, encoder: TransformersDenseEncoder) -> None:
+    texts = ["the telescope observed a distant galaxy", "knead the dough", "lava flows"]
+    bf16 = TransformersDenseEncoder(tiny_bert_dir, dtype="bfloat16").encode_documents(texts)
+    assert bf16.dtype == np.float32
+    cosines = np.sum(bf16 * encoder.encode_documents(texts), axis=1)
+    assert cosines.min() > 0.99
+    assert TransformersDenseEncoder(tiny_bert_dir, dtype="bfloat16").fingerprint == encoder.fingerprint

@@ -1,0 +1,420 @@
+"""Sparse inverted index: immutable postings segments + tombstones on disk, exact top-k by score accumulation.
+
+A segment holds the postings of a batch of chunks: for every term, the rows (chunks) that carry it and their
+weights — a CSC matrix (terms × rows stored term-major), i.e. postings lists. On disk a directory holds::
+
+    state.json                  the commit point: live segments, their tombstones, sizes and sha256 checksums
+    seg-000001.indptr.npy       int64, one entry per term + 1
+    seg-000001.rows.npy         int32 row of each posting, sorted within a term
+    seg-000001.weights.npy      float32 weight of each posting
+    seg-000001.chunks.jsonl     one chunk (JSON) per row
+    seg-000001.del-000004.npy   int32 rows of the segment deleted since it was written (a tombstone file)
+
+Files are written once (atomic write) and never changed; every write commits by atomically replacing
+``state.json``, then removes the files the new state no longer names. A crash before the commit leaves the
+previous state whole. Adding appends a segment; deleting writes tombstones; small segments are merged as they
+accumulate (a binary-counter policy keeps about log2(n) segments) and a segment mostly deleted is rewritten.
+
+Search multiplies the sparse query matrix by each segment's postings (scipy's sparse product, which accumulates
+scores term at a time over the postings of the query's terms only), drops deleted and filtered rows, and keeps
+the top ``k`` with ``argpartition`` over the rows that scored at all. Scores are exact dot products.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragloom._imports import require
+from ragloom.errors import IndexCorruptError, InvalidInputError
+from ragloom.persistence import atomic_write_bytes, atomic_write_json, read_json
+from ragloom.protocols import Filters
+from ragloom.stores.memory import chunk_matches
+from ragloom.types import Chunk, SparseVector
+
+__all__ = ["SparseIndex", "SparseMatch", "sparse_matrix"]
+
+STATE_NAME = "state.json"
+STATE_FORMAT = 1
+_OWNED = re.compile(r"^\.?seg-\d{6}\..*")
+
+
+def _sparse() -> Any:
+    return require("scipy.sparse", "sparse", "the sparse inverted index")
+
+
+def sparse_matrix(vectors: Sequence[SparseVector], n_terms: int | None = None) -> Any:
+    """Rows of SparseVectors as a scipy CSR matrix (float32); ``n_terms`` columns (default: max term + 1)."""
+    sp = _sparse()
+    lengths = np.fromiter((len(v) for v in vectors), dtype=np.int64, count=len(vectors))
+    indptr = np.zeros(len(vectors) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    indices = np.concatenate([v.indices for v in vectors]) if vectors else np.zeros(0, np.int32)
+    values = np.concatenate([v.values for v in vectors]) if vectors else np.zeros(0, np.float32)
+    if indices.size and int(indices.min()) < 0:
+        raise InvalidInputError("SparseVector term ids must be >= 0")
+    width = max(int(indices.max()) + 1 if indices.size else 0, n_terms or 0)
+    return sp.csr_matrix((values.astype(np.float32), indices.astype(np.int32), indptr), shape=(len(vectors), width))
+
+
+@dataclass(frozen=True, slots=True)
+class SparseMatch:
+    """One chunk matched by a query: its score and the terms that contributed most, best first."""
+
+    chunk: Chunk
+    score: float
+    terms: tuple[tuple[int, float], ...] = ()
+
+
+@dataclass
+class _Segment:
+    """An immutable batch of rows: chunks and their postings (terms × rows), plus the rows deleted since."""
+
+    id: int
+    chunks: list[Chunk]
+    postings: Any  # scipy csr_matrix, shape (n_terms, n_rows): row t = postings list of term t
+    deleted: np.ndarray  # bool per row
+    files: dict[str, str] = field(default_factory=dict)  # file name -> sha256
+    tombstone: str | None = None
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.chunks)
+
+    @property
+    def n_live(self) -> int:
+        return self.n_rows - int(self.deleted.sum())
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+class SparseIndex:
+    """An inverted index of chunks and their sparse vectors. ``path=None`` keeps everything in memory.
+
+    Writers must hold the index directory's lock (the owning retriever takes it); readers see the state committed
+    when they opened the index. ``merge_factor``: a new segment is merged into its predecessor while the
+    predecessor has at most this many times its live rows. ``max_deleted``: a segment with a larger fraction of
+    deleted rows is rewritten without them.
+    """
+
+    def __init__(self, path: str | Path | None = None, *, merge_factor: float = 1.0, max_deleted: float = 0.3) -> None:
+        self.path = Path(path) if path is not None else None
+        self.merge_factor = merge_factor
+        self.max_deleted = max_deleted
+        self._lock = threading.RLock()
+        self._segments: list[_Segment] = []
+        self._next_id = 1
+        self._rows_by_doc: dict[str, list[tuple[int, int]]] = {}  # doc -> (segment id, row)
+        if self.path is not None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._load()
+
+    @property
+    def config(self) -> dict[str, object]:
+        return {"kind": "sparse", "format": STATE_FORMAT, "layout": "postings segments + tombstones"}
+
+    # -- loading ----------------------------------------------------------------------------------------------------
+    def _load(self) -> None:
+        assert self.path is not None
+        state_path = self.path / STATE_NAME
+        if not state_path.exists():
+            return
+        state = read_json(state_path)
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise IndexCorruptError(
+                f"{state_path} is not a sparse index state of format {STATE_FORMAT}; re-index into a new directory"
+            )
+        self._next_id = int(state["next_id"])
+        self._segments = [self._load_segment(entry) for entry in state["segments"]]
+        self._reindex_docs()
+
+    def _read_checked(self, name: str, expected: str) -> bytes:
+        assert self.path is not None
+        try:
+            data = (self.path / name).read_bytes()
+        except OSError as exc:
+            raise IndexCorruptError(
+                f"{self.path}: {name} is missing ({exc}); restore the directory or re-index"
+            ) from exc
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise IndexCorruptError(f"{self.path}: {name} fails its sha256 check; restore the directory or re-index")
+        return data
+
+    def _load_segment(self, entry: dict[str, Any]) -> _Segment:
+        sp = _sparse()
+        seg_id, files = int(entry["id"]), {str(k): str(v) for k, v in dict(entry["files"]).items()}
+        prefix = f"seg-{seg_id:06d}"
+
+        def array(part: str) -> np.ndarray:
+            name = f"{prefix}.{part}.npy"
+            return np.load(io.BytesIO(self._read_checked(name, files[name])), allow_pickle=False)
+
+        indptr, rows, weights = array("indptr"), array("rows"), array("weights")
+        text = self._read_checked(f"{prefix}.chunks.jsonl", files[f"{prefix}.chunks.jsonl"]).decode("utf-8")
+        chunks = [Chunk.from_dict(json.loads(line)) for line in text.splitlines() if line]
+        if indptr.size < 1 or int(indptr[-1]) != rows.size or rows.size != weights.size:
+            raise IndexCorruptError(f"{self.path}: segment {seg_id} has inconsistent postings arrays; re-index")
+        if rows.size and int(rows.max()) >= len(chunks):
+            raise IndexCorruptError(f"{self.path}: segment {seg_id} points past its {len(chunks)} chunks; re-index")
+        postings = sp.csr_matrix((weights, rows, indptr), shape=(indptr.size - 1, len(chunks)))
+        deleted = np.zeros(len(chunks), dtype=bool)
+        tombstone = entry.get("tombstone")
+        if tombstone:
+            deleted[np.load(io.BytesIO(self._read_checked(tombstone, files[tombstone])), allow_pickle=False)] = True
+        return _Segment(seg_id, chunks, postings, deleted, files, tombstone)
+
+    def _reindex_docs(self) -> None:
+        rows: dict[str, list[tuple[int, int]]] = {}
+        for seg in self._segments:
+            for row, chunk in enumerate(seg.chunks):
+                if not seg.deleted[row]:
+                    rows.setdefault(chunk.doc_id, []).append((seg.id, row))
+        self._rows_by_doc = rows
+
+    # -- writing ----------------------------------------------------------------------------------------------------
+    def _new_segment(self, chunks: list[Chunk], matrix: Any) -> _Segment:
+        """A segment from chunks and their (rows × terms) CSR matrix; files are written when persisted."""
+        postings = matrix.T.tocsr()  # terms × rows, row indices sorted within each term
+        postings.sort_indices()
+        seg = _Segment(self._take_id(), chunks, postings, np.zeros(len(chunks), dtype=bool))
+        if self.path is not None:
+            prefix = f"seg-{seg.id:06d}"
+            payloads = {
+                f"{prefix}.indptr.npy": _npy_bytes(postings.indptr.astype(np.int64)),
+                f"{prefix}.rows.npy": _npy_bytes(postings.indices.astype(np.int32)),
+                f"{prefix}.weights.npy": _npy_bytes(postings.data.astype(np.float32)),
+                f"{prefix}.chunks.jsonl": "".join(
+                    json.dumps(c.to_dict(), ensure_ascii=False) + "\n" for c in chunks
+                ).encode("utf-8"),
+            }
+            for name, data in payloads.items():
+                atomic_write_bytes(self.path / name, data)
+                seg.files[name] = hashlib.sha256(data).hexdigest()
+        return seg
+
+    def _take_id(self) -> int:
+        """A fresh number for a segment or a tombstone generation (file names are never reused)."""
+        self._next_id += 1
+        return self._next_id - 1
+
+    def _write_tombstone(self, seg: _Segment) -> None:
+        seg.files = {k: v for k, v in seg.files.items() if k != seg.tombstone}
+        seg.tombstone = None
+        if self.path is None or not seg.deleted.any():
+            return
+        name = f"seg-{seg.id:06d}.del-{self._take_id():06d}.npy"
+        data = _npy_bytes(np.flatnonzero(seg.deleted).astype(np.int32))
+        atomic_write_bytes(self.path / name, data)
+        seg.tombstone = name
+        seg.files[name] = hashlib.sha256(data).hexdigest()
+
+    def _commit(self, segments: list[_Segment]) -> None:
+        """Make ``segments`` the index: one atomic replace of state.json, then drop unreferenced files."""
+        if self.path is not None:
+            entries = []
+            for seg in segments:
+                entry: dict[str, Any] = {"id": seg.id, "rows": seg.n_rows, "live": seg.n_live, "files": seg.files}
+                if seg.tombstone:
+                    entry["tombstone"] = seg.tombstone
+                entries.append(entry)
+            atomic_write_json(
+                self.path / STATE_NAME, {"format": STATE_FORMAT, "next_id": self._next_id, "segments": entries}
+            )
+            referenced = {name for seg in segments for name in seg.files}
+            for file in self.path.iterdir():
+                if _OWNED.match(file.name) and file.name not in referenced:
+                    with contextlib.suppress(OSError):
+                        file.unlink()
+        self._segments = segments
+        self._reindex_docs()
+
+    def replace_documents(
+        self, doc_ids: Iterable[str], chunks: Sequence[Chunk], vectors: Sequence[SparseVector] | Any
+    ) -> None:
+        """Drop every chunk of ``doc_ids`` (and of the chunks' documents) and add ``chunks`` in one commit.
+
+        ``vectors``: one SparseVector per chunk, or a scipy CSR matrix with one row per chunk.
+        """
+        matrix = self._check(chunks, vectors)
+        with self._lock:
+            dropping = set(doc_ids) | {c.doc_id for c in chunks}
+            segments = self._tombstoned(dropping)
+            if chunks:
+                segments.append(self._new_segment(list(chunks), matrix))
+            self._commit(segments)
+            self._maintain()
+
+    def delete_documents(self, doc_ids: Iterable[str]) -> int:
+        with self._lock:
+            dropping = set(doc_ids)
+            removed = sum(len(self._rows_by_doc.get(d, ())) for d in dropping)
+            if removed:
+                self._commit(self._tombstoned(dropping))
+                self._maintain()
+            return removed
+
+    def _tombstoned(self, dropping: set[str]) -> list[_Segment]:
+        """The current segments with every row of ``dropping`` marked deleted (changed ones get new tombstones)."""
+        touched: dict[int, list[int]] = {}
+        for doc_id in dropping:
+            for seg_id, row in self._rows_by_doc.get(doc_id, ()):
+                touched.setdefault(seg_id, []).append(row)
+        segments = []
+        for old in self._segments:
+            seg = old
+            if old.id in touched:
+                deleted = old.deleted.copy()
+                deleted[touched[old.id]] = True
+                seg = _Segment(old.id, old.chunks, old.postings, deleted, dict(old.files), old.tombstone)
+                self._write_tombstone(seg)
+            if seg.n_live:
+                segments.append(seg)
+        return segments
+
+    def _maintain(self) -> None:
+        """Rewrite mostly-deleted segments and merge small trailing segments (each step its own commit)."""
+        for i in range(len(self._segments)):
+            seg = self._segments[i]
+            if seg.n_rows - seg.n_live > self.max_deleted * seg.n_rows:
+                self._commit([*self._segments[:i], self._merged([seg]), *self._segments[i + 1 :]])
+        while len(self._segments) >= 2 and self._segments[-2].n_live <= self.merge_factor * self._segments[-1].n_live:
+            self._commit([*self._segments[:-2], self._merged(self._segments[-2:])])
+
+    def _merged(self, segments: list[_Segment]) -> _Segment:
+        sp = _sparse()
+        chunks: list[Chunk] = []
+        blocks = []
+        width = max(seg.postings.shape[0] for seg in segments)
+        for seg in segments:
+            live = np.flatnonzero(~seg.deleted)
+            rows = seg.postings.T.tocsr()[live]
+            rows.resize((live.size, width))
+            blocks.append(rows)
+            chunks.extend(seg.chunks[i] for i in live)
+        return self._new_segment(chunks, sp.vstack(blocks, format="csr"))
+
+    def compact(self) -> None:
+        """Merge every segment into one without deleted rows (faster search after many small writes)."""
+        with self._lock:
+            if len(self._segments) > 1 or any(seg.n_live < seg.n_rows for seg in self._segments):
+                self._commit([self._merged(self._segments)] if self._segments else [])
+
+    def _check(self, chunks: Sequence[Chunk], vectors: Sequence[SparseVector] | Any) -> Any:
+        sp = _sparse()
+        if sp.issparse(vectors):
+            matrix = sp.csr_matrix(vectors, dtype=np.float32)
+        else:
+            vectors = list(vectors)
+            if any(not isinstance(v, SparseVector) for v in vectors):
+                raise InvalidInputError("SparseIndex stores ragloom.SparseVector values (one per chunk)")
+            matrix = sparse_matrix(vectors)
+        if matrix.shape[0] != len(chunks):
+            raise InvalidInputError(f"Expected {len(chunks)} sparse vectors, got {matrix.shape[0]}")
+        if matrix.nnz and not np.all(np.isfinite(matrix.data)):
+            raise InvalidInputError("Sparse vectors contain NaN or Inf; check the encoder's output")
+        ids = [c.id for c in chunks]
+        if len(set(ids)) != len(ids):
+            raise InvalidInputError("Duplicate chunk ids in one batch")
+        return matrix
+
+    # -- search -----------------------------------------------------------------------------------------------------
+    def search(
+        self, queries: Sequence[SparseVector], k: int, filters: Filters | None = None, explain: int = 0
+    ) -> list[list[SparseMatch]]:
+        """Top ``k`` chunks by dot product for each query, best first; ``explain`` top terms per match.
+
+        Chunks sharing no term with the query are never returned (their score would be 0). Ties are broken by
+        insertion order, so results are deterministic and survive a reload or a compaction.
+        """
+        with self._lock:
+            segments = list(self._segments)
+        results: list[list[SparseMatch]] = [[] for _ in queries]
+        if not segments or not queries or k <= 0:
+            return results
+        width = max(seg.postings.shape[0] for seg in segments)
+        query_matrix = sparse_matrix(list(queries))
+        query_matrix.resize((len(queries), max(width, query_matrix.shape[1])))
+        candidates: list[list[tuple[float, int, int, int]]] = [[] for _ in queries]  # (-score, order, seg, row)
+        for order, seg in enumerate(segments):
+            allowed = ~seg.deleted
+            if filters:
+                allowed &= np.fromiter((chunk_matches(c, filters) for c in seg.chunks), dtype=bool, count=seg.n_rows)
+                if not allowed.any():
+                    continue
+            n_terms = seg.postings.shape[0]
+            scores = query_matrix[:, :n_terms] @ seg.postings  # (queries × rows), only rows that scored
+            scores = scores.tocsr()
+            for qi in range(len(queries)):
+                start, end = scores.indptr[qi], scores.indptr[qi + 1]
+                rows, values = scores.indices[start:end], scores.data[start:end]
+                keep = allowed[rows] & (values != 0)
+                rows, values = rows[keep], values[keep]
+                if rows.size > k:
+                    part = np.argpartition(-values, k - 1)[:k]
+                    rows, values = rows[part], values[part]
+                candidates[qi].extend(zip((-values).tolist(), [order] * rows.size, [seg.id] * rows.size, rows.tolist()))
+        by_id = {seg.id: seg for seg in segments}
+        for qi, found in enumerate(candidates):
+            best = sorted(found)[:k]
+            results[qi] = [
+                SparseMatch(
+                    by_id[seg_id].chunks[row],
+                    -neg,
+                    self._contributions(queries[qi], by_id[seg_id], row, explain) if explain else (),
+                )
+                for neg, _, seg_id, row in best
+            ]
+        return results
+
+    @staticmethod
+    def _contributions(query: SparseVector, seg: _Segment, row: int, top: int) -> tuple[tuple[int, float], ...]:
+        """The query terms a row shares, with query weight × row weight, largest first."""
+        postings = seg.postings
+        inside = query.indices < postings.shape[0]
+        terms, weights = query.indices[inside], query.values[inside]
+        found: list[tuple[int, float]] = []
+        for term, weight in zip(terms.tolist(), weights.tolist()):
+            start, end = postings.indptr[term], postings.indptr[term + 1]
+            where = start + int(np.searchsorted(postings.indices[start:end], row))
+            if where < end and postings.indices[where] == row:
+                found.append((term, weight * float(postings.data[where])))
+        found.sort(key=lambda item: (-item[1], item[0]))
+        return tuple(found[:top])
+
+    # -- introspection ----------------------------------------------------------------------------------------------
+    def doc_ids(self) -> set[str]:
+        return set(self._rows_by_doc)
+
+    def __len__(self) -> int:
+        return sum(seg.n_live for seg in self._segments)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Segments, rows (live and deleted), postings and bytes on disk."""
+        on_disk = 0
+        if self.path is not None:
+            on_disk = sum(f.stat().st_size for f in self.path.iterdir() if f.is_file())
+        return {
+            "segments": len(self._segments),
+            "rows": len(self),
+            "deleted_rows": sum(seg.n_rows - seg.n_live for seg in self._segments),
+            "postings": sum(int(seg.postings.nnz) for seg in self._segments),
+            "bytes_on_disk": on_disk,
+        }
+
+    def close(self) -> None:
+        """Nothing to release: every write is committed when it returns."""
