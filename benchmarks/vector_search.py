@@ -99,7 +99,7 @@ def main(argv: list[str]) -> None:
 
         exact = {i: {int(x) for x in flat.search(queries[i : i + 1], args.k)[1][0]} for i in range(len(queries))}
         lat: dict[str, list[float]] = {}
-        for name, fn in systems.items():
+        for fn in systems.values():
             fn(queries[0])  # warm-up
         for name, fn in systems.items():
             lat[name] = _latencies(fn, queries)
