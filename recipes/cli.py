@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ragloom.errors import RagloomError
+from ragloom.recipes.mcp_cli import mcp as mcp_command
 
 app = typer.Typer(
     name="ragloom",
@@ -29,6 +30,7 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="List and fetch the default models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+app.command("mcp")(mcp_command)
 console = Console()
 err = Console(stderr=True)
 

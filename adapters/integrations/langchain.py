@@ -1,0 +1,325 @@
+"""LangChain bridges, both ways (``pip install 'ragloom[langchain]'``, langchain-core 1.x).
+
+ragloom → LangChain: :class:`RagloomRetriever` (a Retriever or Pipeline as a ``BaseRetriever``, with a real async
+path), :class:`RagloomChatModel` (a ragloom Generator as a chat model), :func:`langchain_tools` (``StructuredTool``).
+LangChain → ragloom: :class:`LangChainEncoder` (``Embeddings`` as a DenseEncoder) and :class:`LangChainGenerator`
+(a chat model as a Generator). Documents carry the hit in ``metadata`` under :data:`METADATA_KEYS`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ragloom._imports import require
+
+require("langchain_core", "langchain", "the LangChain integration")
+
+from langchain_core.callbacks import (  # noqa: E402
+    AsyncCallbackManagerForLLMRun,
+    AsyncCallbackManagerForRetrieverRun,
+    CallbackManagerForLLMRun,
+    CallbackManagerForRetrieverRun,
+)
+from langchain_core.documents import Document as LCDocument  # noqa: E402
+from langchain_core.embeddings import Embeddings  # noqa: E402
+from langchain_core.language_models import BaseChatModel  # noqa: E402
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, SystemMessage  # noqa: E402
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult  # noqa: E402
+from langchain_core.retrievers import BaseRetriever  # noqa: E402
+from langchain_core.tools import StructuredTool, ToolException  # noqa: E402
+from pydantic import ConfigDict, PrivateAttr  # noqa: E402
+
+from ragloom.adapters.integrations._common import (  # noqa: E402
+    METADATA_KEYS,
+    ForeignDenseEncoder,
+    SearchSource,
+    acut_stream,
+    agenerate,
+    astream,
+    cut_at_stop,
+    cut_stream,
+    hit_metadata,
+    model_label,
+    search_source,
+)
+from ragloom.errors import EndpointError, InvalidInputError, RagloomError  # noqa: E402
+from ragloom.types import Hit, Message  # noqa: E402
+
+if TYPE_CHECKING:
+    from ragloom.adapters.integrations.tools import RagloomTools
+
+__all__ = [
+    "METADATA_KEYS",
+    "LangChainEncoder",
+    "LangChainGenerator",
+    "RagloomChatModel",
+    "RagloomRetriever",
+    "from_langchain_messages",
+    "hit_to_document",
+    "langchain_tools",
+    "to_langchain_messages",
+]
+
+
+def hit_to_document(hit: Hit) -> LCDocument:
+    """A LangChain Document for a hit: ``id`` is the chunk id, the hit's fields are in ``metadata``."""
+    return LCDocument(id=hit.chunk.id, page_content=hit.chunk.text, metadata=hit_metadata(hit))
+
+
+# -- ragloom → LangChain ------------------------------------------------------------------------------------------
+class RagloomRetriever(BaseRetriever):
+    """A ragloom Retriever or Pipeline as a LangChain retriever.
+
+    ``invoke``/``ainvoke`` accept per-call ``k`` and ``filters`` keyword arguments. The async path awaits
+    ragloom's ``aretrieve``/``asearch`` (model work runs in a worker thread), so the event loop keeps running.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    source: Any
+    """A ragloom Retriever or Pipeline."""
+    k: int | None = None
+    """Hits per query (default: the pipeline's ``k``, or 5 for a bare retriever)."""
+    filters: dict[str, str | int | float | bool] | None = None
+    """Equality filters applied to every query unless a call passes its own."""
+
+    _source: SearchSource = PrivateAttr()
+
+    def __init__(self, source: Any = None, **kwargs: Any) -> None:
+        searcher = search_source(source)  # a typed error here, not pydantic's wrapper
+        super().__init__(source=source, **kwargs)
+        self._source = searcher
+
+    def _get_relevant_documents(
+        self,
+        query: str,
+        *,
+        run_manager: CallbackManagerForRetrieverRun,
+        k: int | None = None,
+        filters: dict[str, Any] | None = None,
+    ) -> list[LCDocument]:
+        hits = self._source.search(query, k or self.k, filters if filters is not None else self.filters)
+        return [hit_to_document(h) for h in hits]
+
+    async def _aget_relevant_documents(
+        self,
+        query: str,
+        *,
+        run_manager: AsyncCallbackManagerForRetrieverRun,
+        k: int | None = None,
+        filters: dict[str, Any] | None = None,
+    ) -> list[LCDocument]:
+        hits = await self._source.asearch(query, k or self.k, filters if filters is not None else self.filters)
+        return [hit_to_document(h) for h in hits]
+
+
+_ROLES = {"system": "system", "human": "user", "ai": "assistant", "developer": "system"}
+
+
+def from_langchain_messages(messages: Sequence[BaseMessage]) -> list[Message]:
+    """LangChain messages → ragloom messages (system, user, assistant; text content only)."""
+    out = []
+    for message in messages:
+        role = _ROLES.get(message.type)
+        if message.type == "chat":  # a ChatMessage with a free-form role
+            role = {"user": "user", "assistant": "assistant", "system": "system"}.get(str(message.role))  # type: ignore[attr-defined]
+        if role is None:
+            raise InvalidInputError(
+                f"ragloom generators take system, user and assistant messages, got a {message.type!r} message; "
+                "drop tool messages or use a LangChain chat model that supports tools"
+            )
+        out.append(Message(role, str(message.text)))  # type: ignore[arg-type]
+    return out
+
+
+def to_langchain_messages(messages: Sequence[Message]) -> list[BaseMessage]:
+    """ragloom messages → LangChain messages."""
+    kinds = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
+    return [kinds[m.role](content=m.content) for m in messages]
+
+
+class RagloomChatModel(BaseChatModel):
+    """A ragloom Generator (local transformers model, OpenAI-compatible endpoint, ...) as a LangChain chat model.
+
+    Streams token pieces, honours ``stop``, and its async methods use the generator's native ``agenerate`` /
+    ``astream`` when it has them, a worker thread otherwise.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    generator: Any
+    """A ragloom Generator."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "ragloom"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"generator": str(getattr(self.generator, "name", type(self.generator).__name__))}
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        text = cut_at_stop(self.generator.generate(from_langchain_messages(messages)), stop)
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        text = cut_at_stop(await agenerate(self.generator, from_langchain_messages(messages)), stop)
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        for piece in cut_stream(self.generator.stream(from_langchain_messages(messages)), stop):
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
+            if run_manager is not None:
+                run_manager.on_llm_new_token(piece, chunk=chunk)
+            yield chunk
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        async for piece in acut_stream(astream(self.generator, from_langchain_messages(messages)), stop):
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
+            if run_manager is not None:
+                await run_manager.on_llm_new_token(piece, chunk=chunk)
+            yield chunk
+
+
+def langchain_tools(tools: RagloomTools) -> list[StructuredTool]:
+    """Each ragloom tool as a ``StructuredTool`` with the same pydantic input model.
+
+    The tool's content is the JSON result (what an agent reads); the artifact is the same result as a dict.
+    A ragloom error becomes the tool's message to the agent (``handle_tool_error``) so it can retry.
+    """
+    return [_structured_tool(tools, spec.name, spec.description, spec.input_model) for spec in tools.specs]
+
+
+def _structured_tool(tools: RagloomTools, name: str, description: str, schema: Any) -> StructuredTool:
+    from ragloom.adapters.integrations.tools import describe_validation_error
+
+    def run(**arguments: Any) -> tuple[str, dict[str, Any]]:
+        try:
+            result = tools.dispatch(name, arguments)
+        except RagloomError as exc:
+            raise ToolException(str(exc)) from exc
+        return json.dumps(result, ensure_ascii=False), result
+
+    async def arun(**arguments: Any) -> tuple[str, dict[str, Any]]:
+        try:
+            result = await tools.adispatch(name, arguments)
+        except RagloomError as exc:
+            raise ToolException(str(exc)) from exc
+        return json.dumps(result, ensure_ascii=False), result
+
+    return StructuredTool.from_function(
+        func=run,
+        coroutine=arun,
+        name=name,
+        description=description,
+        args_schema=schema,
+        response_format="content_and_artifact",
+        handle_tool_error=True,
+        handle_validation_error=lambda exc: describe_validation_error(name, exc),
+    )
+
+
+# -- LangChain → ragloom ------------------------------------------------------------------------------------------
+class LangChainEncoder(ForeignDenseEncoder):
+    """Any LangChain ``Embeddings`` as a ragloom DenseEncoder (``embed_query`` for queries, ``embed_documents``).
+
+    Vectors are L2-normalised unless ``normalize=False``. Without a ``token_counter`` the retriever chunks by
+    words; pass one (e.g. ``ragloom.chunking.OffsetTokenizer(tokenizer)``) to chunk in the model's tokens.
+    """
+
+    provider = "langchain"
+
+    def __init__(self, embeddings: Embeddings, **options: Any) -> None:
+        if not isinstance(embeddings, Embeddings):
+            raise InvalidInputError(
+                f"LangChainEncoder wraps a langchain_core Embeddings, got {type(embeddings).__name__}"
+            )
+        super().__init__(embeddings, **options)
+
+    def _embed_queries(self, texts: list[str]) -> list[Sequence[float]]:
+        return [self.model.embed_query(t) for t in texts]  # type: ignore[attr-defined]
+
+    def _embed_documents(self, texts: list[str]) -> list[Sequence[float]]:
+        return list(self.model.embed_documents(texts))  # type: ignore[attr-defined]
+
+
+class LangChainGenerator:
+    """A LangChain chat model (any ``BaseChatModel``) as a ragloom Generator, with native async and streaming.
+
+    Errors raised by the model become :class:`ragloom.errors.EndpointError` (the original is the ``__cause__``).
+    """
+
+    def __init__(self, model: BaseChatModel, *, name: str | None = None) -> None:
+        if not isinstance(model, BaseChatModel):
+            raise InvalidInputError(f"LangChainGenerator wraps a LangChain BaseChatModel, got {type(model).__name__}")
+        self.model = model
+        self._name = f"langchain:{name or model_label(model)}"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def _failed(self, exc: Exception) -> EndpointError:
+        return EndpointError(f"{self._name} failed: {type(exc).__name__}: {exc}. Check the model's configuration.")
+
+    def generate(self, messages: Sequence[Message]) -> str:
+        try:
+            return str(self.model.invoke(to_langchain_messages(messages)).text)
+        except RagloomError:
+            raise
+        except Exception as exc:
+            raise self._failed(exc) from exc
+
+    def stream(self, messages: Sequence[Message]) -> Iterator[str]:
+        try:
+            for chunk in self.model.stream(to_langchain_messages(messages)):
+                if text := str(chunk.text):
+                    yield text
+        except RagloomError:
+            raise
+        except Exception as exc:
+            raise self._failed(exc) from exc
+
+    async def agenerate(self, messages: Sequence[Message]) -> str:
+        try:
+            return str((await self.model.ainvoke(to_langchain_messages(messages))).text)
+        except RagloomError:
+            raise
+        except Exception as exc:
+            raise self._failed(exc) from exc
+
+    async def astream(self, messages: Sequence[Message]) -> AsyncIterator[str]:
+        try:
+            async for chunk in self.model.astream(to_langchain_messages(messages)):
+                if text := str(chunk.text):
+                    yield text
+        except RagloomError:
+            raise
+        except Exception as exc:
+            raise self._failed(exc) from exc

@@ -1,0 +1,263 @@
+"""Agent tools: one pydantic input model per tool, exported as OpenAI function schemas, framework tools and MCP.
+
+:class:`RagloomTools` turns a Retriever or Pipeline into a ``search`` tool (and an ``ask`` tool when the pipeline
+has a generator). The same input models drive the OpenAI JSON schema, the dispatcher's validation, LangChain's
+``StructuredTool``, LlamaIndex's ``FunctionTool`` and the MCP server, so an agent sees one contract everywhere.
+Needs ``pip install 'ragloom[tools]'`` (pydantic).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any
+
+from ragloom._imports import require
+
+require("pydantic", "tools", "agent tools")
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError  # noqa: E402
+
+from ragloom.adapters.integrations._common import (  # noqa: E402
+    SearchSource,
+    answer_to_dict,
+    hit_to_dict,
+    search_source,
+)
+from ragloom.errors import InvalidInputError, RagloomError  # noqa: E402
+
+if TYPE_CHECKING:
+    from langchain_core.tools import StructuredTool
+    from llama_index.core.tools import FunctionTool
+
+__all__ = ["AskInput", "RagloomTools", "SearchInput", "ToolSpec", "describe_validation_error", "openai_parameters"]
+
+FilterValue = str | int | float | bool
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,50}$")
+
+
+class SearchInput(BaseModel):
+    """Arguments of the search tool."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: Text = Field(description="What to look for: a question, a claim or keywords.")
+    k: int = Field(default=5, ge=1, le=50, description="How many passages to return, best first.")
+    filters: dict[str, FilterValue] | None = Field(
+        default=None,
+        description="Optional equality filters on doc_id, source or a document metadata key; all must match.",
+    )
+
+
+class AskInput(BaseModel):
+    """Arguments of the ask tool."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question: Text = Field(description="The question to answer from the indexed documents.")
+    k: int = Field(default=4, ge=1, le=20, description="How many passages the answer may draw on.")
+
+
+def _strip_titles(schema: Any) -> Any:
+    """Drop pydantic's ``title`` annotations (noise in a tool schema); property names are kept."""
+    if isinstance(schema, list):
+        return [_strip_titles(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "title" and isinstance(value, str):
+            continue
+        if key in ("properties", "$defs") and isinstance(value, dict):
+            out[key] = {name: _strip_titles(sub) for name, sub in value.items()}
+        else:
+            out[key] = _strip_titles(value)
+    return out
+
+
+def openai_parameters(model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON schema (Draft 2020-12) of a tool's input model, as OpenAI's ``parameters`` expects it."""
+    schema = _strip_titles(model.model_json_schema())
+    schema.pop("description", None)
+    return schema  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """One tool: its name, what it does (for the model), and its input model."""
+
+    name: str
+    description: str
+    input_model: type[BaseModel]
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return openai_parameters(self.input_model)
+
+    def openai_schema(self) -> dict[str, Any]:
+        """``{"type": "function", "function": {"name", "description", "parameters"}}``."""
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
+        }
+
+
+def describe_validation_error(tool: str, error: ValidationError) -> str:
+    """One line naming each bad field and what is wrong with it, for the agent to correct its call."""
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "arguments"
+        problems.append(f"{where}: {item['msg']}")
+    return (
+        f"Invalid arguments for tool {tool!r}: {'; '.join(problems)}. Call it again with arguments matching its schema."
+    )
+
+
+@dataclass(frozen=True)
+class RagloomTools:
+    """A Retriever or Pipeline as agent tools: ``{prefix}_search`` and, with a generator, ``{prefix}_ask``.
+
+    ``about`` (e.g. "U.S. Supreme Court opinions from 2023") is appended to the descriptions so the agent knows
+    when to call the tools. ``ask`` defaults to "when the source is a Pipeline with a generator".
+    """
+
+    source: Any
+    prefix: str = "ragloom"
+    about: str = ""
+    ask: bool | None = None
+    _source: SearchSource = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.prefix):
+            raise InvalidInputError(
+                f"Tool prefix {self.prefix!r} must be 1-50 letters, digits, '_' or '-' (OpenAI's tool-name rule)"
+            )
+        object.__setattr__(self, "_source", search_source(self.source))
+        if self.ask and not self._source.can_answer:
+            raise InvalidInputError(
+                "ask=True needs a Pipeline with a generator; open it with open_pipeline(DIR, with_generator=True)"
+            )
+
+    # -- the tool list ------------------------------------------------------------------------------------------
+    @property
+    def specs(self) -> tuple[ToolSpec, ...]:
+        about = f" The collection: {self.about.strip()}" if self.about.strip() else ""
+        tools = [
+            ToolSpec(
+                f"{self.prefix}_search",
+                "Search the indexed documents and return the best-matching passages with their document id, "
+                f"source, page and character span, best first.{about}",
+                SearchInput,
+            )
+        ]
+        if self.ask if self.ask is not None else self._source.can_answer:
+            tools.append(
+                ToolSpec(
+                    f"{self.prefix}_ask",
+                    "Answer a question from the indexed documents; the answer cites passages as [n] and lists "
+                    f"the cited documents, pages and spans.{about}",
+                    AskInput,
+                )
+            )
+        return tuple(tools)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.specs)
+
+    def spec(self, name: str) -> ToolSpec:
+        for spec in self.specs:
+            if spec.name == name:
+                return spec
+        raise InvalidInputError(f"Unknown tool {name!r}; this toolset has {', '.join(self.names)}")
+
+    def openai_schemas(self) -> list[dict[str, Any]]:
+        """The ``tools`` list for an OpenAI-compatible chat-completions request."""
+        return [spec.openai_schema() for spec in self.specs]
+
+    # -- validation and dispatch --------------------------------------------------------------------------------
+    def parse(self, name: str, arguments: Mapping[str, Any] | str | None) -> BaseModel:
+        """Validate a call's arguments (a mapping or the JSON string a model sends) against the tool's model."""
+        spec = self.spec(name)
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments) if arguments.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise InvalidInputError(
+                    f"Arguments for tool {name!r} are not valid JSON ({exc}); send an object"
+                ) from exc
+        if arguments is None:
+            arguments = {}
+        if not isinstance(arguments, Mapping):
+            raise InvalidInputError(
+                f"Arguments for tool {name!r} must be a JSON object, got {type(arguments).__name__}"
+            )
+        try:
+            return spec.input_model.model_validate(dict(arguments))
+        except ValidationError as exc:
+            raise InvalidInputError(describe_validation_error(name, exc)) from exc
+
+    def dispatch(self, name: str, arguments: Mapping[str, Any] | str | None = None) -> dict[str, Any]:
+        """Validate and run one tool call; returns a JSON-serialisable dict."""
+        args = self.parse(name, arguments)
+        if isinstance(args, SearchInput):
+            hits = self._source.search(args.query, args.k, args.filters)
+            return {"query": args.query, "hits": [hit_to_dict(h) for h in hits]}
+        assert isinstance(args, AskInput)
+        return answer_to_dict(self._source.ask(args.question, args.k))
+
+    async def adispatch(self, name: str, arguments: Mapping[str, Any] | str | None = None) -> dict[str, Any]:
+        """Async twin of :meth:`dispatch`; never blocks the event loop."""
+        args = self.parse(name, arguments)
+        if isinstance(args, SearchInput):
+            hits = await self._source.asearch(args.query, args.k, args.filters)
+            return {"query": args.query, "hits": [hit_to_dict(h) for h in hits]}
+        assert isinstance(args, AskInput)
+        return answer_to_dict(await self._source.aask(args.question, args.k))
+
+    def handle_tool_call(self, call: Mapping[str, Any]) -> dict[str, Any]:
+        """Answer one OpenAI ``tool_calls`` entry with the ``{"role": "tool", ...}`` message to send back.
+
+        A bad call (unknown tool, invalid arguments, a ragloom error) is reported to the model as
+        ``{"error": ...}`` content so it can correct itself; anything else propagates.
+        """
+        name, arguments, call_id = _unpack_call(call)
+        try:
+            content: dict[str, Any] = self.dispatch(name, arguments)
+        except RagloomError as exc:
+            content = {"error": str(exc)}
+        return {"role": "tool", "tool_call_id": call_id, "content": json.dumps(content, ensure_ascii=False)}
+
+    async def ahandle_tool_call(self, call: Mapping[str, Any]) -> dict[str, Any]:
+        """Async twin of :meth:`handle_tool_call`."""
+        name, arguments, call_id = _unpack_call(call)
+        try:
+            content: dict[str, Any] = await self.adispatch(name, arguments)
+        except RagloomError as exc:
+            content = {"error": str(exc)}
+        return {"role": "tool", "tool_call_id": call_id, "content": json.dumps(content, ensure_ascii=False)}
+
+    # -- framework exports ----------------------------------------------------------------------------------------
+    def langchain(self) -> list[StructuredTool]:
+        """These tools as LangChain ``StructuredTool`` objects (needs ``ragloom[langchain]``)."""
+        from ragloom.adapters.integrations.langchain import langchain_tools
+
+        return langchain_tools(self)
+
+    def llamaindex(self) -> list[FunctionTool]:
+        """These tools as LlamaIndex ``FunctionTool`` objects (needs ``ragloom[llamaindex]``)."""
+        from ragloom.adapters.integrations.llamaindex import llamaindex_tools
+
+        return llamaindex_tools(self)
+
+
+def _unpack_call(call: Mapping[str, Any]) -> tuple[str, Any, str]:
+    function = call.get("function") if isinstance(call, Mapping) else None
+    if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
+        raise InvalidInputError(
+            'A tool call looks like {"id": ..., "type": "function", "function": {"name": ..., "arguments": "{...}"}}'
+        )
+    return function["name"], function.get("arguments"), str(call.get("id", ""))
