@@ -109,12 +109,26 @@ def _build_dense(spec: RetrieverSpec, directory: Path | None, allow_download: bo
     )
 
 
-DEFAULT_MODELS: dict[str, str] = {"dense": "minilm"}
+DEFAULT_MODELS: dict[str, str] = {
+    "dense": "minilm",
+    "colpali": "vidore/colqwen2-v1.0-hf",
+    "colqwen2": "vidore/colqwen2-v1.0-hf",
+    "colbert": "colbert-ir/colbertv2.0",
+    "splade": "splade-tiny",
+    "bm25": "minilm",  # the tokenizer that measures BM25 chunks (same chunk ids as the dense default)
+    "late": "nomic",  # nomic-embed-text-v1.5: long context (2048 trained, 8192 with dynamic NTK RoPE)
+}
 """The model each retriever kind uses when none is named."""
 
 # kind -> builder, or "module:function" resolved on first use (adapters register their kinds here)
 RETRIEVER_BUILDERS: dict[str, RetrieverBuilder | str] = {
     "dense": _build_dense,
+    "colpali": "ragloom.adapters.multivector.builders:build_colpali",
+    "colqwen2": "ragloom.adapters.multivector.builders:build_colpali",
+    "colbert": "ragloom.adapters.multivector.builders:build_colbert",
+    "splade": "ragloom.adapters.sparse.builders:build_splade",
+    "bm25": "ragloom.adapters.sparse.builders:build_bm25",
+    "late": "ragloom.adapters.late_chunking:build_late",
 }
 
 

@@ -62,7 +62,7 @@ class MultiVectorSettings:
     candidates: int = 128
     muvera: MuveraConfig = field(default_factory=MuveraConfig)
     compute_dtype: ComputeDType = "auto"
-    block_tokens: int = 16384
+    block_tokens: int = 65536
 
     def __post_init__(self) -> None:
         if not isinstance(self.pool_factor, int) or self.pool_factor < 1:
@@ -164,10 +164,10 @@ def prune_by_importance(
 # -- quantisation -------------------------------------------------------------------------------------------------
 def quantize_int8(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric per-token int8: ``vectors ≈ codes * scales[:, None]``."""
-    vectors = _check_matrix(vectors).astype(np.float32, copy=False)
-    peak = np.abs(vectors).max(axis=1) if vectors.size else np.zeros(vectors.shape[0], np.float32)
+    vectors = _check_matrix(vectors)
+    peak = np.abs(vectors).max(axis=1).astype(np.float32) if vectors.size else np.zeros(vectors.shape[0], np.float32)
     scales = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
-    codes = np.clip(np.rint(vectors / scales[:, None]), -127, 127).astype(np.int8)
+    codes = np.clip(np.rint(vectors * (1.0 / scales)[:, None]), -127, 127).astype(np.int8)
     return codes, scales
 
 

@@ -39,7 +39,7 @@ from ragloom.protocols import Filters
 from ragloom.stores.memory import chunk_matches, top_k
 from ragloom.types import Chunk
 
-__all__ = ["MultiVectorStore"]
+__all__ = ["MultiVectorStore", "segment_max"]
 
 STATE_NAME = "state.json"
 STATE_VERSION = 1
@@ -87,6 +87,24 @@ class _Segment:
         return np.diff(self.offsets)
 
 
+def segment_max(torch: Any, sims: Any, lengths: np.ndarray, *, reduceat: bool | None = None) -> Any:
+    """Max over consecutive column segments of ``sims`` (query tokens x page tokens) → (query tokens, pages).
+
+    Equal lengths reshape and reduce in place; otherwise numpy's ``maximum.reduceat`` on CPUs and torch's
+    ``scatter_reduce`` elsewhere (``reduceat`` forces one or the other, for testing).
+    """
+    if np.all(lengths == lengths[0]):
+        return sims.view(sims.shape[0], len(lengths), int(lengths[0])).amax(dim=2).float()
+    if reduceat if reduceat is not None else sims.device.type == "cpu":
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        return torch.from_numpy(np.maximum.reduceat(sims.float().cpu().numpy(), starts, axis=1)).to(sims.device)
+    page_of = torch.repeat_interleave(
+        torch.arange(len(lengths), device=sims.device), torch.from_numpy(np.asarray(lengths)).to(sims.device)
+    )
+    best = torch.full((sims.shape[0], len(lengths)), -torch.inf, device=sims.device)
+    return best.scatter_reduce_(1, page_of.expand(sims.shape[0], -1), sims.float(), "amax")
+
+
 class MultiVectorStore:
     """Pages (or text chunks) as token-vector matrices, searched by exact MaxSim. ``path=None``: in memory."""
 
@@ -110,6 +128,7 @@ class MultiVectorStore:
         self._device = device
         self._lock = threading.RLock()
         self._segments: list[_Segment] = []
+        self._docs: dict[str, list[tuple[str, int]]] = {}  # live pages of each document: (segment, page)
         self._next_id = 1
         self._cleaned = False
         self._muvera = Muvera(self.settings.muvera, dim) if self.settings.first_stage == "muvera" else None
@@ -126,7 +145,8 @@ class MultiVectorStore:
         return sum(int(s.alive.sum()) for s in self._segments)
 
     def doc_ids(self) -> set[str]:
-        return {c.doc_id for s in self._segments for c, a in zip(s.chunks, s.alive) if a}
+        with self._lock:
+            return set(self._docs)
 
     def token_count(self) -> int:
         """Live token vectors (after pooling/pruning)."""
@@ -160,10 +180,8 @@ class MultiVectorStore:
                 f"(asked for {self.settings.first_stage!r}) or re-index"
             )
         self._next_id = int(state.get("next_id", 1))
-        segments = []
-        for entry in state.get("segments", []):
-            segments.append(self._load_segment(str(entry["name"]), entry.get("dead", [])))
-        self._segments = segments
+        segments = [self._load_segment(str(e["name"]), e.get("dead", [])) for e in state.get("segments", [])]
+        self._commit_in_memory(segments)
 
     def _load_segment(self, name: str, dead: list[int]) -> _Segment:
         assert self.path is not None
@@ -215,7 +233,9 @@ class MultiVectorStore:
             raise InvalidInputError("Duplicate chunk ids in one batch")
         checked = []
         for chunk, matrix in zip(chunks, vectors):
-            array = np.asarray(matrix, dtype=np.float32)
+            array = np.asarray(matrix)
+            if array.dtype not in (np.float16, np.float32):
+                array = array.astype(np.float32)
             if array.ndim != 2 or array.shape[1] != self.dim or array.shape[0] < 1:
                 raise InvalidInputError(
                     f"{chunk.id}: expected a (tokens >= 1, {self.dim}) matrix, got shape {array.shape}"
@@ -227,7 +247,12 @@ class MultiVectorStore:
 
     def _make_segment(self, chunks: Sequence[Chunk], vectors: list[np.ndarray]) -> _Segment:
         name = f"seg-{self._next_id:06d}"
-        tokens = np.concatenate(vectors).astype(np.float16)
+        torch = require("torch", "multivector", "multi-vector stores")
+        tokens = np.empty((sum(v.shape[0] for v in vectors), self.dim), dtype=np.float16)
+        row = 0
+        for matrix in vectors:  # torch converts to float16 with vector instructions (numpy does it in software)
+            tokens[row : row + matrix.shape[0]] = torch.from_numpy(np.ascontiguousarray(matrix)).half().numpy()
+            row += matrix.shape[0]
         offsets = np.zeros(len(vectors) + 1, dtype=np.int64)
         offsets[1:] = np.cumsum([v.shape[0] for v in vectors])
         extras = self._first_stage_data(tokens, offsets)
@@ -242,7 +267,7 @@ class MultiVectorStore:
     def _first_stage_data(self, tokens: np.ndarray, offsets: np.ndarray) -> dict[str, np.ndarray]:
         kind = self.settings.first_stage
         if kind == "int8":
-            codes, scales = quantize_int8(tokens.astype(np.float32))
+            codes, scales = quantize_int8(tokens)
             return {"int8": codes, "scales": scales}
         if kind == "binary":
             return {"binary": quantize_binary(tokens)}
@@ -252,7 +277,20 @@ class MultiVectorStore:
             return {"fde": self._muvera.encode_documents(pages).astype(np.float16)}
         return {}
 
-    def _commit(self, segments: list[_Segment]) -> None:
+    def _commit_in_memory(
+        self, segments: list[_Segment], dropped: set[str] | None = None, added: _Segment | None = None
+    ) -> None:
+        """Make ``segments`` live; the document index is updated for ``dropped``/``added`` or rebuilt (None)."""
+        docs = self._docs if dropped is not None else {}
+        for doc_id in dropped or ():
+            docs.pop(doc_id, None)
+        for seg in ([added] if added is not None else []) if dropped is not None else segments:
+            for i in np.nonzero(seg.alive)[0]:
+                docs.setdefault(seg.chunks[i].doc_id, []).append((seg.name, int(i)))
+        self._segments = segments
+        self._docs = docs
+
+    def _commit(self, segments: list[_Segment], dropped: set[str] | None = None, added: _Segment | None = None) -> None:
         """Write the state (the commit point), then make ``segments`` the live set."""
         if self.path is not None:
             atomic_write_json(
@@ -273,29 +311,36 @@ class MultiVectorStore:
                     ],
                 },
             )
-        self._segments = segments
+        self._commit_in_memory(segments, dropped, added)
 
     def _without(self, doc_ids: set[str]) -> tuple[list[_Segment], int]:
-        removed, segments = 0, []
+        """The segments with every live page of ``doc_ids`` tombstoned, and how many pages that is."""
+        dead: dict[str, list[int]] = {}
+        for doc_id in doc_ids:
+            for name, page in self._docs.get(doc_id, ()):
+                dead.setdefault(name, []).append(page)
+        segments = []
         for seg in self._segments:
-            hit = np.array([c.doc_id in doc_ids for c in seg.chunks], dtype=bool) & seg.alive
-            if hit.any():
-                removed += int(hit.sum())
-                segments.append(_Segment(seg.name, seg.tokens, seg.offsets, seg.chunks, seg.alive & ~hit, seg.extras))
-            else:
-                segments.append(seg)
-        return segments, removed
+            pages = dead.get(seg.name)
+            if pages:
+                alive = seg.alive.copy()
+                alive[pages] = False
+                seg = _Segment(seg.name, seg.tokens, seg.offsets, seg.chunks, alive, seg.extras)  # noqa: PLW2901
+            segments.append(seg)
+        return segments, sum(len(p) for p in dead.values())
 
     def replace_documents(self, doc_ids: Sequence[str], chunks: Sequence[Chunk], vectors: Sequence[np.ndarray]) -> None:
         """Drop every page of ``doc_ids`` (and of the chunks' documents) and add ``chunks`` in one commit."""
         checked = self._check(chunks, vectors)
         with self._lock:
             self._clean_orphans()
-            segments, _ = self._without(set(doc_ids) | {c.doc_id for c in chunks})
-            if chunks:
-                segments.append(self._make_segment(chunks, checked))
+            dropped = set(doc_ids) | {c.doc_id for c in chunks}
+            segments, _ = self._without(dropped)
+            added = self._make_segment(chunks, checked) if chunks else None
+            if added is not None:
+                segments.append(added)
                 self._next_id += 1
-            self._commit(segments)
+            self._commit(segments, dropped, added)
             self._maybe_compact()
 
     def delete_documents(self, doc_ids: Sequence[str]) -> int:
@@ -303,29 +348,31 @@ class MultiVectorStore:
             self._clean_orphans()
             segments, removed = self._without(set(doc_ids))
             if removed:
-                self._commit(segments)
+                self._commit(segments, set(doc_ids))
                 self._maybe_compact()
             return removed
 
     def _maybe_compact(self) -> None:
         total = sum(int(s.offsets[-1]) for s in self._segments)
         dead = total - self.token_count()
-        if len(self._segments) > self.max_segments or (total and dead / total > self.compact_ratio):
+        if total and dead / total > self.compact_ratio:
             self.compact()
+        elif len(self._segments) > self.max_segments:
+            self.compact(first=self.max_segments // 2)  # merge the newest (smallest) half: amortised O(n log n)
 
-    def compact(self) -> None:
-        """Rewrite the live pages into one segment (streamed through a memory map) and drop the old files."""
+    def compact(self, first: int = 0) -> None:
+        """Rewrite the live pages of segments ``first:`` (all by default) into one segment, streamed through a
+        memory map, and delete the old files once the new state is committed."""
         with self._lock:
             self._clean_orphans()
-            old = self._segments
+            keep, old = self._segments[:first], self._segments[first:]
             live = [(s, np.nonzero(s.alive)[0]) for s in old]
             chunks = [s.chunks[i] for s, idx in live for i in idx]
-            if not chunks:
-                self._commit([])
-            else:
-                segment = self._write_compacted(live, chunks)
+            merged = []
+            if chunks:
+                merged = [self._write_compacted(live, chunks)]
                 self._next_id += 1
-                self._commit([segment])
+            self._commit(keep + merged)
             if self.path is not None:
                 for seg in old:
                     for file in self.path.glob(f"{seg.name}.*"):
@@ -545,19 +592,7 @@ class MultiVectorStore:
                 )
                 block = torch.from_numpy(data).to(device=device, dtype=dtype)
             sims = qmat @ block.T  # (query tokens, block tokens)
-            block_lengths = lengths[i:j]
-            if np.all(block_lengths == block_lengths[0]):
-                best = sims.view(sims.shape[0], j - i, int(block_lengths[0])).amax(dim=2).float()
-            elif sims.device.type == "cpu":
-                local = (cum[i:j] - cum[i]).astype(np.int64)
-                best = torch.from_numpy(np.maximum.reduceat(sims.float().numpy(), local, axis=1))
-            else:
-                page_of = torch.repeat_interleave(
-                    torch.arange(j - i, device=sims.device), torch.from_numpy(block_lengths).to(sims.device)
-                )
-                best = torch.full((sims.shape[0], j - i), -torch.inf, device=sims.device).scatter_reduce_(
-                    1, page_of.expand(sims.shape[0], -1), sims.float(), "amax"
-                )
+            best = segment_max(torch, sims, lengths[i:j])
             out[:, i:j] = (qsum @ best).cpu().numpy()
             i = j
         return out

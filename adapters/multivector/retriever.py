@@ -1,0 +1,321 @@
+"""Multi-vector retrievers: ColPali/ColQwen2 over page images and ColBERT over text chunks.
+
+Both share one body: units (pages or chunks) → encoder → optional pruning and pooling → :class:`MultiVectorStore`,
+with the manifest (encoder fingerprint, unit config, compression) and the writer lock of every ragloom index.
+Documents are committed whole, several per store commit, so a crash loses at most the batch in flight and never
+leaves half a document visible. Page hits carry the document id and page number, so they fuse with text-chunk
+hits of the same page (``ReciprocalRankFusion(key="page")``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ragloom.adapters.multivector.pages import RenderSettings, document_page_images
+from ragloom.chunking import TokenChunker
+from ragloom.compression import MemoryEstimate, MultiVectorSettings, estimate_memory, pool_tokens, prune_by_importance
+from ragloom.errors import ConfigError, RagloomWarning
+from ragloom.persistence import IndexLock, Manifest
+from ragloom.protocols import Filters, MultiVectorEncoder
+from ragloom.retrieval import ProgressCallback, check_documents, check_query
+from ragloom.stores.multivector import MultiVectorStore
+from ragloom.types import Chunk, Document, Hit, chunk_id_for_page
+
+__all__ = ["ColBERTRetriever", "ColPaliRetriever", "MultiVectorRetriever"]
+
+Unit = tuple[Chunk, object]
+
+
+class MultiVectorRetriever:
+    """The shared body; subclasses say how a Document becomes units (``_units``) and describe them (``unit_config``)."""
+
+    kind = "multivector"
+    commit_units = 64
+
+    def __init__(
+        self,
+        encoder: MultiVectorEncoder,
+        path: str | Path | None = None,
+        *,
+        settings: MultiVectorSettings | None = None,
+        name: str | None = None,
+        device: str | None = None,
+        encode_batch: int = 8,
+    ) -> None:
+        self.encoder = encoder
+        self.settings = settings or MultiVectorSettings()
+        self.path = Path(path) if path is not None else None
+        self._name = name or self.kind
+        self._encode_batch = encode_batch
+        self._lock: IndexLock | None = None
+        self.manifest: Manifest | None = None
+        if self.settings.prune_k is not None and not hasattr(encoder, "encode_documents_with_importance"):
+            raise ConfigError(f"prune_k needs an encoder with attention importance; {type(encoder).__name__} has none")
+        if self.path is not None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self.manifest = Manifest.load(self.path)
+            if self.manifest is not None:
+                self.manifest.check_compatible(self.path, self.kind, encoder.fingerprint, self.unit_config)
+        self.store = MultiVectorStore(
+            self.path / "store" if self.path else None, encoder.dim, self.settings, device=device
+        )
+
+    # -- what subclasses provide -------------------------------------------------------------------------------------
+    @property
+    def unit_config(self) -> Mapping[str, object]:
+        """Everything that shapes the stored vectors besides the encoder (goes in the manifest's chunker slot)."""
+        return {"compression": self.settings.index_config}
+
+    def _units(self, document: Document) -> Iterator[Unit] | None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- the Retriever contract --------------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def add(self, documents: Sequence[Document], *, progress: ProgressCallback | None = None) -> list[Chunk]:
+        docs = check_documents(documents)
+        self._acquire_writer()
+        added: list[Chunk] = []
+        skipped: list[str] = []
+        batch_docs: list[str] = []
+        batch_chunks: list[Chunk] = []
+        batch_vectors: list[np.ndarray] = []
+        for done, doc in enumerate(docs, start=1):
+            units = self._units(doc)
+            chunks, vectors = self._encode_units(units) if units is not None else ([], [])
+            if not chunks:
+                skipped.append(doc.id)
+            batch_docs.append(doc.id)
+            batch_chunks.extend(chunks)
+            batch_vectors.extend(vectors)
+            if len(batch_chunks) >= self.commit_units or done == len(docs):
+                self.store.replace_documents(batch_docs, batch_chunks, batch_vectors)
+                added.extend(batch_chunks)
+                batch_docs, batch_chunks, batch_vectors = [], [], []
+                self._save_manifest()
+            if progress:
+                progress(done, len(docs))
+        if skipped:
+            warnings.warn(
+                f"{len(skipped)} document(s) gave {self.kind} nothing to index ({self._skip_reason}): {skipped[:5]}",
+                RagloomWarning,
+                stacklevel=2,
+            )
+        return added
+
+    _skip_reason = "no units"
+
+    def _encode_units(self, units: Iterator[Unit]) -> tuple[list[Chunk], list[np.ndarray]]:
+        chunks: list[Chunk] = []
+        vectors: list[np.ndarray] = []
+        group: list[Unit] = []
+
+        def flush() -> None:
+            items = [item for _, item in group]
+            if self.settings.prune_k is not None:
+                encoded = self.encoder.encode_documents_with_importance(items)  # type: ignore[attr-defined]
+                matrices = [
+                    prune_by_importance(v, w, self.settings.prune_k, self.settings.prune_min_tokens)[0]
+                    for v, w in encoded
+                ]
+            else:
+                matrices = self.encoder.encode_documents(items)
+            for (chunk, _), matrix in zip(group, matrices):
+                chunks.append(chunk)
+                vectors.append(
+                    pool_tokens(matrix, self.settings.pool_factor) if self.settings.pool_factor > 1 else matrix
+                )
+            group.clear()
+
+        for unit in units:  # units (page images) are produced lazily and dropped once encoded
+            group.append(unit)
+            if len(group) >= self._encode_batch:
+                flush()
+        if group:
+            flush()
+        return chunks, vectors
+
+    def delete(self, doc_ids: Sequence[str]) -> int:
+        if isinstance(doc_ids, str):
+            doc_ids = [doc_ids]
+        self._acquire_writer()
+        removed = self.store.delete_documents(list(doc_ids))
+        self._save_manifest()
+        return removed
+
+    def search(self, query: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
+        return self.search_many([query], k, filters)[0]
+
+    def search_many(self, queries: Sequence[str], k: int = 10, filters: Filters | None = None) -> list[list[Hit]]:
+        for query in queries:
+            check_query(query, k)
+        if not queries or len(self.store) == 0:
+            return [[] for _ in queries]
+        rows = self.store.search(self.encoder.encode_queries(list(queries)), k, filters)
+        return [
+            [
+                Hit(chunk=chunk, score=score, score_kind="maxsim", retriever=self._name, rank=rank)
+                for rank, (chunk, score) in enumerate(row, start=1)
+            ]
+            for row in rows
+        ]
+
+    async def asearch(self, query: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
+        """Search in a worker thread so the event loop keeps running while the model encodes."""
+        return await asyncio.to_thread(self.search, query, k, filters)
+
+    async def asearch_many(
+        self, queries: Sequence[str], k: int = 10, filters: Filters | None = None
+    ) -> list[list[Hit]]:
+        return await asyncio.to_thread(self.search_many, queries, k, filters)
+
+    def doc_ids(self) -> set[str]:
+        return self.store.doc_ids()
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def estimate_memory(self, n_pages: int, tokens_per_page: int = 1030) -> MemoryEstimate:
+        """What ``n_pages`` more units would cost with this retriever's settings and encoder dimension."""
+        return estimate_memory(n_pages, self.settings, tokens_per_page=tokens_per_page, dim=self.encoder.dim)
+
+    # -- persistence --------------------------------------------------------------------------------------------------
+    def _acquire_writer(self) -> None:
+        if self.path is not None and self._lock is None:
+            lock = IndexLock(self.path)
+            lock.acquire()
+            self._lock = lock
+            if self.manifest is None:  # the fingerprint is on disk before the first vector is
+                self._save_manifest()
+
+    def _save_manifest(self) -> None:
+        if self.path is None:
+            return
+        if self.manifest is None:
+            self.manifest = Manifest(
+                kind=self.kind,
+                encoder=dict(self.encoder.fingerprint),
+                chunker=dict(self.unit_config),
+                store={**self.store.config, "settings": self.settings.to_dict()},
+            )
+        self.manifest.counts = {
+            "chunks": len(self.store),
+            "documents": len(self.store.doc_ids()),
+            "vectors": self.store.token_count(),
+        }
+        self.manifest.save(self.path)
+
+    def compact(self) -> None:
+        """Rewrite the store without deleted pages (also happens automatically)."""
+        self._acquire_writer()
+        self.store.compact()
+
+    def close(self) -> None:
+        """Release the store and the writer lock."""
+        self.store.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = str(self.path) if self.path else "in memory"
+        return f"{type(self).__name__}(name={self._name!r}, {where}, units={len(self)})"
+
+
+class ColPaliRetriever(MultiVectorRetriever):
+    """Page images of PDFs (or image files) encoded by ColPali/ColQwen2; one hit per page.
+
+    A page chunk's text is the page's text layer when the Document has one (for generation and citations); its id
+    is ``chunk_id_for_page(doc_id, page)``. Documents whose source is neither a PDF nor an image are skipped with a
+    warning (index their text with a text retriever and fuse on pages).
+    """
+
+    kind = "colpali"
+    _skip_reason = "their source is not a PDF or an image file"
+
+    def __init__(
+        self,
+        encoder: MultiVectorEncoder,
+        path: str | Path | None = None,
+        *,
+        render: RenderSettings | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.render = render or RenderSettings()
+        super().__init__(encoder, path, **kwargs)
+
+    @property
+    def unit_config(self) -> Mapping[str, object]:
+        return {"kind": "pages", "render": self.render.config, "compression": self.settings.index_config}
+
+    def _units(self, document: Document) -> Iterator[Unit] | None:
+        images = document_page_images(document, self.render)
+        if images is None:
+            return None
+        return (self._page_unit(document, page) for page in images)
+
+    @staticmethod
+    def _page_chunk(document: Document, number: int, dpi: float, downscaled: bool) -> Chunk:
+        span = next((p for p in document.pages if p.number == number), None)
+        start, end = (span.start, span.end) if span else (0, 0)
+        return Chunk(
+            id=chunk_id_for_page(document.id, number),
+            doc_id=document.id,
+            text=document.text[start:end],
+            start=start,
+            end=end,
+            page=number,
+            source=document.source,
+            metadata={**document.metadata, "unit": "page_image", "render_dpi": round(dpi, 1), "downscaled": downscaled},
+        )
+
+    def _page_unit(self, document: Document, page: Any) -> Unit:
+        return self._page_chunk(document, page.page, page.dpi, page.downscaled), page.image
+
+
+class ColBERTRetriever(MultiVectorRetriever):
+    """Text chunks (measured in the encoder's own tokens, sized to its document length) encoded by ColBERT."""
+
+    kind = "colbert"
+    commit_units = 256
+    _skip_reason = "no text"
+
+    def __init__(
+        self,
+        encoder: MultiVectorEncoder,
+        path: str | Path | None = None,
+        *,
+        chunk_size: int | None = None,
+        overlap: int = 32,
+        **kwargs: Any,
+    ) -> None:
+        counter = getattr(encoder, "token_counter", None)
+        capacity = getattr(encoder, "document_capacity", None)
+        if counter is None or capacity is None:
+            raise ConfigError("ColBERTRetriever needs an encoder with token_counter and document_capacity")
+        if chunk_size is not None and chunk_size > capacity:
+            raise ConfigError(f"chunk_size {chunk_size} exceeds the encoder's capacity of {capacity} tokens")
+        size = chunk_size or capacity
+        self.chunker = TokenChunker(counter, chunk_size=size, overlap=min(overlap, size // 2))
+        super().__init__(encoder, path, **kwargs)
+
+    @property
+    def unit_config(self) -> Mapping[str, object]:
+        return {**self.chunker.config, "compression": self.settings.index_config}
+
+    def _units(self, document: Document) -> Iterator[Unit] | None:
+        return ((chunk, chunk.text) for chunk in self.chunker.chunk(document))
