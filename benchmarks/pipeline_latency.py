@@ -141,6 +141,6 @@ def main(argv: list[str]) -> None:
         overhead = p50 - median(embedding[name])
         ratio = "—" if name == "ragloom" else f"{base / p50:.2f}x"
         print(
-            f"| {name} | {chunks} | {ingest:.1f} | {pages / ingest:.1f} | {p50:.1f} | {percentile(latency[name], 99):.1f} | "
-            f"{median(embedding[name]):.1f} | {overhead:.2f} | {ratio} |"
+            f"| {name} | {chunks} | {ingest:.1f} | {pages / ingest:.1f} | {p50:.1f} | "
+            f"{percentile(latency[name], 99):.1f} | {median(embedding[name]):.1f} | {overhead:.2f} | {ratio} |"
         )
