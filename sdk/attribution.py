@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from ragloom.prompting import citation_markers
 from ragloom.types import Hit
 
 __all__ = ["attribute_sentences", "has_markers"]
 
-_MARKER = re.compile(r"\[\d{1,3}\]")
 _SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)")
 _WORD = re.compile(r"[a-z0-9$%][a-z0-9,.$%]*[a-z0-9%]|[a-z0-9]")
 _STOP = frozenset(
@@ -26,8 +26,8 @@ _STOP = frozenset(
 
 
 def has_markers(text: str) -> bool:
-    """True when the text already carries ``[n]`` markers."""
-    return bool(_MARKER.search(text))
+    """True when the text already carries ``[n]`` markers (``[1, 2]`` included)."""
+    return bool(citation_markers(text))
 
 
 def _content(text: str) -> set[str]:

@@ -255,7 +255,7 @@ class OpenAICompatibleGenerator:
 
     async def agenerate(self, messages: Sequence[Message]) -> str:
         """Async twin of :meth:`generate`, on an ``httpx.AsyncClient``: never blocks the event loop."""
-        body, client, attempt = self._body(messages, stream=False), self._async_client(), 0
+        body, client, attempt = self._body(messages, stream=False), await self._async_client(), 0
         while True:
             try:
                 try:
@@ -269,7 +269,7 @@ class OpenAICompatibleGenerator:
 
     async def astream(self, messages: Sequence[Message]) -> AsyncIterator[str]:
         """Async twin of :meth:`stream`: never blocks the event loop."""
-        body, client, attempt = self._body(messages, stream=True), self._async_client(), 0
+        body, client, attempt = self._body(messages, stream=True), await self._async_client(), 0
         while True:
             state = _StreamState(self)
             try:
@@ -325,11 +325,12 @@ class OpenAICompatibleGenerator:
                 self._client = httpx.Client(timeout=self._timeout, headers=self._headers)
             return self._client
 
-    def _async_client(self) -> httpx.AsyncClient:
+    async def _async_client(self) -> httpx.AsyncClient:
         # An AsyncClient's connections belong to one event loop; another loop (asyncio.run) gets its own.
+        # Creating one loads the CA bundle (0.1-0.4 s), so it happens in a thread, off the event loop.
         loop = asyncio.get_running_loop()
         if self._aclient is None or self._aclient_loop is not loop:
-            self._aclient = httpx.AsyncClient(timeout=self._timeout, headers=self._headers)
+            self._aclient = await asyncio.to_thread(httpx.AsyncClient, timeout=self._timeout, headers=self._headers)
             self._aclient_loop = loop
         return self._aclient
 

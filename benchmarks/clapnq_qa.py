@@ -1,0 +1,237 @@
+"""ClapNQ dev: retrieve with dense MiniLM, answer with local SmolLM2-135M-Instruct, score answers and citations.
+
+The full ClapNQ retrieval corpus is not available here (an LFS object), so the corpus is every passage of the 600
+dev questions: each question's gold passage plus the other questions' passages as distractors. Unanswerable
+questions come with an NQ passage on their topic that does not answer them.
+
+Reported: answer token-F1 against the gold long-form answer (SQuAD normalisation, markers removed), citation
+precision (cited passages that are the gold one, split by model-written vs attached by ragloom's post-hoc
+attribution), how often the validator flags citations, the decline rate on unanswerable questions (and the false
+decline rate on answerable ones), retrieval recall@k, and generation speed. ``--compare-dtypes N`` times fp32 vs
+bf16 on the same N prompts, alternating per prompt, and checks that the answers agree.
+
+    nice -n 10 python -m benchmarks clapnq_qa --answerable 100 --unanswerable 100 --compare-dtypes 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import platform
+import random
+import re
+import string
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("RAGLOOM_SHARED_DATA", REPO.parent / "shared" / "data")) / "clapnq"
+
+DECLINE = re.compile(
+    r"\b(i don'?t know|i do not know|(does|do) not (contain|provide|mention|say|include|specify|state)|"
+    r"not (provided|mentioned|specified|stated|given|included) in|no (information|mention)|"
+    r"(cannot|can't|unable to) (answer|determine|find|be determined)|not enough information|"
+    r"insufficient information)\b",
+    re.IGNORECASE,
+)
+_MARKERS = re.compile(r"\[\d{1,3}(?:\s*,\s*\d{1,3})*\]")
+
+
+def load_questions(answerable: int, unanswerable: int, seed: int) -> tuple[list[dict[str, Any]], list[Any]]:
+    """A seeded sample of questions, and one Document per distinct passage of all 600 dev questions."""
+    from ragloom.types import Document
+
+    records: list[dict[str, Any]] = []
+    for name, kind in (("clapnq_dev_answerable.jsonl", True), ("clapnq_dev_unanswerable.jsonl", False)):
+        with open(DATA / name, encoding="utf-8") as handle:
+            for line in handle:
+                record = json.loads(line)
+                record["answerable"] = kind
+                records.append(record)
+    documents: dict[tuple[str, str], Document] = {}
+    for record in records:
+        record["gold_docs"] = []
+        for passage in record["passages"]:
+            key = (passage["title"], passage["text"])
+            if key not in documents:
+                doc_id = f"p{len(documents):04d}"
+                documents[key] = Document(id=doc_id, text=passage["text"].strip(), source=passage["title"])
+            record["gold_docs"].append(documents[key].id)
+    rng = random.Random(seed)
+    chosen = []
+    for kind, n in ((True, answerable), (False, unanswerable)):
+        pool = [r for r in records if r["answerable"] is kind]
+        chosen.extend(rng.sample(pool, min(n, len(pool))))
+    return chosen, list(documents.values())
+
+
+def normalize(text: str) -> list[str]:
+    text = _MARKERS.sub(" ", text.lower())
+    text = "".join(ch for ch in text if ch not in string.punctuation)
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return text.split()
+
+
+def token_f1(prediction: str, gold: str) -> float:
+    pred, ref = normalize(prediction), normalize(gold)
+    common = collections.Counter(pred) & collections.Counter(ref)
+    same = sum(common.values())
+    if not pred or not ref or same == 0:
+        return 0.0
+    precision, recall = same / len(pred), same / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def gold_answer(record: dict[str, Any]) -> str:
+    return str(record["output"][0]["answer"] or "")
+
+
+def compare_dtypes(pipeline: Any, questions: list[dict[str, Any]], max_new_tokens: int) -> dict[str, Any]:
+    """fp32 vs bf16 on the same prompts, alternating per prompt: tokens/s, F1 and answer agreement."""
+    from ragloom.adapters.generators.local import TransformersGenerator
+
+    generators = {
+        dtype: TransformersGenerator("smollm2", max_new_tokens=max_new_tokens, dtype=dtype)
+        for dtype in ("float32", "bfloat16")
+    }
+    prompts = [pipeline._prompt(q["input"], pipeline.retrieve(q["input"])) for q in questions]
+    for gen in generators.values():  # warm-up
+        gen.generate(prompts[0].messages)
+    stats = {d: {"seconds": 0.0, "tokens": 0, "f1": []} for d in generators}
+    outputs: dict[str, list[str]] = {d: [] for d in generators}
+    for question, parts in zip(questions, prompts):
+        for dtype, gen in generators.items():
+            started = time.perf_counter()
+            text = gen.generate(parts.messages)
+            stats[dtype]["seconds"] += time.perf_counter() - started
+            stats[dtype]["tokens"] += max(1, gen.count_tokens(text))
+            stats[dtype]["f1"].append(token_f1(text, gold_answer(question)))
+            outputs[dtype].append(text)
+    same = sum(a == b for a, b in zip(outputs["float32"], outputs["bfloat16"]))
+    return {
+        dtype: {
+            "tokens_per_s": s["tokens"] / s["seconds"],
+            "mean_f1": sum(s["f1"]) / len(s["f1"]),
+            "seconds": s["seconds"],
+        }
+        for dtype, s in stats.items()
+    } | {"identical_answers": f"{same}/{len(questions)}"}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks clapnq_qa", description=__doc__.split("\n")[0])
+    parser.add_argument("--answerable", type=int, default=100, help="answerable questions (of 300)")
+    parser.add_argument("--unanswerable", type=int, default=100, help="unanswerable questions (of 300)")
+    parser.add_argument("--k", type=int, default=3, help="passages given to the model")
+    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16"], help="default: bf16 if native")
+    parser.add_argument("--compare-dtypes", type=int, default=0, metavar="N", help="time fp32 vs bf16 on N prompts")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: on a busy shared CPU, OpenMP threads that spin-wait for each other are "
+        "several times slower than one)",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures (and answers) here")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from ragloom.adapters.dense import DenseRetriever, TransformersDenseEncoder
+    from ragloom.adapters.generators.local import TransformersGenerator
+    from ragloom.pipeline import Pipeline
+
+    questions, documents = load_questions(args.answerable, args.unanswerable, args.seed)
+    print(
+        f"ClapNQ dev: {len(questions)} questions, corpus of {len(documents)} passages | {platform.machine()}, "
+        f"{os.cpu_count()} CPUs, {args.threads} torch thread(s), load average {os.getloadavg()[0]:.1f}"
+    )
+    started = time.perf_counter()
+    retriever = DenseRetriever(TransformersDenseEncoder("minilm"))
+    retriever.add(documents)
+    print(f"indexed {len(retriever)} chunks with MiniLM in {time.perf_counter() - started:.0f}s")
+    generator = TransformersGenerator("smollm2", max_new_tokens=args.max_new_tokens, dtype=args.dtype)
+    pipeline = Pipeline([retriever], generator=generator, k=args.k, candidates=max(20, args.k))
+
+    rows = []
+    started = time.perf_counter()
+    for number, question in enumerate(questions, start=1):
+        answer = pipeline.ask(question["input"])
+        gold = set(question["gold_docs"])
+        rows.append(
+            {
+                "id": question["id"],
+                "answerable": question["answerable"],
+                "question": question["input"],
+                "answer": answer.text,
+                "f1": token_f1(answer.text, gold_answer(question)) if question["answerable"] else None,
+                "declined": bool(DECLINE.search(answer.text)),
+                "retrieved_gold": any(h.chunk.doc_id in gold for h in answer.context),
+                "cited": [c.doc_id in gold for c in answer.citations],
+                "inferred": answer.citations_inferred,
+                "unsupported": len(answer.unsupported_markers),
+                "dangling": len(answer.dangling_markers),
+                "generate_s": answer.timings["generate_s"],
+                "tokens": generator.count_tokens(answer.text),
+            }
+        )
+        if number % 25 == 0:
+            print(f"  {number}/{len(questions)} answered ({time.perf_counter() - started:.0f}s)", flush=True)
+    elapsed = time.perf_counter() - started
+
+    ans = [r for r in rows if r["answerable"]]
+    una = [r for r in rows if not r["answerable"]]
+
+    def rate(values: list[bool]) -> str:
+        return f"{sum(values) / len(values):.3f} ({sum(values)}/{len(values)})" if values else "n/a"
+
+    def precision(subset: list[dict[str, Any]]) -> str:
+        return rate([c for r in subset for c in r["cited"]])
+
+    figures = {
+        "answer_token_f1": sum(r["f1"] for r in ans) / len(ans) if ans else None,
+        "answer_token_f1_not_declined": (
+            sum(r["f1"] for r in ans if not r["declined"]) / max(1, sum(not r["declined"] for r in ans))
+        ),
+        "retrieval_recall_at_k": rate([r["retrieved_gold"] for r in ans]),
+        "citation_precision_all": precision(ans),
+        "citation_precision_model_written": precision([r for r in ans if not r["inferred"]]),
+        "citation_precision_inferred": precision([r for r in ans if r["inferred"]]),
+        "answers_with_model_written_markers": rate([bool(r["cited"]) and not r["inferred"] for r in ans + una]),
+        "answers_flagged_unsupported_or_dangling": rate([bool(r["unsupported"] or r["dangling"]) for r in rows]),
+        "unanswerable_declined": rate([r["declined"] for r in una]),
+        "answerable_declined_false": rate([r["declined"] for r in ans]),
+        "tokens_per_s_incl_prefill": sum(r["tokens"] for r in rows) / sum(r["generate_s"] for r in rows),
+        "seconds_per_question": elapsed / len(rows),
+    }
+    print(
+        f"\nSmolLM2-135M-Instruct ({generator.dtype}), k={args.k}, max_new_tokens={args.max_new_tokens}, "
+        f"seed={args.seed}"
+    )
+    for name, value in figures.items():
+        print(f"  {name:42s} {value if isinstance(value, str) else f'{value:.3f}'}")
+    result: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "figures": figures}
+    if args.compare_dtypes:
+        sample = ans[: args.compare_dtypes] or rows[: args.compare_dtypes]
+        chosen = [q for q in questions if q["id"] in {r["id"] for r in sample}]
+        comparison = compare_dtypes(pipeline, chosen, args.max_new_tokens)
+        print(f"\nfp32 vs bf16 on {len(chosen)} answerable prompts (alternating per prompt):")
+        for dtype in ("float32", "bfloat16"):
+            c = comparison[dtype]
+            print(f"  {dtype:9s} {c['tokens_per_s']:6.1f} tokens/s   mean F1 {c['mean_f1']:.3f}")
+        print(f"  identical answers: {comparison['identical_answers']}")
+        result["dtype_comparison"] = comparison
+    if args.json:
+        result["answers"] = rows
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
