@@ -30,17 +30,7 @@ from ragloom.hf import DType, load_model, pick_device
 from ragloom.models import convert_gguf_causal_lm, models_home
 from ragloom.types import Message
 
-__all__ = ["StopFilter", "TransformersGenerator", "cpu_has_bf16", "gguf_cache_dir"]
-
-
-def cpu_has_bf16() -> bool:
-    """True when this CPU computes bf16 natively (AVX512-BF16 or AMX)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            flags = handle.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+__all__ = ["StopFilter", "TransformersGenerator", "gguf_cache_dir"]
 
 
 @lru_cache(maxsize=16)
@@ -164,7 +154,7 @@ class TransformersGenerator:
             model = gguf_cache_dir(_find_gguf(model, gguf_file))
         device = pick_device(device)
         if dtype is None:
-            dtype = "bfloat16" if device == "cpu" and cpu_has_bf16() else "auto"
+            dtype = "auto"  # bf16 on GPUs and on CPUs with native bf16, else fp32
         loaded = load_model(
             model,
             auto_class="AutoModelForCausalLM",
