@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ragloom.adapters.generators.local import StopFilter, TransformersGenerator, cpu_has_bf16, gguf_cache_dir
+from ragloom.adapters.generators.local import StopFilter, TransformersGenerator, gguf_cache_dir
 from ragloom.errors import ConfigError, InputTooLongError, ModelNotFoundError
+from ragloom.hf import cpu_has_bf16
 from ragloom.prompting import PromptBuilder
 from ragloom.tokens import default_token_counter
 from ragloom.types import Chunk, Hit, Message
