@@ -50,9 +50,7 @@ class OffsetTokenizer:
 
     def __init__(self, tokenizer: Any, name: str = "") -> None:
         if not getattr(tokenizer, "is_fast", True):
-            raise ConfigError(
-                "Chunking needs a fast tokenizer (with offset mapping); load it with use_fast=True"
-            )
+            raise ConfigError("Chunking needs a fast tokenizer (with offset mapping); load it with use_fast=True")
         self._tokenizer = tokenizer
         self.name = name or str(getattr(tokenizer, "name_or_path", type(tokenizer).__name__))
 
@@ -103,9 +101,7 @@ class TokenChunker:
     def chunk(self, document: Document) -> list[Chunk]:
         """The chunks of one document, in reading order."""
         segments = (
-            [(p.start, p.end, p.number) for p in document.pages]
-            if document.pages
-            else [(0, len(document.text), None)]
+            [(p.start, p.end, p.number) for p in document.pages] if document.pages else [(0, len(document.text), None)]
         )
         chunks: list[Chunk] = []
         for seg_start, seg_end, page in segments:

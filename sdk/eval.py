@@ -61,8 +61,7 @@ def load_beir(folder: str | Path, split: str = "test", *, limit_queries: int | N
     qrels_path = root / "qrels" / f"{split}.tsv"
     if not qrels_path.exists():
         raise InvalidInputError(
-            f"{root} has no qrels/{split}.tsv; splits present: "
-            f"{sorted(p.stem for p in (root / 'qrels').glob('*.tsv'))}"
+            f"{root} has no qrels/{split}.tsv; splits present: {sorted(p.stem for p in (root / 'qrels').glob('*.tsv'))}"
         )
     qrels: Qrels = {}
     with open(qrels_path, encoding="utf-8") as handle:

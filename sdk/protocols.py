@@ -103,9 +103,7 @@ class Retriever(Protocol):
 
     def search(self, query: str, k: int = 10, filters: Filters | None = None) -> list[Hit]: ...
 
-    def search_many(
-        self, queries: Sequence[str], k: int = 10, filters: Filters | None = None
-    ) -> list[list[Hit]]: ...
+    def search_many(self, queries: Sequence[str], k: int = 10, filters: Filters | None = None) -> list[list[Hit]]: ...
 
     def doc_ids(self) -> set[str]:
         """Ids of the documents indexed."""

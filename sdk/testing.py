@@ -32,15 +32,13 @@ CONTRACT_DOCUMENTS = (
     ),
     Document(
         id="bake",
-        text="Knead the dough for ten minutes, then let the bread rise in a warm kitchen "
-        "until it doubles in size.",
+        text="Knead the dough for ten minutes, then let the bread rise in a warm kitchen until it doubles in size.",
         source="bake.txt",
         metadata={"topic": "food"},
     ),
     Document(
         id="law",
-        text="The court held that the statute did not apply retroactively to contracts signed "
-        "before its enactment.",
+        text="The court held that the statute did not apply retroactively to contracts signed before its enactment.",
         source="law.txt",
         metadata={"topic": "law"},
     ),

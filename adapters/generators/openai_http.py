@@ -76,9 +76,7 @@ def _is_http_url(url: object) -> bool:
 
 def _is_json(response: httpx.Response) -> bool:
     """Whether the server answered with one JSON body (an error, or a server that ignores ``stream``)."""
-    return response.status_code >= 400 or response.headers.get("content-type", "").startswith(
-        "application/json"
-    )
+    return response.status_code >= 400 or response.headers.get("content-type", "").startswith("application/json")
 
 
 class _StreamState:
@@ -179,9 +177,7 @@ class OpenAICompatibleGenerator:
         try:
             json.dumps(extra)
         except (TypeError, ValueError) as exc:
-            raise ConfigError(
-                f"OpenAICompatibleGenerator: extra_body is not JSON-serialisable: {exc}"
-            ) from None
+            raise ConfigError(f"OpenAICompatibleGenerator: extra_body is not JSON-serialisable: {exc}") from None
         self.model, self.base_url = model, base_url.rstrip("/")
         self.temperature, self.max_tokens, self.stop = float(temperature), max_tokens, stop
         self.max_retries, self.backoff, self.max_retry_delay = int(max_retries), backoff, max_retry_delay
@@ -189,9 +185,7 @@ class OpenAICompatibleGenerator:
         self.context_window = int(context_window)
         self._api_key_env = api_key_env
         self._secret = (api_key if api_key is not None else os.environ.get(api_key_env, "")).strip() or None
-        if self._secret and not (
-            self._secret.isascii() and self._secret.isprintable() and " " not in self._secret
-        ):
+        if self._secret and not (self._secret.isascii() and self._secret.isprintable() and " " not in self._secret):
             # Never echo the key: httpx would, in the error for an illegal header value.
             raise ConfigError(
                 "OpenAICompatibleGenerator: the API key holds a space, control or non-ASCII character and "
@@ -387,9 +381,7 @@ class OpenAICompatibleGenerator:
                 failure.status_code,
             ) from failure.__cause__
         base = self.backoff * 2**attempt
-        delay = (
-            failure.retry_after if failure.retry_after is not None else base / 2 + random.uniform(0, base / 2)
-        )
+        delay = failure.retry_after if failure.retry_after is not None else base / 2 + random.uniform(0, base / 2)
         delay = min(delay, self.max_retry_delay)
         logger.warning(
             "%s: attempt %d/%d failed (%s); retrying in %.2fs",

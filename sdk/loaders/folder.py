@@ -76,9 +76,7 @@ def _included(rel: str, name: str, include: Sequence[str] | None) -> bool:
     """Case-insensitive glob match: patterns with a ``/`` match the relative path, others the file name."""
     if include is None:
         return True
-    return any(
-        fnmatch.fnmatchcase((rel if "/" in pattern else name).lower(), pattern.lower()) for pattern in include
-    )
+    return any(fnmatch.fnmatchcase((rel if "/" in pattern else name).lower(), pattern.lower()) for pattern in include)
 
 
 def _entries(folder: str, out: _Collector) -> list[os.DirEntry[str]]:
@@ -90,9 +88,7 @@ def _entries(folder: str, out: _Collector) -> list[os.DirEntry[str]]:
         return []
 
 
-def _walk(
-    base: Path, out: _Collector, recursive: bool, include: Sequence[str] | None, follow_symlinks: bool
-) -> None:
+def _walk(base: Path, out: _Collector, recursive: bool, include: Sequence[str] | None, follow_symlinks: bool) -> None:
     real_base = os.path.realpath(base)
     visited = {real_base}
     stack = [iter(_entries(str(base), out))]

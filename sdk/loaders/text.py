@@ -18,9 +18,7 @@ __all__ = ["decode_text", "normalise_newlines", "split_front_matter"]
 
 # cp1252 leaves 0x81, 0x8D, 0x8F, 0x90 and 0x9D undefined; map them to the C1 controls (as WHATWG's
 # windows-1252 does) so decoding never fails and never drops a byte.
-_CP1252_FIXUP = {
-    b: bytes([b]).decode("cp1252") for b in range(0x80, 0xA0) if b not in (0x81, 0x8D, 0x8F, 0x90, 0x9D)
-}
+_CP1252_FIXUP = {b: bytes([b]).decode("cp1252") for b in range(0x80, 0xA0) if b not in (0x81, 0x8D, 0x8F, 0x90, 0x9D)}
 _CP1252_TABLE = str.maketrans({chr(b): c for b, c in _CP1252_FIXUP.items()})
 
 

@@ -31,9 +31,7 @@ class VectorStore(Protocol):
 
     def delete_documents(self, doc_ids: Sequence[str]) -> int: ...
 
-    def search(
-        self, queries: np.ndarray, k: int, filters: Filters | None = None
-    ) -> list[list[tuple[Chunk, float]]]:
+    def search(self, queries: np.ndarray, k: int, filters: Filters | None = None) -> list[list[tuple[Chunk, float]]]:
         """Top ``k`` chunks by inner product for each query row, best first."""
         ...
 
