@@ -262,6 +262,9 @@ def evaluate(
         typer.Option(help="Model per retriever, in --retriever order (default: each kind's default)."),
     ] = None,
     fusion: Annotated[str, typer.Option(help="rrf, minmax or zscore (with several retrievers).")] = "rrf",
+    fit_split: Annotated[
+        str | None, typer.Option(help="Fit fusion weights on this qrels split first (e.g. train), then evaluate.")
+    ] = None,
     split: Annotated[str, typer.Option(help="qrels split.")] = "test",
     index: Annotated[Path | None, typer.Option(help="Keep the indexes here (reused if they exist).")] = None,
     chunk_size: Annotated[int | None, typer.Option(help="Tokens per chunk.")] = None,
@@ -285,7 +288,8 @@ def evaluate(
         data = load_beir(dataset, split, limit_queries=limit_queries)
         specs = []
         for i, kind in enumerate(kinds):
-            options: dict[str, Any] = {"batch_size": batch_size, "dtype": dtype} if kind == "dense" else {}
+            encodes = kind in ("dense", "splade")
+            options: dict[str, Any] = {"batch_size": batch_size, "dtype": dtype} if encodes else {}
             specs.append(
                 RetrieverSpec(
                     name=kind if kinds.count(kind) == 1 else f"{kind}{i}",
@@ -303,9 +307,14 @@ def evaluate(
                 with _progress(f"Indexing ({r.name})") as progress:
                     r.add(list(data.documents), progress=progress)  # type: ignore[call-arg]
         index_s = time.perf_counter() - started
+        fusion_config: dict[str, Any] = {"kind": fusion}
+        if fit_split and len(retrievers) > 1:
+            from ragloom.recipes.hybrid_docqa import fit_fusion
+
+            fusion_config = fit_fusion(retrievers, load_beir(dataset, fit_split), kind=fusion).config
         pipeline = Pipeline(
             retrievers,
-            fuser=fuser_from_config({"kind": fusion}) if len(retrievers) > 1 else None,
+            fuser=fuser_from_config(fusion_config) if len(retrievers) > 1 else None,
             k=100,
             candidates=300,
         )
@@ -323,6 +332,9 @@ def evaluate(
     label = " + ".join(f"{s.kind}({s.model})" if s.model else s.kind for s in specs)
     if len(specs) > 1:
         label += f" · {fusion}"
+        if fit_split:
+            weights = ", ".join(f"{k} {v:g}" for k, v in fusion_config["weights"].items())
+            label += f" (weights fitted on {fit_split}: {weights})"
     payload = {
         "dataset": data.name,
         "split": split,
@@ -333,6 +345,8 @@ def evaluate(
         "index_s": round(index_s, 1),
         "query_ms": round(result.timings["per_query_ms"], 2),
     }
+    if len(specs) > 1:
+        payload["fusion"] = fusion_config
     if as_json:
         print(json.dumps(payload, indent=2))
         return
