@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ragloom._imports import require
-from ragloom.errors import ConfigError
+from ragloom.errors import ConfigError, ModelNotFoundError
 from ragloom.models import resolve_model, weights_sha256
 
 __all__ = [
@@ -84,7 +84,10 @@ def load_model(
     path = resolve_model(name_or_path, allow_download=allow_download)
     device = pick_device(device)
     torch_dtype = resolve_dtype(dtype, device)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except ValueError as exc:
+        raise _remote_code_error(exc, path) from exc
     model_cls = getattr(transformers, auto_class)
     hf_logging = transformers.utils.logging
     bars = hf_logging.is_progress_bar_enabled()
@@ -93,6 +96,18 @@ def load_model(
         model = model_cls.from_pretrained(
             path, dtype=torch_dtype, trust_remote_code=trust_remote_code, use_safetensors=True, **(model_kwargs or {})
         )
+    except ValueError as exc:
+        raise _remote_code_error(exc, path) from exc
+    except OSError as exc:
+        pickled = sorted(p.name for p in Path(path).glob("*") if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".ckpt"))
+        if pickled and not any(Path(path).glob("*.safetensors")):
+            raise ModelNotFoundError(
+                str(name_or_path),
+                [f"{path}: only pickle-format weights ({', '.join(pickled)}); ragloom loads safetensors only"],
+                "Loading a pickle can run arbitrary code. Convert the weights to safetensors once, in an environment "
+                "you trust (e.g. model.save_pretrained(dir, safe_serialization=True)), or use a safetensors release.",
+            ) from exc
+        raise
     finally:
         if bars:
             hf_logging.enable_progress_bar()
@@ -100,6 +115,17 @@ def load_model(
     model.eval()
     name = str(name_or_path) if not Path(str(name_or_path)).is_dir() else path.name
     return LoadedModel(model, tokenizer, path, name, weights_sha256(path), device)
+
+
+def _remote_code_error(exc: ValueError, path: Path) -> Exception:
+    """transformers' refusal to run a model folder's own code, as a ragloom ConfigError (other errors as is)."""
+    if "trust_remote_code" not in str(exc):
+        return exc
+    return ConfigError(
+        f"The model at {path} needs its own Python code to load (auto_map in config.json), and ragloom never runs "
+        "a model's code unless you pass trust_remote_code=True. Read that code first, or use a model that loads "
+        "with the standard transformers classes."
+    )
 
 
 def sentence_transformers_config(path: Path) -> dict[str, Any]:

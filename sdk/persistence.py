@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import os
+import signal
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -26,13 +27,38 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "compare_fingerprints",
+    "crash_point",
     "file_sha256",
     "read_json",
+    "remove_durably",
+    "remove_stale_temp_files",
 ]
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = ".lock"
+
+
+CRASH_ENV = "RAGLOOM_CRASH_AT"
+CRASH_TRACE_ENV = "RAGLOOM_CRASH_TRACE"
+_crash_counts: dict[str, int] = {}
+
+
+def crash_point(name: str) -> None:
+    """A named step of a write, for the crash-safety tests; does nothing unless the environment asks.
+
+    ``RAGLOOM_CRASH_AT=name:n`` kills this process with SIGKILL the n-th time (1-based) it reaches ``name``;
+    ``RAGLOOM_CRASH_TRACE=FILE`` appends every step reached to FILE (how the tests enumerate the steps).
+    """
+    at, trace = os.environ.get(CRASH_ENV), os.environ.get(CRASH_TRACE_ENV)
+    if not at and not trace:
+        return
+    count = _crash_counts[name] = _crash_counts.get(name, 0) + 1
+    if trace:
+        with open(trace, "a", encoding="utf-8") as handle:
+            handle.write(f"{name}:{count}\n")
+    if at == f"{name}:{count}":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -53,20 +79,44 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
+            crash_point("atomic.written")
             os.fsync(handle.fileno())
+        crash_point("atomic.synced")
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    crash_point("atomic.renamed")
     _fsync_dir(target.parent)
+
+
+def remove_stale_temp_files(directory: str | os.PathLike[str]) -> int:
+    """Delete the temp files of atomic writes that a crash interrupted (call only while holding the writer lock)."""
+    removed = 0
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(directory):
+            if entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
+
+
+def remove_durably(path: str | os.PathLike[str]) -> bool:
+    """Delete a file (if present) and fsync its directory; True when something was removed."""
+    target = Path(path)
+    try:
+        os.unlink(target)
+    except FileNotFoundError:
+        return False
+    _fsync_dir(target.parent)
+    return True
 
 
 def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:
     """Atomically write ``data`` as indented UTF-8 JSON (NaN refused)."""
-    atomic_write_bytes(
-        path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False).encode("utf-8") + b"\n"
-    )
+    atomic_write_bytes(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False).encode("utf-8") + b"\n")
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
@@ -74,10 +124,8 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     try:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
-    except json.JSONDecodeError as exc:
-        raise IndexCorruptError(
-            f"{path} is not valid JSON ({exc}); restore it from a backup or re-index"
-        ) from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # binary junk (a planted pickle, say) too
+        raise IndexCorruptError(f"{path} is not valid JSON ({exc}); restore it from a backup or re-index") from exc
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

@@ -2,6 +2,13 @@
 
 A plain class, not a graph engine. Sync and async twins share one implementation of each step; async methods
 never block the event loop (native async where a component has it, a worker thread otherwise).
+
+Ingest journal: each batch of documents is written to ``ingest-journal.json`` in the directory of every
+persistent retriever (one with a ``path``) before any retriever sees it, and removed once all have indexed it.
+A process killed in between leaves the journal behind; the next Pipeline built over those retrievers replays the
+batch into all of them (once; if the replay dies too, the batch is deleted from all instead), so a kill never
+leaves a document in one index and missing from another, and never loses an acknowledged one. Deletes are
+journaled the same way.
 """
 
 from __future__ import annotations
@@ -10,20 +17,79 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ragloom.attribution import attribute_sentences, has_markers
-from ragloom.errors import ConfigError
+from ragloom.errors import ConfigError, IndexLockedError, RagloomError, RagloomWarning
 from ragloom.fusion import ReciprocalRankFusion
+from ragloom.persistence import atomic_write_json, crash_point, read_json, remove_durably
 from ragloom.prompting import PromptBuilder, PromptParts, check_citations
 from ragloom.protocols import Filters, Fuser, Generator, Reranker, Retriever
 from ragloom.retrieval import ProgressCallback, check_query
 from ragloom.tokens import default_token_counter
-from ragloom.types import Answer, Document, Hit
+from ragloom.types import Answer, Document, Hit, Page
 
-__all__ = ["IngestReport", "Pipeline"]
+__all__ = ["JOURNAL_NAME", "IngestReport", "Pipeline"]
+
+JOURNAL_NAME = "ingest-journal.json"
+_BATCH_CHARS = 32 * 1024 * 1024
+
+
+def _document_json(doc: Document) -> dict[str, Any]:
+    return {
+        "id": doc.id,
+        "text": doc.text,
+        "source": doc.source,
+        "pages": [[p.number, p.start, p.end] for p in doc.pages],
+        "metadata": dict(doc.metadata),
+    }
+
+
+def _document_from_json(data: Mapping[str, Any]) -> Document:
+    return Document(
+        id=str(data["id"]),
+        text=str(data["text"]),
+        source=str(data.get("source", "")),
+        pages=tuple(Page(int(n), int(a), int(b)) for n, a, b in data.get("pages") or ()),
+        metadata=dict(data.get("metadata") or {}),
+    )
+
+
+def _journal_dirs(retrievers: Sequence[Retriever]) -> list[Path]:
+    """Directories of the persistent retrievers (the ones a crash can leave out of step)."""
+    dirs = []
+    for retriever in retrievers:
+        path = getattr(retriever, "path", None)
+        if isinstance(path, (str, Path)):
+            dirs.append(Path(path))
+    return dirs
+
+
+def _lock_writers(retrievers: Sequence[Retriever]) -> None:
+    """Take every retriever's writer lock up front (retrievers that have one), so no journal is written into an
+    index another process is writing."""
+    for retriever in retrievers:
+        acquire = getattr(retriever, "_acquire_writer", None)
+        if callable(acquire):
+            acquire()
+
+
+def _ingest_batches(documents: list[Document], size: int) -> Iterator[list[Document]]:
+    batch: list[Document] = []
+    chars = 0
+    for doc in documents:
+        if batch and (len(batch) >= size or chars + len(doc.text) > _BATCH_CHARS):
+            yield batch
+            batch, chars = [], 0
+        batch.append(doc)
+        chars += len(doc.text)
+    if batch:
+        yield batch
 
 
 @dataclass(frozen=True)
@@ -46,6 +112,7 @@ class Pipeline:
     """Retrievers, an optional fuser (RRF by default when there are several), reranker and generator.
 
     ``candidates`` hits are taken from each retriever before fusion and reranking; ``k`` are kept.
+    ``ingest_batch`` documents at most go through all retrievers at a time (the unit of the ingest journal).
     """
 
     retrievers: Sequence[Retriever]
@@ -55,6 +122,7 @@ class Pipeline:
     prompt: PromptBuilder = field(default_factory=PromptBuilder)
     k: int = 5
     candidates: int = 50
+    ingest_batch: int = 1000
 
     def __post_init__(self) -> None:
         if not self.retrievers:
@@ -67,6 +135,76 @@ class Pipeline:
             self.fuser = ReciprocalRankFusion()
         if self.k < 1 or self.candidates < self.k:
             raise ConfigError(f"Need 1 <= k <= candidates, got k={self.k}, candidates={self.candidates}")
+        if self.ingest_batch < 1:
+            raise ConfigError(f"ingest_batch must be >= 1, got {self.ingest_batch}")
+        self.recover()
+
+    # -- the ingest journal -----------------------------------------------------------------------------------------
+    def _write_journal(self, dirs: list[Path], entry: dict[str, Any]) -> None:
+        for directory in dirs:
+            atomic_write_json(directory / JOURNAL_NAME, entry)
+            crash_point("pipeline.journal_written")
+
+    @staticmethod
+    def _clear_journal(dirs: list[Path]) -> None:
+        for directory in dirs:
+            remove_durably(directory / JOURNAL_NAME)
+            crash_point("pipeline.journal_removed")
+
+    def recover(self) -> int:
+        """Finish what a killed ingest or delete left half done (see the module docs); returns the documents
+        replayed or deleted. Runs when the Pipeline is built; a journal whose index another process is writing
+        (its lock is held) is left to that process."""
+        dirs = _journal_dirs(self.retrievers)
+        entries: dict[str, dict[str, Any]] = {}
+        for directory in dirs:
+            path = directory / JOURNAL_NAME
+            if not path.exists():
+                continue
+            try:
+                entry = read_json(path)
+                entries.setdefault(str(entry["batch"]), entry)
+            except (RagloomError, KeyError, TypeError) as exc:
+                warnings.warn(f"Ignoring an unreadable ingest journal {path}: {exc}", RagloomWarning, stacklevel=2)
+        if not entries:
+            return 0
+        try:
+            _lock_writers(self.retrievers)
+        except IndexLockedError:
+            return 0  # a live writer owns the journal
+        touched = 0
+        for entry in sorted(entries.values(), key=lambda e: float(e.get("created", 0.0))):
+            ids = [str(i) for i in entry.get("ids", [])]
+            replayed = False
+            try:
+                if entry.get("op") == "add" and int(entry.get("attempts", 0)) == 0:
+                    self._write_journal(dirs, {**entry, "attempts": 1})  # a replay that dies is not replayed again
+                    docs = [_document_from_json(d) for d in entry["documents"]]
+                    with contextlib.suppress(Exception):
+                        for retriever in self.retrievers:
+                            retriever.add(docs)
+                            crash_point("pipeline.replayed")
+                        replayed = True
+                if not replayed:  # a delete, or a replay that failed: make the batch absent everywhere
+                    for retriever in self.retrievers:
+                        retriever.delete(ids)
+            except Exception as exc:
+                warnings.warn(
+                    f"Could not finish an interrupted {entry.get('op')} of {len(ids)} document(s) ({exc}); the "
+                    f"journal stays in place and is tried again when the pipeline is next opened: {ids[:5]}",
+                    RagloomWarning,
+                    stacklevel=2,
+                )
+                continue
+            self._clear_journal(dirs)
+            touched += len(ids)
+            what = "re-indexed in" if replayed else "removed from"
+            warnings.warn(
+                f"Recovered an interrupted {entry.get('op')}: {len(ids)} document(s) {what} every retriever: {ids[:5]}",
+                RagloomWarning,
+                stacklevel=2,
+            )
+        return touched
 
     # -- ingest ---------------------------------------------------------------------------------------------------
     def ingest(
@@ -80,8 +218,9 @@ class Pipeline:
         """Load files/folders (bad files are reported and skipped unless ``strict``) and index into every retriever.
 
         ``include`` keeps only files matching these glob patterns (e.g. ``["*.pdf"]``) when walking folders.
-        If a retriever fails, the documents already added to the others are removed again, so no document is left
-        visible in one index and missing from another.
+        Documents go through the retrievers ``ingest_batch`` at a time. If a retriever raises, the batch in flight is
+        removed again from every retriever that took it (earlier batches stay, in all of them), so no document is
+        left visible in one index and missing from another; a killed ingest is finished by the journal (module docs).
         """
         started = time.perf_counter()
         if isinstance(sources, (str, Path, Document)):
@@ -96,22 +235,61 @@ class Pipeline:
             report = load_paths(paths, strict=strict, include=include)
             documents.extend(report.documents)
             failures, skipped = report.failures, report.skipped
-        chunks: dict[str, int] = {}
-        done: list[Retriever] = []
-        try:
-            for retriever in self.retrievers:
-                chunks[retriever.name] = len(retriever.add(documents, progress=progress))  # type: ignore[call-arg]
-                done.append(retriever)
-        except BaseException:
-            for retriever in done:
-                with contextlib.suppress(Exception):
-                    retriever.delete([d.id for d in documents])
-            raise
+        chunks = {retriever.name: 0 for retriever in self.retrievers}
+        dirs = _journal_dirs(self.retrievers)
+        if dirs and documents:
+            _lock_writers(self.retrievers)
+        total, before = len(documents), 0
+        for batch in _ingest_batches(documents, self.ingest_batch):
+            ids = [d.id for d in batch]
+            if dirs:
+                entry = {
+                    "op": "add",
+                    "batch": uuid.uuid4().hex,
+                    "created": time.time(),
+                    "retrievers": [r.name for r in self.retrievers],
+                    "ids": ids,
+                    "attempts": 0,
+                    "documents": [_document_json(d) for d in batch],
+                }
+                self._write_journal(dirs, entry)
+            tried: list[Retriever] = []
+            try:
+                for retriever in self.retrievers:
+                    tried.append(retriever)
+                    step = _offset_progress(progress, before, total)
+                    chunks[retriever.name] += len(retriever.add(batch, progress=step))  # type: ignore[call-arg]
+                    crash_point("pipeline.added")
+            except BaseException:
+                clean = True
+                for retriever in tried:  # the failing one too: it may have committed part of the batch
+                    try:
+                        retriever.delete(ids)
+                    except Exception:
+                        clean = False
+                if dirs and clean:
+                    self._clear_journal(dirs)
+                raise
+            if dirs:
+                self._clear_journal(dirs)
+            before += len(batch)
         return IngestReport(tuple(d.id for d in documents), chunks, failures, skipped, time.perf_counter() - started)
 
     def delete(self, doc_ids: Sequence[str]) -> int:
-        """Remove documents from every retriever; returns the number of chunks removed."""
-        return sum(r.delete(doc_ids) for r in self.retrievers)
+        """Remove documents from every retriever; returns the number of chunks removed (journaled like ingest)."""
+        ids = [doc_ids] if isinstance(doc_ids, str) else [str(i) for i in doc_ids]
+        dirs = _journal_dirs(self.retrievers)
+        if dirs:
+            _lock_writers(self.retrievers)
+            entry = {"op": "delete", "batch": uuid.uuid4().hex, "created": time.time(), "ids": ids}
+            self._write_journal(dirs, entry)
+        removed = 0
+        for retriever in self.retrievers:
+            removed += retriever.delete(ids)
+            crash_point("pipeline.deleted")
+        if dirs:
+            self._clear_journal(dirs)
+        return removed
 
     # -- retrieval --------------------------------------------------------------------------------------------------
     def _combine(self, query: str, results: dict[str, list[Hit]], k: int) -> list[Hit]:
@@ -156,7 +334,7 @@ class Pipeline:
         return self.generator
 
     def _prompt(self, question: str, hits: list[Hit]) -> PromptParts:
-        return self.prompt.build(question, hits, default_token_counter(self.generator))
+        return self.prompt.build(question, hits, default_token_counter(self.generator), self.generator)
 
     @staticmethod
     def _answer(text: str, parts: PromptParts, timings: dict[str, float]) -> Answer:
@@ -236,6 +414,12 @@ class Pipeline:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _offset_progress(progress: ProgressCallback | None, before: int, total: int) -> ProgressCallback | None:
+    if progress is None:
+        return None
+    return lambda done, _: progress(before + done, total)
 
 
 async def _thread_stream(generator: Generator, parts: PromptParts) -> AsyncIterator[str]:

@@ -7,6 +7,7 @@ the batch in flight. The first write takes the index directory's writer lock and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -15,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from ragloom.chunking import TokenChunker, WordTokenizer
-from ragloom.errors import ConfigError, InvalidInputError, RagloomWarning
-from ragloom.persistence import IndexLock, Manifest
+from ragloom.errors import ConfigError, IndexLockedError, InvalidInputError, RagloomWarning
+from ragloom.persistence import IndexLock, Manifest, crash_point, remove_stale_temp_files
 from ragloom.protocols import DenseEncoder, Filters
 from ragloom.stores import InMemoryVectorStore, VectorStore
 from ragloom.types import Chunk, Document, Hit
@@ -114,6 +115,9 @@ class ChunkedVectorRetriever:
                         f"{stored_store!r} (asked for {wanted!r})"
                     )
         self.store = self._make_store(store, normalized, chroma_url, chroma_collection)
+        if self.path is not None and getattr(self.store, "needs_recovery", lambda: False)():
+            with contextlib.suppress(IndexLockedError):  # a live writer will finish its own work
+                self._acquire_writer()  # finishes the store's interrupted write
 
     # -- construction helpers -----------------------------------------------------------------------------------
     def _default_chunker(self, chunk_size: int | None, overlap: int) -> TokenChunker:
@@ -131,9 +135,7 @@ class ChunkedVectorRetriever:
             raise ConfigError(f"chunk_size {chunk_size} exceeds the encoder's capacity of {capacity} tokens")
         return TokenChunker(counter, chunk_size=size, overlap=min(overlap, size // 2))
 
-    def _make_store(
-        self, store: str | VectorStore, normalized: bool, url: str | None, collection: str
-    ) -> VectorStore:
+    def _make_store(self, store: str | VectorStore, normalized: bool, url: str | None, collection: str) -> VectorStore:
         if not isinstance(store, str):
             return store
         if store == "memory":
@@ -174,9 +176,11 @@ class ChunkedVectorRetriever:
             chunks = [c for _, cs in batch for c in cs]
             vectors = self._embed(batch) if chunks else np.zeros((0, self.encoder.dim), dtype=np.float32)
             self.store.replace_documents([doc.id for doc, _ in batch], chunks, vectors)
+            crash_point("retrieval.stored")
             added.extend(chunks)
             done += len(batch)
             self._save_manifest()
+            crash_point("retrieval.manifest")
             if progress:
                 progress(done, len(docs))
         return added
@@ -192,9 +196,7 @@ class ChunkedVectorRetriever:
     def search(self, query: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
         return self.search_many([query], k, filters)[0]
 
-    def search_many(
-        self, queries: Sequence[str], k: int = 10, filters: Filters | None = None
-    ) -> list[list[Hit]]:
+    def search_many(self, queries: Sequence[str], k: int = 10, filters: Filters | None = None) -> list[list[Hit]]:
         for query in queries:
             check_query(query, k)
         if not queries or len(self.store) == 0:
@@ -229,6 +231,15 @@ class ChunkedVectorRetriever:
             lock = IndexLock(self.path)
             lock.acquire()
             self._lock = lock
+            for folder in {self.path, getattr(self.store, "path", None)} - {None}:
+                remove_stale_temp_files(folder)  # left by a writer killed mid atomic write
+            recover = getattr(self.store, "recover", None)
+            if callable(recover):
+                recover()
+            if self.manifest is None:
+                # The manifest goes down before the first vector: an index killed during its first batch must
+                # still name its encoder, or reopening it with another model would go unnoticed.
+                self._save_manifest()
 
     def _save_manifest(self) -> None:
         if self.path is None:

@@ -102,9 +102,9 @@ def _parse(fmt: str, data: bytes, where: str, doc_id: str, meta: dict[str, Metad
         text, front = split_front_matter(text)
         meta.update(front)
     elif fmt == "html":
-        from ragloom.loaders.html import html_to_text
+        from ragloom.loaders.html import extract_html
 
-        text, title = html_to_text(text)
+        text, title = extract_html(text, where)
         if title:
             meta["title"] = title
     return Document(id=doc_id, text=text, source=where, metadata=meta)

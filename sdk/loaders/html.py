@@ -3,6 +3,10 @@
 Only the visible text is kept: scripts, styles, templates and the head are dropped, block elements become
 line breaks so paragraphs stay apart for chunkers, and nothing is ever fetched. An HTML5 parser does not
 process DTDs, so XML entities (including ``SYSTEM "file:///..."`` ones) are never resolved.
+
+lexbor's parse time grows with the square of the nesting depth (100,000 nested ``<div>`` take 20 s), so a page
+with more than ``ISOLATE_TAGS`` tags is parsed in the parser worker under its time limit (see
+:mod:`ragloom.loaders._isolation`); ordinary pages are parsed here.
 """
 
 from __future__ import annotations
@@ -10,9 +14,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ragloom.errors import MissingExtraError
+from ragloom.errors import DocumentLoadError, MissingExtraError
+from ragloom.loaders._isolation import current_limits, run_isolated
 
-__all__ = ["html_to_text"]
+__all__ = ["ISOLATE_TAGS", "extract_html", "html_to_text"]
+
+ISOLATE_TAGS = 20_000
 
 _DROP = frozenset({"script", "style", "noscript", "template", "head", "title", "-comment", "!doctype"})
 _PARAGRAPH = frozenset(
@@ -120,3 +127,15 @@ def html_to_text(html: str) -> tuple[str, str]:
             child = child.next
         stack.extend((c, False) for c in reversed(children))
     return out.result(), title
+
+
+def extract_html(html: str, path: str) -> tuple[str, str]:
+    """:func:`html_to_text`, in the parser worker for pages with more than ``ISOLATE_TAGS`` tags."""
+    limits = current_limits()
+    if not limits.isolate or html.count("<") <= ISOLATE_TAGS:
+        return html_to_text(html)
+    _parser("")  # a missing extra is reported here, in the caller's process
+    found = run_isolated(b"H", html.encode("utf-8", "surrogatepass"), path, "HTML", limits)
+    if found.get("error"):
+        raise DocumentLoadError(path, f"the html parser failed: {found.get('message')}")
+    return str(found["text"]), str(found["title"])

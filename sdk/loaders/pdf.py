@@ -2,6 +2,10 @@
 
 PDFium is not thread-safe, so every call into it here holds :data:`PDFIUM_LOCK`; other ragloom code that
 touches PDFium (page rendering for visual retrievers) should take the same lock.
+
+PDFium runs in the parser worker process by default, under the time and memory limits of
+:mod:`ragloom.loaders._isolation` (``configure_parsing``): a PDF whose form draws itself hangs PDFium for ever, and
+a 1 MB flate bomb makes it allocate gigabytes; isolated, each is one :class:`DocumentLoadError`.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ragloom.errors import DocumentLoadError, MissingExtraError
+from ragloom.loaders._isolation import current_limits, run_isolated
 from ragloom.loaders.text import normalise_newlines
 
 __all__ = ["PDFIUM_LOCK", "PdfText", "extract_pdf_text"]
@@ -45,13 +50,12 @@ def _pdfium() -> Any:
     return pypdfium2
 
 
-def _open_reason(exc: Exception) -> str:
-    code = getattr(exc, "err_code", None)
+def _open_reason(code: object, message: str) -> str:
     if code == _FPDF_ERR_PASSWORD:
         return "the PDF is encrypted with a password; decrypt it first (e.g. `qpdf --decrypt in.pdf out.pdf`)"
     if code == _FPDF_ERR_SECURITY:
         return "the PDF uses an unsupported security handler (encryption); decrypt it first"
-    return f"not a readable PDF (corrupt or truncated?): {exc}"
+    return f"not a readable PDF (corrupt or truncated?): {message}"
 
 
 def _page_text(pdf: Any, index: int) -> str:
@@ -68,29 +72,49 @@ def _page_text(pdf: Any, index: int) -> str:
     return normalise_newlines(text).translate(_SOFT_HYPHEN_MARKERS)
 
 
-def extract_pdf_text(data: bytes, path: str) -> PdfText:
-    """Extract the text of every page of the PDF in ``data``.
-
-    Raises :class:`DocumentLoadError` for encrypted, corrupt or truncated files, naming the page when a single
-    page cannot be read.
-    """
+def _extract(data: bytes) -> dict[str, Any]:
+    """Parse in this process; a plain dict (the worker's wire format): pages + title, or what went wrong."""
     pdfium = _pdfium()
     with PDFIUM_LOCK:
         try:
             pdf = pdfium.PdfDocument(data)
         except pdfium.PdfiumError as exc:
-            raise DocumentLoadError(path, _open_reason(exc)) from exc
+            return {"error": "open", "code": getattr(exc, "err_code", None), "message": str(exc)}
         try:
             pages: list[str] = []
             for index in range(len(pdf)):
                 try:
                     pages.append(_page_text(pdf, index))
                 except pdfium.PdfiumError as exc:
-                    raise DocumentLoadError(path, f"page {index + 1} cannot be read: {exc}") from exc
+                    return {"error": "page", "page": index + 1, "message": str(exc)}
             try:
                 title = str(pdf.get_metadata_value("Title") or "").replace("\x00", "").strip()
             except pdfium.PdfiumError:
                 title = ""
         finally:
             pdf.close()
-    return PdfText(pages, title)
+    return {"pages": pages, "title": title}
+
+
+def _result(found: dict[str, Any], path: str) -> PdfText:
+    error = found.get("error")
+    if error == "open":
+        raise DocumentLoadError(path, _open_reason(found.get("code"), str(found.get("message"))))
+    if error == "page":
+        raise DocumentLoadError(path, f"page {found['page']} cannot be read: {found.get('message')}")
+    if error:
+        raise DocumentLoadError(path, f"the pdf parser failed: {found.get('message')}")
+    return PdfText(list(found["pages"]), str(found["title"]))
+
+
+def extract_pdf_text(data: bytes, path: str) -> PdfText:
+    """Extract the text of every page of the PDF in ``data``.
+
+    Raises :class:`DocumentLoadError` for encrypted, corrupt or truncated files (naming the page when a single
+    page cannot be read), and for files that exceed the parsing time or memory limit.
+    """
+    _pdfium()  # a missing extra is reported here, in the caller's process
+    limits = current_limits()
+    if limits.isolate:
+        return _result(run_isolated(b"P", data, path, "PDF", limits), path)
+    return _result(_extract(data), path)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ragloom.errors import IndexCorruptError, InvalidInputError
+from ragloom.persistence import crash_point
 from ragloom.protocols import Filters
 from ragloom.types import Chunk
 
@@ -82,9 +83,12 @@ class InMemoryVectorStore:
             rows = self._db.execute("SELECT chunk, vector FROM chunks ORDER BY rowid").fetchall()
         except sqlite3.DatabaseError as exc:
             raise IndexCorruptError(f"{self.path}/vectors.sqlite is unreadable ({exc}); re-index") from exc
-        chunks = [Chunk.from_dict(json.loads(text)) for text, _ in rows]
-        if rows:
+        try:
+            chunks = [Chunk.from_dict(json.loads(text)) for text, _ in rows]
             vectors = [np.frombuffer(blob, dtype=np.float32) for _, blob in rows]
+        except (ValueError, TypeError, KeyError) as exc:  # a damaged row: never guess, never unpickle
+            raise IndexCorruptError(f"{self.path}/vectors.sqlite holds a malformed row ({exc}); re-index") from exc
+        if rows:
             dims = {v.shape[0] for v in vectors}
             if len(dims) != 1:
                 raise IndexCorruptError(f"{self.path}: vectors of different sizes {sorted(dims)}; re-index")
@@ -105,13 +109,9 @@ class InMemoryVectorStore:
     def _check_vectors(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> np.ndarray:
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[0] != len(chunks):
-            raise InvalidInputError(
-                f"Expected {len(chunks)} vectors as a 2-D array, got shape {vectors.shape}"
-            )
+            raise InvalidInputError(f"Expected {len(chunks)} vectors as a 2-D array, got shape {vectors.shape}")
         if self._dim is not None and len(chunks) and vectors.shape[1] != self._dim:
-            raise InvalidInputError(
-                f"Vectors have dimension {vectors.shape[1]}; this store holds {self._dim}"
-            )
+            raise InvalidInputError(f"Vectors have dimension {vectors.shape[1]}; this store holds {self._dim}")
         if not np.all(np.isfinite(vectors)):
             raise InvalidInputError("Vectors contain NaN or Inf; check the encoder's output")
         ids = [c.id for c in chunks]
@@ -126,6 +126,7 @@ class InMemoryVectorStore:
             if self._db is not None:
                 with self._db:  # one transaction: old chunks out, new chunks in
                     self._db.executemany("DELETE FROM chunks WHERE doc_id = ?", [(d,) for d in dropping])
+                    crash_point("memory.deleted")
                     self._db.executemany(
                         "INSERT OR REPLACE INTO chunks(id, doc_id, chunk, vector) VALUES (?, ?, ?, ?)",
                         [
@@ -133,6 +134,8 @@ class InMemoryVectorStore:
                             for c, v in zip(chunks, vectors)
                         ],
                     )
+                    crash_point("memory.inserted")
+                crash_point("memory.committed")
             keep = self._keep_mask(dropping)
             kept_chunks = [c for c, k in zip(self._chunks, keep) if k]
             if len(chunks) and self._dim is None:
@@ -155,21 +158,20 @@ class InMemoryVectorStore:
             if self._db is not None:
                 with self._db:
                     self._db.executemany("DELETE FROM chunks WHERE doc_id = ?", [(d,) for d in dropping])
+                    crash_point("memory.deleting")
             self._set([c for c, k in zip(self._chunks, keep) if k], self._matrix[keep])
             return removed
 
-    def search(
-        self, queries: np.ndarray, k: int, filters: Filters | None = None
-    ) -> list[list[tuple[Chunk, float]]]:
+    def search(self, queries: np.ndarray, k: int, filters: Filters | None = None) -> list[list[tuple[Chunk, float]]]:
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+        if not np.all(np.isfinite(queries)):
+            raise InvalidInputError("Query vectors contain NaN or Inf; check the encoder's output")
         with self._lock:
             chunks, matrix = self._chunks, self._matrix
         if not chunks or k <= 0:
             return [[] for _ in range(queries.shape[0])]
         if queries.shape[1] != matrix.shape[1]:
-            raise InvalidInputError(
-                f"Query dimension {queries.shape[1]} != index dimension {matrix.shape[1]}"
-            )
+            raise InvalidInputError(f"Query dimension {queries.shape[1]} != index dimension {matrix.shape[1]}")
         rows = np.arange(len(chunks))
         if filters:
             rows = np.array([i for i, c in enumerate(chunks) if chunk_matches(c, filters)], dtype=np.int64)
