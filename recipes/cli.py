@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -228,7 +229,7 @@ def _answer_json(answer: Any) -> dict[str, Any]:
 def _print_sources(answer: Any, streamed: bool) -> None:
     if answer.citations_inferred:
         if streamed:
-            console.print(f"\n[bold]With citations:[/] {answer.text}", highlight=False)
+            console.print(f"\n[bold]With citations:[/] {escape(answer.text)}", highlight=False)
         console.print("[dim](the model wrote no citations; ragloom attached them by lexical support)[/]")
     console.print("\n[bold]Sources[/]")
     cited = {c.marker for c in answer.citations}
@@ -237,7 +238,8 @@ def _print_sources(answer: Any, streamed: bool) -> None:
         page = f", page {hit.chunk.page}" if hit.chunk.page else ""
         snippet = " ".join(hit.chunk.text.split())[:110]
         console.print(
-            f"{mark}[{n}] {hit.chunk.doc_id}{page} (chars {hit.chunk.start}-{hit.chunk.end}): [dim]{snippet}…[/]",
+            f"{mark}\\[{n}] {escape(hit.chunk.doc_id)}{page} (chars {hit.chunk.start}-{hit.chunk.end}): "
+            f"[dim]{escape(snippet)}…[/]",
             highlight=False,
         )
     if answer.dangling_markers:
@@ -412,7 +414,7 @@ def demo(
             include=["*.pdf"],
             offline=offline,
         )
-    console.print(f"\n[bold]Q:[/] {question}\n[bold]A:[/] ", end="")
+    console.print(f"\n[bold]Q:[/] {escape(question)}\n[bold]A:[/] ", end="")
     ask(
         question,
         index=index,

@@ -99,7 +99,7 @@ class PromptBuilder:
 
     def _messages(self, question: str, blocks: Sequence[str]) -> tuple[Message, ...]:
         context = "\n\n".join(blocks) if blocks else "(no passages were found)"
-        user = f"Context passages:\n\n{context}\n\nQuestion: {question}\nAnswer (cite passages as [n]):"
+        user = f"Context passages:\n\n{context}\n\nQuestion: {question}\nAnswer:"
         return (Message("system", self.system_prompt), Message("user", user))
 
     def budget(self, question: str, counter: TextTokenCounter, generator: object | None = None) -> int:

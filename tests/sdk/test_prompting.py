@@ -34,7 +34,7 @@ def test_prompt_numbers_passages_with_source_and_page() -> None:
     parts = PromptBuilder().build("What is the penalty?", HITS, WordCounter())
     user = parts.messages[1].content
     assert "[1] (doc0.pdf, page 2)" in user and "[2] (doc1.pdf)" in user
-    assert user.rstrip().endswith("Answer (cite passages as [n]):")
+    assert user.rstrip().endswith("Answer:")
     assert parts.messages[0].role == "system" and "I don't know" in parts.messages[0].content
     assert parts.context == tuple(HITS) and parts.dropped == 0
 
