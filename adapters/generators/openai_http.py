@@ -16,12 +16,13 @@ import logging
 import math
 import os
 import random
+import re
 import threading
 import time
 import warnings
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -66,6 +67,37 @@ def _retry_after(headers: httpx.Headers) -> float | None:
     return None
 
 
+_T = TypeVar("_T")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")  # server-sent events' line ends
+
+
+class _TotalTimeout(httpx.ReadTimeout):
+    """One attempt ran past ``total_timeout``: bytes kept arriving (each restarting ``read_timeout``) but the
+    answer never completed, e.g. a server dripping its body."""
+
+
+class _Deadline:
+    """Checked at each chunk or line received; raises :class:`_TotalTimeout` once past its time."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.end = seconds, time.monotonic() + seconds
+
+    def check(self, received: _T) -> _T:
+        if time.monotonic() > self.end:
+            raise _TotalTimeout(f"no complete answer within total_timeout={self.seconds}s")
+        return received
+
+
+def _buffered(streamed: httpx.Response, raw: list[bytes]) -> httpx.Response:
+    """A streamed response's raw bytes as a whole response, decoded (gzip...) here, inside the transport-error
+    handling."""
+    response = httpx.Response(
+        streamed.status_code, headers=streamed.headers, content=b"".join(raw), request=streamed.request
+    )
+    response.read()
+    return response
+
+
 def _is_http_url(url: object) -> bool:
     try:
         parsed = httpx.URL(url)  # type: ignore[arg-type]
@@ -87,6 +119,21 @@ class _StreamState:
         self._data: list[str] = []
         self.done = self.finished = False  # saw [DONE] / saw a finish_reason
         self.chars = 0
+        self._pending = ""  # text after the last line break
+        self._after_cr = False  # the last piece ended in \r: a \n starting the next one ends no further line
+
+    def feed_text(self, text: str) -> list[str]:
+        """Take decoded text as it arrives (any split); return the tokens of the events it completes."""
+        if self._after_cr and text.startswith("\n"):
+            text = text[1:]
+        self._after_cr = text.endswith("\r")
+        *lines, self._pending = _LINE_BREAK.split(self._pending + text)
+        tokens: list[str] = []
+        for line in lines:
+            if self.done:
+                break
+            tokens += self.feed(line)
+        return tokens
 
     def feed(self, line: str) -> list[str]:
         """Take one line of the stream; return the tokens of the event it completes, if any."""
@@ -115,6 +162,9 @@ class _StreamState:
 
     def end(self, cause: httpx.HTTPError | None = None) -> None:
         """The body ended (or broke): fine after [DONE] or a finish_reason, else the answer is incomplete."""
+        if self._pending:  # a last line without a line break: kept, but an event needs a blank line to complete
+            self.feed(self._pending)
+            self._pending = ""
         if self.done or self.finished or "\n".join(self._data).strip() == "[DONE]":
             return
         if cause is not None and not isinstance(cause, _TRANSIENT):
@@ -136,6 +186,8 @@ class OpenAICompatibleGenerator:
     attempt; waits grow as ``backoff * 2**attempt`` with jitter, or follow ``Retry-After``, capped at
     ``max_retry_delay`` seconds. ``extra_body`` is merged into each request (``top_p``, ``seed``, vLLM's
     ``guided_json``...). ``context_window`` (tokens) is for prompt builders; nothing here truncates.
+    ``read_timeout`` bounds each wait for bytes; ``total_timeout`` bounds each attempt from request to last byte
+    (a server dripping bytes restarts ``read_timeout`` for ever), streams included.
     """
 
     def __init__(
@@ -150,6 +202,7 @@ class OpenAICompatibleGenerator:
         stop: Sequence[str] = (),
         connect_timeout: float = 5.0,
         read_timeout: float = 60.0,
+        total_timeout: float = 600.0,
         max_retries: int = 3,
         backoff: float = 0.5,
         max_retry_delay: float = 30.0,
@@ -164,7 +217,7 @@ class OpenAICompatibleGenerator:
             f"{base_url!r}": _is_http_url(base_url),
             "temperature must be >= 0": temperature >= 0,
             "max_tokens must be a positive int or None": max_tokens is None or max_tokens > 0,
-            "connect_timeout and read_timeout must be > 0": connect_timeout > 0 and read_timeout > 0,
+            "timeouts must be > 0": min(connect_timeout, read_timeout, total_timeout) > 0,
             "max_retries must be >= 0": max_retries >= 0,
             "backoff and max_retry_delay must be >= 0": backoff >= 0 and max_retry_delay >= 0,
             "context_window must be > 0": context_window > 0,
@@ -194,6 +247,7 @@ class OpenAICompatibleGenerator:
         self._headers = {"Authorization": f"Bearer {self._secret}"} if self._secret else {}
         self._url = f"{self.base_url}/chat/completions"
         self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
+        self.total_timeout = float(total_timeout)  # per attempt: read_timeout restarts with every byte received
         self._lock = threading.Lock()
         self._client: httpx.Client | None = None
         self._aclient: httpx.AsyncClient | None = None
@@ -213,7 +267,10 @@ class OpenAICompatibleGenerator:
         while True:
             try:
                 try:
-                    response = client.post(self._url, json=body)
+                    with client.stream("POST", self._url, json=body) as streamed:
+                        deadline = _Deadline(self.total_timeout)
+                        raw = [deadline.check(chunk) for chunk in streamed.iter_raw()]
+                        response = _buffered(streamed, raw)
                 except httpx.HTTPError as exc:
                     raise self._transport_error(exc) from exc
                 return self._whole(response)
@@ -229,13 +286,14 @@ class OpenAICompatibleGenerator:
             try:
                 try:
                     with client.stream("POST", self._url, json=body, headers=_SSE_HEADERS) as response:
+                        deadline = _Deadline(self.total_timeout)
                         if _is_json(response):
-                            response.read()
-                            if text := self._whole(response):
+                            whole = _buffered(response, [deadline.check(chunk) for chunk in response.iter_raw()])
+                            if text := self._whole(whole):
                                 yield text
                             return
-                        for line in response.iter_lines():
-                            yield from state.feed(line)
+                        for text in response.iter_text():
+                            yield from state.feed_text(deadline.check(text))
                             if state.done:
                                 return
                     state.end()
@@ -253,7 +311,10 @@ class OpenAICompatibleGenerator:
         while True:
             try:
                 try:
-                    response = await client.post(self._url, json=body)
+                    async with client.stream("POST", self._url, json=body) as streamed:
+                        deadline = _Deadline(self.total_timeout)
+                        raw = [deadline.check(chunk) async for chunk in streamed.aiter_raw()]
+                        response = _buffered(streamed, raw)
                 except httpx.HTTPError as exc:
                     raise self._transport_error(exc) from exc
                 return self._whole(response)
@@ -269,13 +330,14 @@ class OpenAICompatibleGenerator:
             try:
                 try:
                     async with client.stream("POST", self._url, json=body, headers=_SSE_HEADERS) as response:
+                        deadline = _Deadline(self.total_timeout)
                         if _is_json(response):
-                            await response.aread()
-                            if text := self._whole(response):
+                            raw = [deadline.check(chunk) async for chunk in response.aiter_raw()]
+                            if text := self._whole(_buffered(response, raw)):
                                 yield text
                             return
-                        async for line in response.aiter_lines():
-                            for token in state.feed(line):
+                        async for text in response.aiter_text():
+                            for token in state.feed_text(deadline.check(text)):
                                 yield token
                             if state.done:
                                 return
@@ -369,6 +431,8 @@ class OpenAICompatibleGenerator:
     def _describe(self, exc: httpx.HTTPError) -> str:
         if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
             return f"could not connect to {self.base_url} ({type(exc).__name__}: {exc}); is the server up?"
+        if isinstance(exc, _TotalTimeout):
+            return f"the answer took longer than total_timeout={self.total_timeout}s ({type(exc).__name__})"
         if isinstance(exc, httpx.TimeoutException):
             return f"nothing received within read_timeout={self._timeout.read}s ({type(exc).__name__})"
         return f"{type(exc).__name__}: {exc}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import socket
 import sys
@@ -405,3 +406,24 @@ async def test_astream_does_not_block_the_event_loop(make: Make, server: FakeOpe
     # The ticker kept running before the first token and between every pair of tokens.
     assert ticks_at_token[0] >= 5
     assert all(b > a for a, b in itertools.pairwise(ticks_at_token))
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_event_stream_split_anywhere_gives_the_same_tokens(newline: str) -> None:
+    """Bytes arrive in arbitrary pieces: every split point, even inside a \\r\\n, decodes to the same tokens."""
+    from ragloom.adapters.generators.openai_http import _StreamState
+
+    events = [{"content": "Par"}, {"content": "is"}, {"content": "."}]
+    text = "".join(
+        f"data: {json.dumps({'choices': [{'index': 0, 'delta': delta, 'finish_reason': None}]})}{newline}{newline}"
+        for delta in events
+    )
+    text += f": keepalive{newline}data: [DONE]{newline}{newline}"
+    owner = OpenAICompatibleGenerator("m", "http://127.0.0.1:9/v1")
+    for cut in range(len(text) + 1):
+        for cut2 in (cut, min(len(text), cut + 1)):  # also a piece of one character
+            state = _StreamState(owner)
+            pieces = [text[:cut], text[cut:cut2], text[cut2:]]
+            tokens = [token for piece in pieces for token in state.feed_text(piece)]
+            state.end()
+            assert tokens == ["Par", "is", "."] and state.done, (cut, cut2)

@@ -5,7 +5,7 @@ that accepts and never answers, a wall-clock bound over every fault kind, and a 
 
 from __future__ import annotations
 
-import inspect
+import asyncio
 import logging
 import socket
 import struct
@@ -35,7 +35,8 @@ CANARY = "sk-CANARY-reliability-42f1"
 class RawServer:
     """A loopback TCP server with a scripted misbehaviour per connection: ``reset`` (RST right after reading
     the request), ``reset_mid_stream`` (two SSE tokens, then RST), ``blackhole`` (read, never answer),
-    ``drip`` (a 200 whose body arrives one byte every 0.1 s, for ever), ``ok`` (a normal JSON answer)."""
+    ``drip`` (a 200 whose body arrives one byte every 0.1 s, for ever), ``drip_sse`` (the same as an event
+    stream), ``ok`` (a normal JSON answer)."""
 
     def __init__(self, *behaviours: str) -> None:
         self.behaviours = list(behaviours)
@@ -87,6 +88,10 @@ class RawServer:
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n")
                 while not self.stop.wait(0.1):
                     conn.sendall(b" ")
+            elif behaviour == "drip_sse":  # keepalive comments, never an event: one byte each 0.1 s
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 1000000\r\n\r\n")
+                while not self.stop.wait(0.1):
+                    conn.sendall(b":")
             if behaviour in ("reset", "reset_mid_stream"):
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
         except OSError:
@@ -223,28 +228,35 @@ def test_every_fault_ends_in_bounded_time_without_the_key(caplog: pytest.LogCapt
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="no total deadline: read_timeout restarts with every byte, so a server that drips its body never times "
-    "out (fix proposed for adapters/generators/openai_http.py in docs/reliability.md)",
-)
-def test_dripping_server_is_bounded(raw: Any) -> None:
-    server = raw("drip")
-    # the proposed fix adds a total deadline; once it lands this test passes (and strict xfail flags it)
-    deadline = (
-        {"total_timeout": 1.0} if "total_timeout" in inspect.signature(OpenAICompatibleGenerator).parameters else {}
-    )
-    gen = _generator(server.base_url, max_retries=0, **deadline)
+@pytest.mark.parametrize("call", ["generate", "stream", "agenerate", "astream"])
+def test_dripping_server_is_bounded(raw: Any, call: str) -> None:
+    """A body dripping one byte per 0.1 s restarts read_timeout for ever; total_timeout bounds the attempt."""
+    server = raw("drip_sse" if "stream" in call else "drip")
+    gen = _generator(server.base_url, max_retries=0, total_timeout=1.0)
     outcome: dict[str, Any] = {}
 
-    def call() -> None:
+    async def consume_async() -> None:
+        if call == "agenerate":
+            await gen.agenerate(CHAT)
+        else:
+            async for _ in gen.astream(CHAT):
+                pass
+
+    def run() -> None:
         try:
-            gen.generate(CHAT)
+            if call == "generate":
+                gen.generate(CHAT)
+            elif call == "stream":
+                list(gen.stream(CHAT))
+            else:
+                asyncio.run(consume_async())
         except EndpointError as exc:
             outcome["error"] = exc
 
-    worker = threading.Thread(target=call, daemon=True)
+    started = time.monotonic()
+    worker = threading.Thread(target=run, daemon=True)
     worker.start()
-    worker.join(2.5)
+    worker.join(4.0)
     server.close()  # unblocks the worker either way
-    assert not worker.is_alive() and "error" in outcome
+    assert not worker.is_alive() and "error" in outcome, f"{call} still waiting after 4 s"
+    assert "total_timeout=1.0" in str(outcome["error"]) and time.monotonic() - started < 4.0
