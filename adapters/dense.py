@@ -18,6 +18,7 @@ from ragloom._imports import require
 from ragloom.chunking import OffsetTokenizer
 from ragloom.errors import ConfigError, InputTooLongError, TruncationWarning
 from ragloom.hf import DType, load_model, sentence_transformers_config
+from ragloom.models import registered_prompts
 from ragloom.retrieval import ChunkedVectorRetriever
 
 __all__ = ["DenseRetriever", "Pooling", "TransformersDenseEncoder"]
@@ -61,7 +62,7 @@ class TransformersDenseEncoder:
         )
         self.model, self.tokenizer, self.device = loaded.model, loaded.tokenizer, loaded.device
         found = sentence_transformers_config(loaded.path)
-        prompts = found.get("prompts", {})
+        prompts = found.get("prompts") or registered_prompts(model)  # e.g. nomic's "search_query: "
         self.pooling: Pooling = pooling or found.get("pooling", "mean")
         if self.pooling not in ("mean", "cls", "last"):
             raise ConfigError(f"pooling must be mean, cls or last, got {self.pooling!r}")

@@ -29,6 +29,7 @@ __all__ = [
     "PyPIWeights",
     "models_home",
     "pull_model",
+    "registered_prompts",
     "resolve_model",
     "weights_sha256",
 ]
@@ -101,8 +102,28 @@ REGISTRY: dict[str, ModelSpec] = {
                 convert="gguf-causal-lm",
             ),
         ),
+        ModelSpec(
+            alias="nomic",
+            hub_id="nomic-ai/nomic-embed-text-v1.5",
+            kind="dense-encoder",
+            license="Apache-2.0",
+            description="nomic-embed-text-v1.5: 768-d, long context (trained on 2048 tokens, 8192 with dynamic NTK "
+            "RoPE x2), task prefixes; the late-chunking default",
+            notes={"query_prefix": "search_query: ", "document_prefix": "search_document: "},
+        ),
     )
 }
+
+
+def registered_prompts(name_or_path: str | os.PathLike[str]) -> dict[str, str]:
+    """The query/document prefixes a registered model expects (by alias, hub id or folder name), else {}."""
+    text = str(name_or_path)
+    spec = REGISTRY.get(text) or REGISTRY.get(Path(text).name)
+    spec = spec or next((s for s in REGISTRY.values() if s.hub_id and s.hub_id == text), None)
+    if spec is None:
+        return {}
+    return {kind: spec.notes[f"{kind}_prefix"] for kind in ("query", "document") if f"{kind}_prefix" in spec.notes}
+
 
 # Never copied out of a wheel: executable or pickled formats (DESIGN invariant 3).
 _UNSAFE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".py")

@@ -84,6 +84,8 @@ def test_tiny_model_loads_through_ragloom(encoder: LateChunkingEncoder) -> None:
     # nomic_bert defaults: the task prefixes, and a warning-free window under the trained 2048 tokens
     assert encoder.dense.query_prefix == "search_query: " and encoder.dense.document_prefix == PREFIX
     assert encoder.dim == 32 and encoder.settings.window == 64
+    default = LateChunkingEncoder(encoder=encoder.dense)
+    assert default.settings.window == 512 and default.settings.overlap == 64, "the model's limit is below 1024"
 
 
 # -- macro-window planning (pure) -----------------------------------------------------------------------------
@@ -335,6 +337,11 @@ def test_builder(tmp_path: Path, tiny_nomic_dir: Path) -> None:
     with build_late(spec, tmp_path / "late", False) as retriever:
         assert isinstance(retriever, LateChunkingRetriever)
         assert retriever.add([CONTRACT_DOCUMENTS[0]]) and retriever.chunker.chunk_size == 24
+    from ragloom.recipes.config import DEFAULT_MODELS, build_retriever
+
+    assert DEFAULT_MODELS["late"] == "nomic"
+    with build_retriever(spec, tmp_path / "index") as registered:  # the "late" kind resolves through the registry
+        assert isinstance(registered, LateChunkingRetriever) and registered.path == tmp_path / "index" / "late"
     bad = RetrieverSpec(kind="late", model=str(tiny_nomic_dir), options={"windw": 64})
     with pytest.raises(ConfigError, match="windw"):
         build_late(bad, None, False)
@@ -355,7 +362,7 @@ def test_nomic_late_chunking_matches_reference(nomic_dir: Path) -> None:
     import torch
 
     enc = LateChunkingEncoder(nomic_dir, dtype="float32")
-    assert enc.settings.window == 2048 and enc.dense.document_prefix == PREFIX
+    assert enc.settings.window == 1024 and enc.settings.overlap == 128 and enc.dense.document_prefix == PREFIX
     doc = Document(id="d", text=LONG_TEXT)
     chunks = LateChunkingRetriever(enc, chunk_size=32, overlap=4).chunker.chunk(doc)
     got = enc.embed_chunks([(doc, chunks)])
