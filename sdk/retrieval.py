@@ -17,12 +17,22 @@ import numpy as np
 
 from ragloom.chunking import TokenChunker, WordTokenizer
 from ragloom.errors import ConfigError, IndexLockedError, InvalidInputError, RagloomWarning
-from ragloom.persistence import IndexLock, Manifest, crash_point, remove_stale_temp_files
+from ragloom.index_folder import IndexFolder
+from ragloom.persistence import Manifest, crash_point
 from ragloom.protocols import DenseEncoder, Filters
 from ragloom.stores import InMemoryVectorStore, VectorStore
 from ragloom.types import Chunk, Document, Hit
 
-__all__ = ["ChunkEmbedder", "ChunkedVectorRetriever", "ProgressCallback", "check_documents", "check_query"]
+__all__ = [
+    "ChunkEmbedder",
+    "ChunkedVectorRetriever",
+    "ProgressCallback",
+    "check_documents",
+    "check_query",
+    "chunk_batches",
+    "default_chunker",
+    "warn_empty",
+]
 
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(done, total)`` (documents) while indexing."""
@@ -59,17 +69,49 @@ def check_documents(documents: Sequence[Document]) -> list[Document]:
     return docs
 
 
-def _batches(pairs: list[tuple[Document, list[Chunk]]]) -> Iterator[list[tuple[Document, list[Chunk]]]]:
+def chunk_batches(
+    pairs: list[tuple[Document, list[Chunk]]], size: int = _BATCH_CHUNKS
+) -> Iterator[list[tuple[Document, list[Chunk]]]]:
+    """Whole documents with their chunks, about ``size`` chunks a batch: the unit a retriever commits at once."""
     batch: list[tuple[Document, list[Chunk]]] = []
-    size = 0
+    count = 0
     for pair in pairs:
         batch.append(pair)
-        size += len(pair[1])
-        if size >= _BATCH_CHUNKS:
+        count += len(pair[1])
+        if count >= size:
             yield batch
-            batch, size = [], 0
+            batch, count = [], 0
     if batch:
         yield batch
+
+
+def warn_empty(pairs: Sequence[tuple[Document, list[Chunk]]]) -> None:
+    """One warning naming the documents that have no text to index (they are skipped, not an error)."""
+    empty = [doc.id for doc, chunks in pairs if not chunks]
+    if empty:
+        warnings.warn(
+            f"{len(empty)} document(s) have no text and add nothing to the index: {empty[:5]}",
+            RagloomWarning,
+            stacklevel=3,
+        )
+
+
+def default_chunker(encoder: object, chunk_size: int | None, overlap: int) -> TokenChunker:
+    """Chunks measured in the encoder's own tokens, at most its capacity (so nothing is ever cut); by words, with a
+    warning, for an encoder that exposes no tokenizer."""
+    counter = getattr(encoder, "token_counter", None)
+    capacity = getattr(encoder, "document_capacity", None)
+    if counter is None:
+        warnings.warn(
+            f"{type(encoder).__name__} exposes no tokenizer; chunking by words instead of model tokens",
+            RagloomWarning,
+            stacklevel=3,
+        )
+        return TokenChunker(WordTokenizer(), chunk_size=chunk_size or 128, overlap=min(overlap, 16))
+    if chunk_size and capacity and chunk_size > capacity:
+        raise ConfigError(f"chunk_size {chunk_size} exceeds the encoder's capacity of {capacity} tokens")
+    size = chunk_size or capacity or 256
+    return TokenChunker(counter, chunk_size=size, overlap=min(overlap, size // 2))
 
 
 class ChunkedVectorRetriever:
@@ -95,19 +137,21 @@ class ChunkedVectorRetriever:
         self.encoder = encoder
         self.path = Path(path) if path is not None else None
         self._name = name or self.kind
-        self.chunker = chunker or self._default_chunker(chunk_size, overlap)
+        self.chunker = chunker or default_chunker(encoder, chunk_size, overlap)
         self._embed = chunk_embedder or self._embed_texts
-        self._extra = dict(manifest_extra or {})
-        self._lock: IndexLock | None = None
-        self.manifest: Manifest | None = None
         normalized = bool(encoder.fingerprint.get("normalize", False))
         self._score_kind = "cosine" if normalized else "dot"
+        self._folder: IndexFolder | None = None
         if self.path is not None:
-            self.path.mkdir(parents=True, exist_ok=True)
-            self.manifest = Manifest.load(self.path)
-            if self.manifest is not None:
-                self.manifest.check_compatible(self.path, self.kind, encoder.fingerprint, self.chunker.config)
-                stored_store = self.manifest.store.get("kind")
+            self._folder = IndexFolder(
+                self.path,
+                kind=self.kind,
+                fingerprint=encoder.fingerprint,
+                units=self.chunker.config,
+                extra=manifest_extra,
+            )
+            if self._folder.manifest is not None:
+                stored_store = self._folder.manifest.store.get("kind")
                 wanted = store if isinstance(store, str) else store.config.get("kind")
                 if stored_store and wanted != stored_store and not chroma_url:
                     raise ConfigError(
@@ -120,20 +164,10 @@ class ChunkedVectorRetriever:
                 self._acquire_writer()  # finishes the store's interrupted write
 
     # -- construction helpers -----------------------------------------------------------------------------------
-    def _default_chunker(self, chunk_size: int | None, overlap: int) -> TokenChunker:
-        counter = getattr(self.encoder, "token_counter", None)
-        capacity = getattr(self.encoder, "document_capacity", None)
-        if counter is None:
-            warnings.warn(
-                f"{type(self.encoder).__name__} exposes no tokenizer; chunking by words instead of model tokens",
-                RagloomWarning,
-                stacklevel=3,
-            )
-            return TokenChunker(WordTokenizer(), chunk_size=chunk_size or 128, overlap=min(overlap, 16))
-        size = min(chunk_size or capacity, capacity) if capacity else (chunk_size or 256)
-        if chunk_size and capacity and chunk_size > capacity:
-            raise ConfigError(f"chunk_size {chunk_size} exceeds the encoder's capacity of {capacity} tokens")
-        return TokenChunker(counter, chunk_size=size, overlap=min(overlap, size // 2))
+    @property
+    def manifest(self) -> Manifest | None:
+        """The index's manifest (None in memory, or before the first write to a new directory)."""
+        return self._folder.manifest if self._folder is not None else None
 
     def _make_store(self, store: str | VectorStore, normalized: bool, url: str | None, collection: str) -> VectorStore:
         if not isinstance(store, str):
@@ -163,16 +197,10 @@ class ChunkedVectorRetriever:
         docs = check_documents(documents)
         self._acquire_writer()
         pairs = [(doc, self.chunker.chunk(doc)) for doc in docs]
-        empty = [doc.id for doc, chunks in pairs if not chunks]
-        if empty:
-            warnings.warn(
-                f"{len(empty)} document(s) have no text and add nothing to the index: {empty[:5]}",
-                RagloomWarning,
-                stacklevel=2,
-            )
+        warn_empty(pairs)
         added: list[Chunk] = []
         done = 0
-        for batch in _batches(pairs):
+        for batch in chunk_batches(pairs):
             chunks = [c for _, cs in batch for c in cs]
             vectors = self._embed(batch) if chunks else np.zeros((0, self.encoder.dim), dtype=np.float32)
             self.store.replace_documents([doc.id for doc, _ in batch], chunks, vectors)
@@ -226,41 +254,22 @@ class ChunkedVectorRetriever:
         return len(self.store)
 
     # -- persistence ----------------------------------------------------------------------------------------------
+    def _counts(self) -> dict[str, int]:
+        return {"chunks": len(self.store), "documents": len(self.store.doc_ids())}
+
     def _acquire_writer(self) -> None:
-        if self.path is not None and self._lock is None:
-            lock = IndexLock(self.path)
-            lock.acquire()
-            self._lock = lock
-            for folder in {self.path, getattr(self.store, "path", None)} - {None}:
-                remove_stale_temp_files(folder)  # left by a writer killed mid atomic write
-            recover = getattr(self.store, "recover", None)
-            if callable(recover):
-                recover()
-            if self.manifest is None:
-                # The manifest goes down before the first vector: an index killed during its first batch must
-                # still name its encoder, or reopening it with another model would go unnoticed.
-                self._save_manifest()
+        if self._folder is not None:
+            self._folder.acquire(self.store, self.store.config, self._counts)
 
     def _save_manifest(self) -> None:
-        if self.path is None:
-            return
-        if self.manifest is None:
-            self.manifest = Manifest(
-                kind=self.kind,
-                encoder=dict(self.encoder.fingerprint),
-                chunker=dict(self.chunker.config),
-                store=dict(self.store.config),
-                extra=self._extra,
-            )
-        self.manifest.counts = {"chunks": len(self.store), "documents": len(self.store.doc_ids())}
-        self.manifest.save(self.path)
+        if self._folder is not None:
+            self._folder.save(self.store.config, self._counts())
 
     def close(self) -> None:
         """Release the store and the writer lock."""
         self.store.close()
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+        if self._folder is not None:
+            self._folder.release()
 
     def __enter__(self) -> ChunkedVectorRetriever:
         return self

@@ -162,6 +162,26 @@ class RetrieverContract:
             _close(other)
         assert "index has" in str(info.value)
 
+    def test_first_write_records_the_encoder(self, tmp_path: Path) -> None:
+        """The manifest goes down with the first write, before any vector: an index killed during its first batch
+        still refuses another encoder."""
+        import pytest
+
+        from ragloom.persistence import Manifest
+
+        path = tmp_path / "index"
+        first = self.make_retriever(path)
+        try:
+            assert first.delete(["not-there"]) == 0  # a write that stores nothing
+            assert Manifest.load(path) is not None, "no manifest after the first write"
+        finally:
+            _close(first)
+        with pytest.raises(EncoderMismatchError):
+            other = self.make_mismatched_retriever(path)
+            if other is None:
+                pytest.skip("no mismatched encoder supplied for this retriever")
+            _close(other)
+
     def test_second_writer_is_refused(self, tmp_path: Path) -> None:
         import pytest
 

@@ -21,7 +21,8 @@ from ragloom.adapters.multivector.pages import RenderSettings, document_page_ima
 from ragloom.chunking import TokenChunker
 from ragloom.compression import MemoryEstimate, MultiVectorSettings, estimate_memory, pool_tokens, prune_by_importance
 from ragloom.errors import ConfigError, RagloomWarning
-from ragloom.persistence import IndexLock, Manifest
+from ragloom.index_folder import IndexFolder
+from ragloom.persistence import Manifest
 from ragloom.protocols import Filters, MultiVectorEncoder
 from ragloom.retrieval import ProgressCallback, check_documents, check_query
 from ragloom.stores.multivector import MultiVectorStore
@@ -53,15 +54,13 @@ class MultiVectorRetriever:
         self.path = Path(path) if path is not None else None
         self._name = name or self.kind
         self._encode_batch = encode_batch
-        self._lock: IndexLock | None = None
-        self.manifest: Manifest | None = None
         if self.settings.prune_k is not None and not hasattr(encoder, "encode_documents_with_importance"):
             raise ConfigError(f"prune_k needs an encoder with attention importance; {type(encoder).__name__} has none")
-        if self.path is not None:
-            self.path.mkdir(parents=True, exist_ok=True)
-            self.manifest = Manifest.load(self.path)
-            if self.manifest is not None:
-                self.manifest.check_compatible(self.path, self.kind, encoder.fingerprint, self.unit_config)
+        self._folder = (
+            IndexFolder(self.path, kind=self.kind, fingerprint=encoder.fingerprint, units=self.unit_config)
+            if self.path is not None
+            else None
+        )
         self.store = MultiVectorStore(
             self.path / "store" if self.path else None, encoder.dim, self.settings, device=device
         )
@@ -188,30 +187,24 @@ class MultiVectorRetriever:
         return estimate_memory(n_pages, self.settings, tokens_per_page=tokens_per_page, dim=self.encoder.dim)
 
     # -- persistence --------------------------------------------------------------------------------------------------
+    @property
+    def manifest(self) -> Manifest | None:
+        """The index's manifest (None in memory, or before the first write to a new directory)."""
+        return self._folder.manifest if self._folder is not None else None
+
+    def _counts(self) -> dict[str, int]:
+        return {"chunks": len(self.store), "documents": len(self.store.doc_ids()), "vectors": self.store.token_count()}
+
+    def _store_config(self) -> dict[str, object]:
+        return {**self.store.config, "settings": self.settings.to_dict()}
+
     def _acquire_writer(self) -> None:
-        if self.path is not None and self._lock is None:
-            lock = IndexLock(self.path)
-            lock.acquire()
-            self._lock = lock
-            if self.manifest is None:  # the fingerprint is on disk before the first vector is
-                self._save_manifest()
+        if self._folder is not None:  # the fingerprint is on disk before the first vector is
+            self._folder.acquire(self.store, self._store_config(), self._counts)
 
     def _save_manifest(self) -> None:
-        if self.path is None:
-            return
-        if self.manifest is None:
-            self.manifest = Manifest(
-                kind=self.kind,
-                encoder=dict(self.encoder.fingerprint),
-                chunker=dict(self.unit_config),
-                store={**self.store.config, "settings": self.settings.to_dict()},
-            )
-        self.manifest.counts = {
-            "chunks": len(self.store),
-            "documents": len(self.store.doc_ids()),
-            "vectors": self.store.token_count(),
-        }
-        self.manifest.save(self.path)
+        if self._folder is not None:
+            self._folder.save(self._store_config(), self._counts())
 
     def compact(self) -> None:
         """Rewrite the store without deleted pages (also happens automatically)."""
@@ -221,9 +214,8 @@ class MultiVectorRetriever:
     def close(self) -> None:
         """Release the store and the writer lock."""
         self.store.close()
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+        if self._folder is not None:
+            self._folder.release()
 
     def __enter__(self) -> Any:
         return self

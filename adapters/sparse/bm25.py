@@ -32,7 +32,8 @@ from ragloom._imports import require
 from ragloom.adapters.sparse.retriever import explain_terms
 from ragloom.chunking import OffsetTokenizer, TokenChunker, WordTokenizer
 from ragloom.errors import ConfigError, IndexCorruptError, RagloomWarning
-from ragloom.persistence import IndexLock, Manifest, atomic_write_json, read_json
+from ragloom.index_folder import IndexFolder
+from ragloom.persistence import Manifest, atomic_write_json, read_json
 from ragloom.protocols import Filters
 from ragloom.retrieval import ProgressCallback, check_documents, check_query
 from ragloom.stores.memory import chunk_matches
@@ -147,18 +148,16 @@ class BM25Retriever:
         self._stopwords_label = None if stopwords is None else (stopwords if isinstance(stopwords, str) else "custom")
         self._name = name or self.kind
         self.explain = explain
-        self._lock: IndexLock | None = None
-        self.manifest: Manifest | None = None
         self._chunks: list[Chunk] = []
         self._tokens: list[list[str]] | None = []
         self._model: Any = None
         self._names: dict[int, str] | None = None  # term id -> token, for explanations
         self._generation = 0
+        self._folder: IndexFolder | None = None
         if self.path is not None:
-            self.path.mkdir(parents=True, exist_ok=True)
-            self.manifest = Manifest.load(self.path)
-            if self.manifest is not None:
-                self.manifest.check_compatible(self.path, self.kind, self.fingerprint, self.chunker.config)
+            self._folder = IndexFolder(
+                self.path, kind=self.kind, fingerprint=self.fingerprint, units=self.chunker.config
+            )
             self._load()
 
     @property
@@ -323,11 +322,18 @@ class BM25Retriever:
         scores["data"], scores["indices"], scores["indptr"] = matrix.data, matrix.indices, matrix.indptr
 
     # -- persistence ----------------------------------------------------------------------------------------------
+    @property
+    def manifest(self) -> Manifest | None:
+        """The index's manifest (None in memory, or before the first write to a new directory)."""
+        return self._folder.manifest if self._folder is not None else None
+
+    def _store_config(self) -> dict[str, str]:
+        return {"kind": "bm25s", "version": str(getattr(self._bm25s, "__version__", ""))}
+
     def _acquire_writer(self) -> None:
-        if self.path is not None and self._lock is None:
-            lock = IndexLock(self.path)
-            lock.acquire()
-            self._lock = lock
+        if self._folder is not None:  # the fingerprint is on disk before the first commit
+            counts = {"chunks": len(self._chunks), "documents": len(self.doc_ids())}
+            self._folder.acquire(None, self._store_config(), lambda: counts)
 
     def _commit(self, chunks: list[Chunk], model: Any) -> None:
         if self.path is None:
@@ -353,7 +359,8 @@ class BM25Retriever:
             if old.is_dir() and old.name != final.name:
                 shutil.rmtree(old, ignore_errors=True)
         self._generation = generation
-        self._save_manifest(len(chunks), len({c.doc_id for c in chunks}))
+        assert self._folder is not None
+        self._folder.save(self._store_config(), {"chunks": len(chunks), "documents": len({c.doc_id for c in chunks})})
 
     def _load(self) -> None:
         assert self.path is not None
@@ -375,23 +382,10 @@ class BM25Retriever:
             self._model = self._bm25s.BM25.load(str(folder), load_corpus=False, mmap=False, allow_pickle=False)
             self._sort_postings(self._model)
 
-    def _save_manifest(self, chunks: int, documents: int) -> None:
-        assert self.path is not None
-        if self.manifest is None:
-            self.manifest = Manifest(
-                kind=self.kind,
-                encoder=dict(self.fingerprint),
-                chunker=dict(self.chunker.config),
-                store={"kind": "bm25s", "version": str(getattr(self._bm25s, "__version__", ""))},
-            )
-        self.manifest.counts = {"chunks": chunks, "documents": documents}
-        self.manifest.save(self.path)
-
     def close(self) -> None:
         """Release the writer lock (every write is already committed)."""
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+        if self._folder is not None:
+            self._folder.release()
 
     def __enter__(self) -> BM25Retriever:
         return self

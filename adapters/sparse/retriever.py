@@ -9,39 +9,26 @@ with the terms that contributed most to its score.
 from __future__ import annotations
 
 import asyncio
-import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ragloom.chunking import TokenChunker, WordTokenizer
-from ragloom.errors import ConfigError, RagloomWarning
-from ragloom.persistence import IndexLock, Manifest
+from ragloom.chunking import TokenChunker
+from ragloom.index_folder import IndexFolder
+from ragloom.persistence import Manifest
 from ragloom.protocols import Filters, SparseEncoder
-from ragloom.retrieval import ProgressCallback, check_documents, check_query
+from ragloom.retrieval import (
+    ProgressCallback,
+    check_documents,
+    check_query,
+    chunk_batches,
+    default_chunker,
+    warn_empty,
+)
 from ragloom.stores.sparse import SparseIndex, SparseMatch
 from ragloom.types import Chunk, Document, Hit
 
-__all__ = ["SparseRetriever", "default_chunker", "explain_terms"]
-
-_BATCH_CHUNKS = 256
-
-
-def default_chunker(encoder: object, chunk_size: int | None, overlap: int) -> TokenChunker:
-    """Chunks measured in the encoder's tokens, at most its capacity (as the dense retriever does)."""
-    counter = getattr(encoder, "token_counter", None)
-    capacity = getattr(encoder, "document_capacity", None)
-    if counter is None:
-        warnings.warn(
-            f"{type(encoder).__name__} exposes no tokenizer; chunking by words instead of model tokens",
-            RagloomWarning,
-            stacklevel=3,
-        )
-        return TokenChunker(WordTokenizer(), chunk_size=chunk_size or 128, overlap=min(overlap, 16))
-    if chunk_size and capacity and chunk_size > capacity:
-        raise ConfigError(f"chunk_size {chunk_size} exceeds the encoder's capacity of {capacity} tokens")
-    size = chunk_size or capacity or 256
-    return TokenChunker(counter, chunk_size=size, overlap=min(overlap, size // 2))
+__all__ = ["SparseRetriever", "explain_terms"]
 
 
 def explain_terms(terms: Sequence[tuple[Any, float]], name: Callable[[Any], str] = str) -> str:
@@ -49,19 +36,6 @@ def explain_terms(terms: Sequence[tuple[Any, float]], name: Callable[[Any], str]
     if not terms:
         return ""
     return "terms: " + " · ".join(f"{name(term)} {weight:.3g}" for term, weight in terms)
-
-
-def _batches(pairs: list[tuple[Document, list[Chunk]]]) -> Iterator[list[tuple[Document, list[Chunk]]]]:
-    batch: list[tuple[Document, list[Chunk]]] = []
-    size = 0
-    for pair in pairs:
-        batch.append(pair)
-        size += len(pair[1])
-        if size >= _BATCH_CHUNKS:
-            yield batch
-            batch, size = [], 0
-    if batch:
-        yield batch
 
 
 class SparseRetriever:
@@ -92,14 +66,17 @@ class SparseRetriever:
         self._name = name or (family or self.kind)
         self._score_kind = "splade" if family == "splade" else "dot"
         self.explain = explain
-        self._extra = dict(manifest_extra or {})
-        self._lock: IndexLock | None = None
-        self.manifest: Manifest | None = None
-        if self.path is not None:
-            self.path.mkdir(parents=True, exist_ok=True)
-            self.manifest = Manifest.load(self.path)
-            if self.manifest is not None:
-                self.manifest.check_compatible(self.path, self.kind, encoder.fingerprint, self.chunker.config)
+        self._folder = (
+            IndexFolder(
+                self.path,
+                kind=self.kind,
+                fingerprint=encoder.fingerprint,
+                units=self.chunker.config,
+                extra=manifest_extra,
+            )
+            if self.path is not None
+            else None
+        )
         self.store = SparseIndex(self.path / "sparse" if self.path is not None else None)
 
     # -- the Retriever contract ---------------------------------------------------------------------------------
@@ -112,16 +89,10 @@ class SparseRetriever:
         docs = check_documents(documents)
         self._acquire_writer()
         pairs = [(doc, self.chunker.chunk(doc)) for doc in docs]
-        empty = [doc.id for doc, chunks in pairs if not chunks]
-        if empty:
-            warnings.warn(
-                f"{len(empty)} document(s) have no text and add nothing to the index: {empty[:5]}",
-                RagloomWarning,
-                stacklevel=2,
-            )
+        warn_empty(pairs)
         added: list[Chunk] = []
         done = 0
-        for batch in _batches(pairs):
+        for batch in chunk_batches(pairs):
             chunks = [c for _, cs in batch for c in cs]
             vectors = self.encoder.encode_documents([c.text for c in chunks]) if chunks else []
             self.store.replace_documents([doc.id for doc, _ in batch], chunks, vectors)
@@ -186,32 +157,27 @@ class SparseRetriever:
         self.store.compact()
 
     # -- persistence ----------------------------------------------------------------------------------------------
+    @property
+    def manifest(self) -> Manifest | None:
+        """The index's manifest (None in memory, or before the first write to a new directory)."""
+        return self._folder.manifest if self._folder is not None else None
+
+    def _counts(self) -> dict[str, int]:
+        return {"chunks": len(self.store), "documents": len(self.store.doc_ids())}
+
     def _acquire_writer(self) -> None:
-        if self.path is not None and self._lock is None:
-            lock = IndexLock(self.path)
-            lock.acquire()
-            self._lock = lock
+        if self._folder is not None:  # the manifest goes down before the first posting
+            self._folder.acquire(self.store, self.store.config, self._counts)
 
     def _save_manifest(self) -> None:
-        if self.path is None:
-            return
-        if self.manifest is None:
-            self.manifest = Manifest(
-                kind=self.kind,
-                encoder=dict(self.encoder.fingerprint),
-                chunker=dict(self.chunker.config),
-                store=dict(self.store.config),
-                extra=self._extra,
-            )
-        self.manifest.counts = {"chunks": len(self.store), "documents": len(self.store.doc_ids())}
-        self.manifest.save(self.path)
+        if self._folder is not None:
+            self._folder.save(self.store.config, self._counts())
 
     def close(self) -> None:
         """Release the writer lock (every write is already committed)."""
         self.store.close()
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+        if self._folder is not None:
+            self._folder.release()
 
     def __enter__(self) -> SparseRetriever:
         return self

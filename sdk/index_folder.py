@@ -1,0 +1,79 @@
+"""An index directory's manifest and writer lock: the persistence every ragloom retriever shares.
+
+Opening checks an existing manifest against the retriever's kind, encoder fingerprint and unit (chunker) config,
+so an index is never read or extended with vectors made another way. The first write takes the writer lock,
+clears temp files a killed writer left, lets the store finish an interrupted write, and puts the manifest down
+before the first vector: an index killed during its first batch still names the encoder that made it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ragloom.persistence import IndexLock, Manifest, remove_stale_temp_files
+
+__all__ = ["IndexFolder"]
+
+
+class IndexFolder:
+    """The manifest and writer lock of one retriever's directory (created if missing)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        kind: str,
+        fingerprint: Mapping[str, Any],
+        units: Mapping[str, Any],
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.kind = kind
+        self._fingerprint, self._units, self._extra = dict(fingerprint), dict(units), dict(extra or {})
+        self._lock: IndexLock | None = None
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.manifest = Manifest.load(self.path)
+        if self.manifest is not None:
+            self.manifest.check_compatible(self.path, kind, fingerprint, units)
+
+    @property
+    def writing(self) -> bool:
+        """Whether this process holds the writer lock."""
+        return self._lock is not None
+
+    def acquire(self, store: Any, store_config: Mapping[str, Any], counts: Callable[[], Mapping[str, int]]) -> None:
+        """Take the writer lock (once; raises IndexLockedError while another writer holds it) and make the folder
+        consistent: stale temp files removed, the store's interrupted write finished, the manifest on disk."""
+        if self._lock is not None:
+            return
+        lock = IndexLock(self.path)
+        lock.acquire()
+        self._lock = lock
+        for folder in {self.path, getattr(store, "path", None)} - {None}:
+            remove_stale_temp_files(folder)  # left by a writer killed mid atomic write
+        recover = getattr(store, "recover", None)
+        if callable(recover):
+            recover()
+        if self.manifest is None:
+            self.save(store_config, counts())
+
+    def save(self, store_config: Mapping[str, Any], counts: Mapping[str, int]) -> None:
+        """Write the manifest with the current counts (atomically)."""
+        if self.manifest is None:
+            self.manifest = Manifest(
+                kind=self.kind,
+                encoder=self._fingerprint,
+                chunker=self._units,
+                store=dict(store_config),
+                extra=self._extra,
+            )
+        self.manifest.counts = dict(counts)
+        self.manifest.save(self.path)
+
+    def release(self) -> None:
+        """Give the writer lock back (every write is already committed)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
