@@ -11,7 +11,7 @@ import contextlib
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -27,6 +27,7 @@ __all__ = [
     "ChunkEmbedder",
     "ChunkedVectorRetriever",
     "ProgressCallback",
+    "RetrieverMethods",
     "check_documents",
     "check_query",
     "chunk_batches",
@@ -41,6 +42,7 @@ ChunkEmbedder = Callable[[Sequence[tuple[Document, list[Chunk]]]], np.ndarray]
 """Embeds the chunks of several documents at once (rows in document, then chunk order)."""
 
 _BATCH_CHUNKS = 256
+_R = TypeVar("_R", bound="RetrieverMethods")
 
 
 def check_query(query: object, k: object) -> None:
@@ -114,7 +116,49 @@ def default_chunker(encoder: object, chunk_size: int | None, overlap: int) -> To
     return TokenChunker(counter, chunk_size=size, overlap=min(overlap, size // 2))
 
 
-class ChunkedVectorRetriever:
+class RetrieverMethods:
+    """What every retriever derives from its own ``search_many``, ``close`` and ``__len__``: ``search``, the async
+    twins (in a worker thread, so the event loop keeps running while a model encodes), the context manager and a
+    repr. A flat mixin with no state."""
+
+    _name: str
+    path: Path | None
+    _count_label = "chunks"
+
+    def search_many(  # pragma: no cover - every retriever defines its own
+        self, queries: Sequence[str], k: int = 10, filters: Filters | None = None
+    ) -> list[list[Hit]]:
+        raise NotImplementedError
+
+    def close(self) -> None:  # pragma: no cover - every retriever defines its own
+        raise NotImplementedError
+
+    def __len__(self) -> int:  # pragma: no cover - every retriever defines its own
+        raise NotImplementedError
+
+    def search(self, query: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
+        return self.search_many([query], k, filters)[0]
+
+    async def asearch(self, query: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
+        return await asyncio.to_thread(self.search, query, k, filters)
+
+    async def asearch_many(
+        self, queries: Sequence[str], k: int = 10, filters: Filters | None = None
+    ) -> list[list[Hit]]:
+        return await asyncio.to_thread(self.search_many, queries, k, filters)
+
+    def __enter__(self: _R) -> _R:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = str(self.path) if self.path else "in memory"
+        return f"{type(self).__name__}(name={self._name!r}, {where}, {self._count_label}={len(self)})"
+
+
+class ChunkedVectorRetriever(RetrieverMethods):
     """Chunk → embed → store, behind the :class:`ragloom.protocols.Retriever` contract."""
 
     kind = "vector"
@@ -221,9 +265,6 @@ class ChunkedVectorRetriever:
         self._save_manifest()
         return removed
 
-    def search(self, query: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
-        return self.search_many([query], k, filters)[0]
-
     def search_many(self, queries: Sequence[str], k: int = 10, filters: Filters | None = None) -> list[list[Hit]]:
         for query in queries:
             check_query(query, k)
@@ -237,15 +278,6 @@ class ChunkedVectorRetriever:
             ]
             for row in self.store.search(vectors, k, filters)
         ]
-
-    async def asearch(self, query: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
-        """Search in a worker thread so the event loop keeps running while the model encodes."""
-        return await asyncio.to_thread(self.search, query, k, filters)
-
-    async def asearch_many(
-        self, queries: Sequence[str], k: int = 10, filters: Filters | None = None
-    ) -> list[list[Hit]]:
-        return await asyncio.to_thread(self.search_many, queries, k, filters)
 
     def doc_ids(self) -> set[str]:
         return self.store.doc_ids()
@@ -270,13 +302,3 @@ class ChunkedVectorRetriever:
         self.store.close()
         if self._folder is not None:
             self._folder.release()
-
-    def __enter__(self) -> ChunkedVectorRetriever:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        where = str(self.path) if self.path else "in memory"
-        return f"{type(self).__name__}(name={self._name!r}, {where}, chunks={len(self)})"

@@ -9,7 +9,6 @@ hits of the same page (``ReciprocalRankFusion(key="page")``).
 
 from __future__ import annotations
 
-import asyncio
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -24,7 +23,7 @@ from ragloom.errors import ConfigError, RagloomWarning
 from ragloom.index_folder import IndexFolder
 from ragloom.persistence import Manifest
 from ragloom.protocols import Filters, MultiVectorEncoder
-from ragloom.retrieval import ProgressCallback, check_documents, check_query
+from ragloom.retrieval import ProgressCallback, RetrieverMethods, check_documents, check_query
 from ragloom.stores.multivector import MultiVectorStore
 from ragloom.types import Chunk, Document, Hit, chunk_id_for_page
 
@@ -33,10 +32,11 @@ __all__ = ["ColBERTRetriever", "ColPaliRetriever", "MultiVectorRetriever"]
 Unit = tuple[Chunk, object]
 
 
-class MultiVectorRetriever:
+class MultiVectorRetriever(RetrieverMethods):
     """The shared body; subclasses say how a Document becomes units (``_units``) and describe them (``unit_config``)."""
 
     kind = "multivector"
+    _count_label = "units"
     commit_units = 64
 
     def __init__(
@@ -150,9 +150,6 @@ class MultiVectorRetriever:
         self._save_manifest()
         return removed
 
-    def search(self, query: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
-        return self.search_many([query], k, filters)[0]
-
     def search_many(self, queries: Sequence[str], k: int = 10, filters: Filters | None = None) -> list[list[Hit]]:
         for query in queries:
             check_query(query, k)
@@ -166,15 +163,6 @@ class MultiVectorRetriever:
             ]
             for row in rows
         ]
-
-    async def asearch(self, query: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
-        """Search in a worker thread so the event loop keeps running while the model encodes."""
-        return await asyncio.to_thread(self.search, query, k, filters)
-
-    async def asearch_many(
-        self, queries: Sequence[str], k: int = 10, filters: Filters | None = None
-    ) -> list[list[Hit]]:
-        return await asyncio.to_thread(self.search_many, queries, k, filters)
 
     def doc_ids(self) -> set[str]:
         return self.store.doc_ids()
@@ -216,16 +204,6 @@ class MultiVectorRetriever:
         self.store.close()
         if self._folder is not None:
             self._folder.release()
-
-    def __enter__(self) -> Any:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        where = str(self.path) if self.path else "in memory"
-        return f"{type(self).__name__}(name={self._name!r}, {where}, units={len(self)})"
 
 
 class ColPaliRetriever(MultiVectorRetriever):

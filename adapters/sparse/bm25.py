@@ -15,7 +15,6 @@ A generation directory is complete before ``current.json`` names it, so a crash 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import json
@@ -35,7 +34,7 @@ from ragloom.errors import ConfigError, IndexCorruptError, RagloomWarning
 from ragloom.index_folder import IndexFolder
 from ragloom.persistence import Manifest, atomic_write_json, read_json
 from ragloom.protocols import Filters
-from ragloom.retrieval import ProgressCallback, check_documents, check_query
+from ragloom.retrieval import ProgressCallback, RetrieverMethods, check_documents, check_query
 from ragloom.stores.memory import chunk_matches
 from ragloom.types import Chunk, Document, Hit
 
@@ -98,7 +97,7 @@ def _digest(directory: Path) -> dict[str, str]:
     return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(directory.iterdir()) if f.is_file()}
 
 
-class BM25Retriever:
+class BM25Retriever(RetrieverMethods):
     """BM25 (bm25s) over chunks, with Snowball stemming (PyStemmer) and stopwords, persisted without pickle.
 
     ``chunker``: pass the dense/SPLADE retriever's chunker (or use :func:`tokenizer_chunker`) for chunk ids that
@@ -247,14 +246,6 @@ class BM25Retriever:
             check_query(query, k)
         return [self.search(query, k, filters) for query in queries]
 
-    async def asearch(self, query: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
-        return await asyncio.to_thread(self.search, query, k, filters)
-
-    async def asearch_many(
-        self, queries: Sequence[str], k: int = 10, filters: Filters | None = None
-    ) -> list[list[Hit]]:
-        return await asyncio.to_thread(self.search_many, queries, k, filters)
-
     def doc_ids(self) -> set[str]:
         return {c.doc_id for c in self._chunks}
 
@@ -386,13 +377,3 @@ class BM25Retriever:
         """Release the writer lock (every write is already committed)."""
         if self._folder is not None:
             self._folder.release()
-
-    def __enter__(self) -> BM25Retriever:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        where = str(self.path) if self.path else "in memory"
-        return f"{type(self).__name__}(name={self._name!r}, {where}, chunks={len(self)})"

@@ -8,7 +8,6 @@ with the terms that contributed most to its score.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from ragloom.persistence import Manifest
 from ragloom.protocols import Filters, SparseEncoder
 from ragloom.retrieval import (
     ProgressCallback,
+    RetrieverMethods,
     check_documents,
     check_query,
     chunk_batches,
@@ -38,7 +38,7 @@ def explain_terms(terms: Sequence[tuple[Any, float]], name: Callable[[Any], str]
     return "terms: " + " · ".join(f"{name(term)} {weight:.3g}" for term, weight in terms)
 
 
-class SparseRetriever:
+class SparseRetriever(RetrieverMethods):
     """Chunk documents with the encoder's tokenizer, encode the chunks, and search a sparse inverted index.
 
     ``path=None`` keeps the index in memory. ``explain`` is the number of top contributing terms each hit names
@@ -111,9 +111,6 @@ class SparseRetriever:
         self._save_manifest()
         return removed
 
-    def search(self, query: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
-        return self.search_many([query], k, filters)[0]
-
     def search_many(self, queries: Sequence[str], k: int = 10, filters: Filters | None = None) -> list[list[Hit]]:
         for query in queries:
             check_query(query, k)
@@ -135,15 +132,6 @@ class SparseRetriever:
             )
             for rank, match in enumerate(matches, start=1)
         ]
-
-    async def asearch(self, query: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
-        """Search in a worker thread so the event loop keeps running while the model encodes."""
-        return await asyncio.to_thread(self.search, query, k, filters)
-
-    async def asearch_many(
-        self, queries: Sequence[str], k: int = 10, filters: Filters | None = None
-    ) -> list[list[Hit]]:
-        return await asyncio.to_thread(self.search_many, queries, k, filters)
 
     def doc_ids(self) -> set[str]:
         return self.store.doc_ids()
@@ -178,13 +166,3 @@ class SparseRetriever:
         self.store.close()
         if self._folder is not None:
             self._folder.release()
-
-    def __enter__(self) -> SparseRetriever:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        where = str(self.path) if self.path else "in memory"
-        return f"{type(self).__name__}(name={self._name!r}, {where}, chunks={len(self)})"
