@@ -2,9 +2,10 @@
 
 Rendering is bounded: a page renders at ``dpi`` unless its longest side would exceed ``max_side`` pixels, in which
 case it is scaled down to fit (recorded on the :class:`PageImage`). A page (or image file) whose size at the
-requested resolution exceeds ``max_source_pixels`` is refused as a likely decompression bomb. PDFium is not
-thread-safe, so every call into it holds :data:`ragloom.loaders.pdf.PDFIUM_LOCK`. Pages are rendered one at a time
-(:func:`iter_pdf_pages` is lazy), so indexing a long PDF never holds all of its images in memory.
+requested resolution exceeds ``max_source_pixels`` is refused as a likely decompression bomb. PDF pages render in
+the parser worker process, under the time and memory limits of ``ragloom.loaders.configure_parsing`` (see
+:mod:`ragloom.loaders.pdf_render`). Pages are rendered one at a time (:func:`iter_pdf_pages` is lazy), so indexing
+a long PDF never holds all of its images in memory.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from ragloom._imports import require
 from ragloom.errors import ConfigError, DocumentLoadError
-from ragloom.loaders.pdf import PDFIUM_LOCK
+from ragloom.loaders.pdf_render import PageLimits, PdfPageRenderer
 from ragloom.types import Document
 
 __all__ = [
@@ -65,43 +66,13 @@ class PageImage:
     downscaled: bool
 
 
-def _pdfium() -> Any:
-    return require("pypdfium2", "multivector", "rendering PDF pages")
-
-
-def _open(source: str | os.PathLike[str] | bytes, where: str) -> Any:
-    pdfium = _pdfium()
-    try:
-        return pdfium.PdfDocument(source if isinstance(source, bytes) else str(source))
-    except pdfium.PdfiumError as exc:
-        raise DocumentLoadError(where, f"not a readable PDF: {exc}") from exc
-    except FileNotFoundError as exc:
-        raise DocumentLoadError(where, "file not found") from exc
+def _limits(settings: RenderSettings) -> PageLimits:
+    return PageLimits(float(settings.dpi), settings.max_side, settings.max_source_pixels)
 
 
 def pdf_page_count(source: str | os.PathLike[str] | bytes) -> int:
-    where = "<bytes>" if isinstance(source, bytes) else str(source)
-    with PDFIUM_LOCK:
-        pdf = _open(source, where)
-        try:
-            return len(pdf)
-        finally:
-            pdf.close()
-
-
-def _scale_for(width_pt: float, height_pt: float, settings: RenderSettings, where: str, page: int) -> float:
-    if not (width_pt > 0 and height_pt > 0):
-        raise DocumentLoadError(where, f"page {page} has an empty size ({width_pt} x {height_pt} pt)")
-    scale = settings.dpi / 72.0
-    pixels = width_pt * scale * height_pt * scale
-    if pixels > settings.max_source_pixels:
-        raise DocumentLoadError(
-            where,
-            f"page {page} is {width_pt:.0f} x {height_pt:.0f} pt: at {settings.dpi} dpi it would be "
-            f"{pixels / 1e6:.0f} megapixels, over the {settings.max_source_pixels / 1e6:.0f}-megapixel limit "
-            "(a decompression bomb?). Lower dpi or raise max_source_pixels if the page is genuine.",
-        )
-    return min(scale, settings.max_side / max(width_pt, height_pt))
+    with PdfPageRenderer(source, _limits(RenderSettings())) as renderer:
+        return renderer.count
 
 
 def iter_pdf_pages(
@@ -111,35 +82,15 @@ def iter_pdf_pages(
 ) -> Iterator[PageImage]:
     """Render the pages of a PDF (all, or the 1-based ``pages``) lazily, one RGB image at a time."""
     settings = settings or RenderSettings()
-    where = "<bytes>" if isinstance(source, bytes) else str(source)
-    pdfium = _pdfium()
-    with PDFIUM_LOCK:
-        pdf = _open(source, where)
-        count = len(pdf)
-    try:
-        wanted = list(pages) if pages is not None else list(range(1, count + 1))
+    image_module = require("PIL.Image", "multivector", "reading page images")
+    with PdfPageRenderer(source, _limits(settings)) as renderer:
+        wanted = list(pages) if pages is not None else list(range(1, renderer.count + 1))
         for number in wanted:
-            if not 1 <= number <= count:
-                raise DocumentLoadError(where, f"has {count} pages; page {number} does not exist")
-            with PDFIUM_LOCK:
-                try:
-                    page = pdf[number - 1]
-                    try:
-                        width, height = page.get_size()
-                        scale = _scale_for(width, height, settings, where, number)
-                        bitmap = page.render(scale=scale)
-                        try:
-                            image = bitmap.to_pil().convert("RGB")  # convert copies out of PDFium's buffer
-                        finally:
-                            bitmap.close()
-                    finally:
-                        page.close()
-                except pdfium.PdfiumError as exc:
-                    raise DocumentLoadError(where, f"page {number} cannot be rendered: {exc}") from exc
-            yield PageImage(number, image, scale * 72.0, scale < settings.dpi / 72.0)
-    finally:
-        with PDFIUM_LOCK:
-            pdf.close()
+            if not 1 <= number <= renderer.count:
+                raise DocumentLoadError(renderer.where, f"has {renderer.count} pages; page {number} does not exist")
+            page = renderer.render(number)
+            image = image_module.frombytes("RGB", (page.width, page.height), page.pixels)
+            yield PageImage(number, image, page.dpi, page.downscaled)
 
 
 def load_image(path: str | os.PathLike[str], settings: RenderSettings | None = None) -> PageImage:

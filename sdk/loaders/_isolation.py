@@ -125,6 +125,9 @@ class _Worker:
         self.process.stdin.flush()
         (size,) = FRAME.unpack(self._read_exactly(FRAME.size, deadline))
         found: dict[str, Any] = json.loads(self._read_exactly(size, deadline))
+        if "pixels_size" in found:  # raw bytes follow (a rendered page), never decoded as anything but pixels
+            (size,) = FRAME.unpack(self._read_exactly(FRAME.size, deadline))
+            found["pixels"] = self._read_exactly(size, deadline)
         return found
 
 
@@ -144,7 +147,8 @@ atexit.register(stop_worker)
 
 
 def run_isolated(kind: bytes, payload: bytes, path: str, what: str, limits: ParserLimits) -> dict[str, Any]:
-    """Parse ``payload`` (``kind`` b"P" PDF, b"H" HTML) in the worker; limits breached become load errors."""
+    """Parse ``payload`` (``kind`` b"P" PDF text, b"R" a PDF page's pixels, b"H" HTML) in the worker; limits
+    breached become load errors."""
     global _worker
     with _worker_lock:
         if _worker is None or not _worker.alive() or _worker.memory_mb != limits.memory_mb:

@@ -1,7 +1,8 @@
 """The parser worker (``python -m ragloom.loaders._parser_worker``): see :mod:`ragloom.loaders._isolation`.
 
 Reads length-prefixed requests (a kind byte, then the payload) on stdin and answers length-prefixed JSON on
-stdout until stdin closes. It caps its own address space first, so a decompression bomb fails here.
+stdout until stdin closes; a rendered page's pixels follow its JSON as one more length-prefixed frame. It caps
+its own address space first, so a decompression bomb fails here.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ def _handle(kind: bytes, payload: bytes) -> dict[str, Any]:
         from ragloom.loaders.pdf import _extract
 
         return _extract(payload)
+    if kind == b"R":
+        from ragloom.loaders.pdf_render import handle_render_request
+
+        return handle_render_request(payload)
     if kind == b"H":
         from ragloom.loaders.html import html_to_text
 
@@ -70,8 +75,14 @@ def main() -> None:
         except Exception as exc:  # reported to the parent as a load error
             found = {"error": "other", "message": f"{type(exc).__name__}: {exc}"}
         del request
+        pixels = found.pop("pixels", None)
+        if pixels is not None:
+            found["pixels_size"] = len(pixels)  # the bytes follow as a frame of their own
         reply = json.dumps(found).encode("utf-8")
         sink.write(FRAME.pack(len(reply)) + reply)
+        if pixels is not None:
+            sink.write(FRAME.pack(len(pixels)))
+            sink.write(pixels)
         sink.flush()
 
 

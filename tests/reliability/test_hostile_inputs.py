@@ -223,3 +223,35 @@ def test_pdf_isolation_can_be_turned_off(tmp_path: Path) -> None:
         assert _isolation._worker is None  # no worker was started
     finally:
         configure_parsing(isolate=previous.isolate)
+
+
+@pytest.mark.parametrize(
+    ("builder", "reason"),
+    [
+        ("self_drawing_form_pdf", "longer than|memory limit"),
+        ("flate_bomb_pdf", "memory limit|cannot be rendered|readable"),
+    ],
+)
+def test_page_rendering_is_contained_too(tmp_path: Path, builder: str, reason: str, record: Any) -> None:
+    """Visual retrievers render pages with the same PDFium: the hang and the bomb are contained there as well."""
+    pytest.importorskip("PIL")
+    import hostile_corpus
+
+    from ragloom.adapters.multivector.pages import RenderSettings, iter_pdf_pages
+    from ragloom.errors import DocumentLoadError
+
+    data = getattr(hostile_corpus, builder)(*([1 << 30] if builder == "flate_bomb_pdf" else []))
+    path = tmp_path / "hostile.pdf"
+    path.write_bytes(data)
+    previous = configure_parsing(timeout=3.0, memory_mb=512)
+    try:
+        started = time.perf_counter()
+        with pytest.raises(DocumentLoadError, match=reason):
+            list(iter_pdf_pages(path, RenderSettings(dpi=36)))
+        elapsed = time.perf_counter() - started
+        after = tmp_path / "after.pdf"
+        after.write_bytes(hostile_corpus.text_pdf(["still works"]))
+        assert len(list(iter_pdf_pages(after, RenderSettings(dpi=36)))) == 1  # a fresh worker takes over
+    finally:
+        configure_parsing(isolate=previous.isolate, timeout=previous.timeout, memory_mb=previous.memory_mb)
+    record(f"page rendering guard: {builder}", runs=1, contained=1, seconds=round(elapsed, 1))

@@ -93,3 +93,21 @@ def test_concurrent_rendering_is_safe(small_pdfs: list[Path]) -> None:
     for t in threads:
         t.join()
     assert not errors and len(sizes) == 12
+
+
+def test_isolated_and_in_process_rendering_give_the_same_pixels(small_pdfs: list[Path]) -> None:
+    """Pages render in the parser worker by default; the pixels are exactly those PDFium gives in-process."""
+    from ragloom.loaders import configure_parsing
+
+    settings = RenderSettings(dpi=36)
+    isolated = list(iter_pdf_pages(small_pdfs[0], settings))
+    previous = configure_parsing(isolate=False)
+    try:
+        local = list(iter_pdf_pages(small_pdfs[0], settings))
+        from_bytes = list(iter_pdf_pages(small_pdfs[0].read_bytes(), settings))
+    finally:
+        configure_parsing(isolate=previous.isolate)
+    isolated_bytes = list(iter_pdf_pages(small_pdfs[0].read_bytes(), settings))
+    for pages in (local, from_bytes, isolated_bytes):
+        assert [(p.page, p.dpi, p.downscaled) for p in pages] == [(p.page, p.dpi, p.downscaled) for p in isolated]
+        assert [p.image.tobytes() for p in pages] == [p.image.tobytes() for p in isolated]
