@@ -290,7 +290,7 @@ def evaluate(
         data = load_beir(dataset, split, limit_queries=limit_queries)
         specs = []
         for i, kind in enumerate(kinds):
-            encodes = kind in ("dense", "splade")
+            encodes = kind not in ("bm25",)  # every model-backed kind takes dtype and batch_size
             options: dict[str, Any] = {"batch_size": batch_size, "dtype": dtype} if encodes else {}
             specs.append(
                 RetrieverSpec(

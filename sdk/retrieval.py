@@ -24,6 +24,7 @@ from ragloom.stores import InMemoryVectorStore, VectorStore
 from ragloom.types import Chunk, Document, Hit
 
 __all__ = [
+    "DEFAULT_CHUNK_TOKENS",
     "ChunkEmbedder",
     "ChunkedVectorRetriever",
     "ProgressCallback",
@@ -42,6 +43,10 @@ ChunkEmbedder = Callable[[Sequence[tuple[Document, list[Chunk]]]], np.ndarray]
 """Embeds the chunks of several documents at once (rows in document, then chunk order)."""
 
 _BATCH_CHUNKS = 256
+
+DEFAULT_CHUNK_TOKENS = 512
+"""The chunk size when none is given: a long-context encoder (nomic: 8,192 tokens) would otherwise make chunks too
+large to cite or to fit several in a prompt."""
 _R = TypeVar("_R", bound="RetrieverMethods")
 
 
@@ -99,8 +104,9 @@ def warn_empty(pairs: Sequence[tuple[Document, list[Chunk]]]) -> None:
 
 
 def default_chunker(encoder: object, chunk_size: int | None, overlap: int) -> TokenChunker:
-    """Chunks measured in the encoder's own tokens, at most its capacity (so nothing is ever cut); by words, with a
-    warning, for an encoder that exposes no tokenizer."""
+    """Chunks measured in the encoder's own tokens, at most its capacity (so nothing is ever cut), by default
+    :data:`DEFAULT_CHUNK_TOKENS` or the capacity when smaller; by words, with a warning, for an encoder that exposes
+    no tokenizer."""
     counter = getattr(encoder, "token_counter", None)
     capacity = getattr(encoder, "document_capacity", None)
     if counter is None:
@@ -112,7 +118,7 @@ def default_chunker(encoder: object, chunk_size: int | None, overlap: int) -> To
         return TokenChunker(WordTokenizer(), chunk_size=chunk_size or 128, overlap=min(overlap, 16))
     if chunk_size and capacity and chunk_size > capacity:
         raise ConfigError(f"chunk_size {chunk_size} exceeds the encoder's capacity of {capacity} tokens")
-    size = chunk_size or capacity or 256
+    size = chunk_size or min(capacity or DEFAULT_CHUNK_TOKENS, DEFAULT_CHUNK_TOKENS)
     return TokenChunker(counter, chunk_size=size, overlap=min(overlap, size // 2))
 
 

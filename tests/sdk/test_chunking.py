@@ -91,3 +91,23 @@ def test_chunking_properties(text: str, size: int, overlap: int, sentences: bool
         assert 1 <= len(inside) <= size
         covered.update(inside)
     assert covered == set(tokens), "every token lands in some chunk"
+
+
+@pytest.mark.parametrize(("capacity", "asked", "expected"), [(8190, None, 512), (254, None, 254), (8190, 1024, 1024)])
+def test_default_chunk_size_is_capped_for_long_context_encoders(
+    capacity: int, asked: int | None, expected: int
+) -> None:
+    """Without chunk_size a retriever chunks at the encoder's capacity, but never beyond 512 tokens."""
+    from dataclasses import dataclass
+
+    from ragloom.retrieval import DEFAULT_CHUNK_TOKENS, default_chunker
+
+    @dataclass
+    class Encoder:  # what default_chunker reads from an encoder: its tokenizer and how many tokens fit
+        token_counter: WordTokenizer
+        document_capacity: int
+
+    chunker = default_chunker(Encoder(WordTokenizer(), capacity), asked, 32)
+    assert chunker.chunk_size == expected and DEFAULT_CHUNK_TOKENS == 512
+    with pytest.raises(ConfigError, match="capacity"):
+        default_chunker(Encoder(WordTokenizer(), capacity), capacity + 1, 32)
