@@ -102,6 +102,11 @@ class ChromaVectorStore:
         )
         self._lock = threading.RLock()
         self._pending = Path(path) / PENDING_NAME if path is not None and not url else None
+        # Document ids, read once and then kept current by our own writes: only once this store has written (so
+        # its process holds the index's writer lock and nobody else writes) and only when embedded (a chroma
+        # server may take writes from other clients). A reader always asks chroma.
+        self._known: set[str] | None = None
+        self._writer = False
 
     @property
     def config(self) -> dict[str, object]:
@@ -115,6 +120,7 @@ class ChromaVectorStore:
             raise InvalidInputError("Vectors contain NaN or Inf; check the encoder's output")
         dropping = sorted(set(doc_ids) | {c.doc_id for c in chunks})
         with self._lock:
+            self._writer = not self.url
             self._check_free_space(vectors.nbytes + sum(len(c.text) for c in chunks))
             if self._pending is not None:
                 atomic_write_json(
@@ -157,6 +163,8 @@ class ChromaVectorStore:
                 documents=[c.text for c in part],
                 metadatas=[self._metadata(c) for c in part],
             )
+            if self._known is not None:
+                self._known.update(c.doc_id for c in part)
             crash_point("chroma.added")
 
     def needs_recovery(self) -> bool:
@@ -195,6 +203,7 @@ class ChromaVectorStore:
         removed = 0
         ids = list(dict.fromkeys(doc_ids))
         with self._lock:
+            self._writer = not self.url
             self._check_free_space()
             for begin in range(0, len(ids), 500):  # one query per 500 documents, not one per document
                 part = ids[begin : begin + 500]
@@ -203,6 +212,8 @@ class ChromaVectorStore:
                 if found["ids"]:
                     self._collection.delete(ids=found["ids"])
                     removed += len(found["ids"])
+                if self._known is not None:
+                    self._known.difference_update(part)
         return removed
 
     def search(self, queries: np.ndarray, k: int, filters: Filters | None = None) -> list[list[tuple[Chunk, float]]]:
@@ -229,8 +240,14 @@ class ChromaVectorStore:
         return out
 
     def doc_ids(self) -> set[str]:
-        found = self._collection.get(include=["metadatas"])
-        return {str(m["doc_id"]) for m in found["metadatas"] or []}
+        with self._lock:
+            if self._known is not None:
+                return set(self._known)
+            found = self._collection.get(include=["metadatas"])
+            ids = {str(m["doc_id"]) for m in found["metadatas"] or []}
+            if self._writer:
+                self._known = ids
+            return set(ids)
 
     def __len__(self) -> int:
         return int(self._collection.count())
