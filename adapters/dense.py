@@ -8,7 +8,6 @@ the model's limit is an error (chunk it first); a query over it is cut with a Tr
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -16,8 +15,9 @@ import numpy as np
 
 from ragloom._imports import require
 from ragloom.chunking import OffsetTokenizer
-from ragloom.errors import ConfigError, InputTooLongError, TruncationWarning
+from ragloom.errors import ConfigError
 from ragloom.hf import DType, load_model, sentence_transformers_config
+from ragloom.model_inputs import fit_to_limit, longest_first
 from ragloom.models import registered_prompts
 from ragloom.retrieval import ChunkedVectorRetriever
 
@@ -127,35 +127,18 @@ class TransformersDenseEncoder:
         encoded = self.tokenizer(
             texts, add_special_tokens=True, truncation=False, return_attention_mask=False, verbose=False
         )["input_ids"]
-        encoded = self._check_lengths(encoded, kind)
-        order = np.argsort([-len(ids) for ids in encoded], kind="stable")
+        encoded = fit_to_limit(
+            encoded,
+            self.max_length,
+            kind=kind,
+            model=self._name,
+            closing_special=bool(self._special),
+            chunker="DenseRetriever",
+        )
         out = np.empty((len(texts), self._dim), dtype=np.float32)
-        for begin in range(0, len(texts), self.batch_size):
-            rows = order[begin : begin + self.batch_size]
+        for rows in longest_first(encoded, self.batch_size):
             out[rows] = self._forward([encoded[i] for i in rows])
         return out
-
-    def _check_lengths(self, encoded: list[list[int]], kind: str) -> list[list[int]]:
-        too_long = [i for i, ids in enumerate(encoded) if len(ids) > self.max_length]
-        if not too_long:
-            return encoded
-        worst = max(len(encoded[i]) for i in too_long)
-        if kind == "document":
-            raise InputTooLongError(
-                f"{len(too_long)} document input(s) exceed {self._name}'s limit of {self.max_length} tokens "
-                f"(longest: {worst}). Chunk them first (DenseRetriever does) or lower the chunk size."
-            )
-        warnings.warn(
-            f"{len(too_long)} query input(s) exceed {self.max_length} tokens (longest: {worst}) and were cut to "
-            "the model's limit.",
-            TruncationWarning,
-            stacklevel=4,
-        )
-        tail_size = 1 if self._special else 0  # keep the closing special token ([SEP])
-        return [
-            ids if len(ids) <= self.max_length else ids[: self.max_length - tail_size] + ids[len(ids) - tail_size :]
-            for ids in encoded
-        ]
 
     def _forward(self, batch_ids: list[list[int]]) -> np.ndarray:
         torch = self._torch

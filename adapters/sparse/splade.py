@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -25,8 +24,9 @@ import numpy as np
 
 from ragloom._imports import require
 from ragloom.chunking import OffsetTokenizer
-from ragloom.errors import ConfigError, InputTooLongError, TruncationWarning
+from ragloom.errors import ConfigError
 from ragloom.hf import DType, LoadedModel, load_model
+from ragloom.model_inputs import fit_to_limit, longest_first
 from ragloom.types import SparseVector
 
 __all__ = ["QueryMode", "SpladeEncoder"]
@@ -213,36 +213,20 @@ class SpladeEncoder:
         encoded = self.tokenizer(
             texts, add_special_tokens=True, truncation=False, return_attention_mask=False, verbose=False
         )["input_ids"]
-        encoded = self._check_lengths(encoded, kind)
-        order = np.argsort([-len(ids) for ids in encoded], kind="stable")
+        encoded = fit_to_limit(
+            encoded,
+            self.max_length,
+            kind=kind,
+            model=self._name,
+            closing_special=bool(self._special),
+            chunker="SparseRetriever",
+            query_hint="use query_mode='tokens' to weigh every query token without a length limit.",
+        )
         out: list[SparseVector | None] = [None] * len(texts)
-        for begin in range(0, len(texts), self.batch_size):
-            rows = order[begin : begin + self.batch_size]
+        for rows in longest_first(encoded, self.batch_size):
             for row, vector in zip(rows, self._forward(head, [encoded[i] for i in rows], top_k)):
                 out[row] = vector
         return out  # type: ignore[return-value]
-
-    def _check_lengths(self, encoded: list[list[int]], kind: str) -> list[list[int]]:
-        too_long = [i for i, ids in enumerate(encoded) if len(ids) > self.max_length]
-        if not too_long:
-            return encoded
-        worst = max(len(encoded[i]) for i in too_long)
-        if kind == "document":
-            raise InputTooLongError(
-                f"{len(too_long)} document input(s) exceed {self._name}'s limit of {self.max_length} tokens "
-                f"(longest: {worst}). Chunk them first (SparseRetriever does) or lower the chunk size."
-            )
-        warnings.warn(
-            f"{len(too_long)} query input(s) exceed {self.max_length} tokens (longest: {worst}) and were cut to "
-            "the model's limit; use query_mode='tokens' to weigh every query token without a length limit.",
-            TruncationWarning,
-            stacklevel=4,
-        )
-        tail = 1 if self._special else 0  # keep the closing special token ([SEP])
-        return [
-            ids if len(ids) <= self.max_length else ids[: self.max_length - tail] + ids[len(ids) - tail :]
-            for ids in encoded
-        ]
 
     def _forward(self, head: _MaskedLMHead, batch_ids: list[list[int]], top_k: int | None) -> list[SparseVector]:
         torch = self._torch
