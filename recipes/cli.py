@@ -85,7 +85,9 @@ def ingest(
     index: IndexOpt = Path(".ragloom/index"),
     model: Annotated[str, typer.Option(help="Dense encoder: alias, hub id or folder.")] = "minilm",
     store: Annotated[str, typer.Option(help="chroma (embedded) or memory (exact).")] = "chroma",
-    chunk_size: Annotated[int | None, typer.Option(help="Tokens per chunk (default: the model's limit).")] = None,
+    chunk_size: Annotated[
+        int | None, typer.Option(help="Tokens per chunk (default: the model's limit, at most 512).")
+    ] = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first unreadable file.")] = False,
     include: Annotated[list[str] | None, typer.Option(help="Only files matching this glob (repeatable).")] = None,
     offline: OfflineOpt = False,
@@ -290,7 +292,7 @@ def evaluate(
         data = load_beir(dataset, split, limit_queries=limit_queries)
         specs = []
         for i, kind in enumerate(kinds):
-            encodes = kind not in ("bm25",)  # every model-backed kind takes dtype and batch_size
+            encodes = kind in ("dense", "splade", "late")  # their builders take dtype and batch_size
             options: dict[str, Any] = {"batch_size": batch_size, "dtype": dtype} if encodes else {}
             specs.append(
                 RetrieverSpec(

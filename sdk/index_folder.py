@@ -14,7 +14,16 @@ from typing import Any
 
 from ragloom.persistence import IndexLock, Manifest, remove_stale_temp_files
 
-__all__ = ["IndexFolder"]
+__all__ = ["IndexFolder", "stored_chunk_size"]
+
+
+def stored_chunk_size(path: str | Path | None) -> int | None:
+    """The chunk size an existing index was built with (so reopening it needs no ``chunk_size``), else None."""
+    if path is None:
+        return None
+    manifest = Manifest.load(path)
+    size = manifest.chunker.get("chunk_size") if manifest is not None else None
+    return int(size) if isinstance(size, int) and not isinstance(size, bool) else None
 
 
 class IndexFolder:
@@ -45,19 +54,28 @@ class IndexFolder:
 
     def acquire(self, store: Any, store_config: Mapping[str, Any], counts: Callable[[], Mapping[str, int]]) -> None:
         """Take the writer lock (once; raises IndexLockedError while another writer holds it) and make the folder
-        consistent: stale temp files removed, the store's interrupted write finished, the manifest on disk."""
+        consistent: the manifest re-read and checked (another process may have created the index since this one
+        opened it), stale temp files removed, the store's interrupted write finished, the manifest on disk. If any
+        of that fails the lock is given back, so the next write tries again."""
         if self._lock is not None:
             return
         lock = IndexLock(self.path)
         lock.acquire()
+        try:
+            self.manifest = Manifest.load(self.path)
+            if self.manifest is not None:
+                self.manifest.check_compatible(self.path, self.kind, self._fingerprint, self._units)
+            for folder in {self.path, getattr(store, "path", None)} - {None}:
+                remove_stale_temp_files(folder)  # left by a writer killed mid atomic write
+            recover = getattr(store, "recover", None)
+            if callable(recover):
+                recover()
+            if self.manifest is None:
+                self.save(store_config, counts())
+        except BaseException:
+            lock.release()
+            raise
         self._lock = lock
-        for folder in {self.path, getattr(store, "path", None)} - {None}:
-            remove_stale_temp_files(folder)  # left by a writer killed mid atomic write
-        recover = getattr(store, "recover", None)
-        if callable(recover):
-            recover()
-        if self.manifest is None:
-            self.save(store_config, counts())
 
     def save(self, store_config: Mapping[str, Any], counts: Mapping[str, int]) -> None:
         """Write the manifest with the current counts (atomically)."""

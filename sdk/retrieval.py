@@ -17,7 +17,7 @@ import numpy as np
 
 from ragloom.chunking import TokenChunker, WordTokenizer
 from ragloom.errors import ConfigError, IndexLockedError, InvalidInputError, RagloomWarning
-from ragloom.index_folder import IndexFolder
+from ragloom.index_folder import IndexFolder, stored_chunk_size
 from ragloom.persistence import Manifest, crash_point
 from ragloom.protocols import DenseEncoder, Filters
 from ragloom.stores import InMemoryVectorStore, VectorStore
@@ -103,12 +103,17 @@ def warn_empty(pairs: Sequence[tuple[Document, list[Chunk]]]) -> None:
         )
 
 
-def default_chunker(encoder: object, chunk_size: int | None, overlap: int) -> TokenChunker:
-    """Chunks measured in the encoder's own tokens, at most its capacity (so nothing is ever cut), by default
-    :data:`DEFAULT_CHUNK_TOKENS` or the capacity when smaller; by words, with a warning, for an encoder that exposes
-    no tokenizer."""
+def default_chunker(
+    encoder: object, chunk_size: int | None, overlap: int, *, stored: int | None = None
+) -> TokenChunker:
+    """Chunks measured in the encoder's own tokens, at most its capacity (so nothing is ever cut). Without
+    ``chunk_size``: the size an existing index was built with (``stored``) when it fits, else the capacity capped
+    at :data:`DEFAULT_CHUNK_TOKENS` (256 when the capacity is unknown). By words, with a warning, for an encoder
+    that exposes no tokenizer."""
     counter = getattr(encoder, "token_counter", None)
     capacity = getattr(encoder, "document_capacity", None)
+    if chunk_size is None and stored and (not capacity or stored <= capacity):
+        chunk_size = stored
     if counter is None:
         warnings.warn(
             f"{type(encoder).__name__} exposes no tokenizer; chunking by words instead of model tokens",
@@ -118,7 +123,7 @@ def default_chunker(encoder: object, chunk_size: int | None, overlap: int) -> To
         return TokenChunker(WordTokenizer(), chunk_size=chunk_size or 128, overlap=min(overlap, 16))
     if chunk_size and capacity and chunk_size > capacity:
         raise ConfigError(f"chunk_size {chunk_size} exceeds the encoder's capacity of {capacity} tokens")
-    size = chunk_size or min(capacity or DEFAULT_CHUNK_TOKENS, DEFAULT_CHUNK_TOKENS)
+    size = chunk_size or (min(capacity, DEFAULT_CHUNK_TOKENS) if capacity else 256)
     return TokenChunker(counter, chunk_size=size, overlap=min(overlap, size // 2))
 
 
@@ -187,7 +192,7 @@ class ChunkedVectorRetriever(RetrieverMethods):
         self.encoder = encoder
         self.path = Path(path) if path is not None else None
         self._name = name or self.kind
-        self.chunker = chunker or default_chunker(encoder, chunk_size, overlap)
+        self.chunker = chunker or default_chunker(encoder, chunk_size, overlap, stored=stored_chunk_size(path))
         self._embed = chunk_embedder or self._embed_texts
         normalized = bool(encoder.fingerprint.get("normalize", False))
         self._score_kind = "cosine" if normalized else "dot"

@@ -34,7 +34,7 @@ from ragloom.errors import ConfigError, IndexCorruptError, RagloomWarning
 from ragloom.index_folder import IndexFolder
 from ragloom.persistence import Manifest, atomic_write_json, read_json
 from ragloom.protocols import Filters
-from ragloom.retrieval import ProgressCallback, RetrieverMethods, check_documents, check_query
+from ragloom.retrieval import DEFAULT_CHUNK_TOKENS, ProgressCallback, RetrieverMethods, check_documents, check_query
 from ragloom.stores.memory import chunk_matches
 from ragloom.types import Chunk, Document, Hit
 
@@ -65,7 +65,7 @@ def tokenizer_chunker(
     capacity = int(max_length) - int(tokenizer.num_special_tokens_to_add(pair=False))
     if chunk_size and chunk_size > capacity:
         raise ConfigError(f"chunk_size {chunk_size} exceeds {model}'s capacity of {capacity} tokens")
-    size = chunk_size or capacity
+    size = chunk_size or min(capacity, DEFAULT_CHUNK_TOKENS)  # as default_chunker sizes the dense chunks
     name = str(model) if not Path(str(model)).is_dir() else path.name
     return TokenChunker(OffsetTokenizer(tokenizer, name=name), chunk_size=size, overlap=min(overlap, size // 2))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ragloom.chunking import TokenChunker
-from ragloom.index_folder import IndexFolder
+from ragloom.index_folder import IndexFolder, stored_chunk_size
 from ragloom.persistence import Manifest
 from ragloom.protocols import Filters, SparseEncoder
 from ragloom.retrieval import (
@@ -61,7 +61,7 @@ class SparseRetriever(RetrieverMethods):
     ) -> None:
         self.encoder = encoder
         self.path = Path(path) if path is not None else None
-        self.chunker = chunker or default_chunker(encoder, chunk_size, overlap)
+        self.chunker = chunker or default_chunker(encoder, chunk_size, overlap, stored=stored_chunk_size(path))
         family = str(encoder.fingerprint.get("family", ""))
         self._name = name or (family or self.kind)
         self._score_kind = "splade" if family == "splade" else "dot"
