@@ -10,6 +10,7 @@ from every error and log line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
 import logging
@@ -20,7 +21,7 @@ import re
 import threading
 import time
 import warnings
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
@@ -77,15 +78,29 @@ class _TotalTimeout(httpx.ReadTimeout):
 
 
 class _Deadline:
-    """Checked at each chunk or line received; raises :class:`_TotalTimeout` once past its time."""
+    """Time one attempt spends waiting on the server, from the request to the last byte, checked at every piece
+    received: what the caller does between the pieces of a stream does not count."""
 
     def __init__(self, seconds: float) -> None:
-        self.seconds, self.end = seconds, time.monotonic() + seconds
+        self.seconds, self.spent, self._since = seconds, 0.0, time.monotonic()
 
-    def check(self, received: _T) -> _T:
-        if time.monotonic() > self.end:
+    def _tick(self) -> None:
+        now = time.monotonic()
+        self.spent, self._since = self.spent + now - self._since, now
+        if self.spent > self.seconds:
             raise _TotalTimeout(f"no complete answer within total_timeout={self.seconds}s")
-        return received
+
+    def iterate(self, pieces: Iterable[_T]) -> Iterator[_T]:
+        for piece in pieces:
+            self._tick()
+            yield piece
+            self._since = time.monotonic()  # the caller's time with the piece is not the server's
+
+    async def aiterate(self, pieces: AsyncIterable[_T]) -> AsyncIterator[_T]:
+        async for piece in pieces:
+            self._tick()
+            yield piece
+            self._since = time.monotonic()
 
 
 def _buffered(streamed: httpx.Response, raw: list[bytes]) -> httpx.Response:
@@ -122,18 +137,17 @@ class _StreamState:
         self._pending = ""  # text after the last line break
         self._after_cr = False  # the last piece ended in \r: a \n starting the next one ends no further line
 
-    def feed_text(self, text: str) -> list[str]:
-        """Take decoded text as it arrives (any split); return the tokens of the events it completes."""
+    def feed_text(self, text: str) -> Iterator[str]:
+        """Take decoded text as it arrives (any split); yield the tokens of the events it completes, each as soon
+        as its event is decoded (a later bad event in the same piece cannot hold back earlier tokens)."""
         if self._after_cr and text.startswith("\n"):
             text = text[1:]
         self._after_cr = text.endswith("\r")
         *lines, self._pending = _LINE_BREAK.split(self._pending + text)
-        tokens: list[str] = []
         for line in lines:
             if self.done:
-                break
-            tokens += self.feed(line)
-        return tokens
+                return
+            yield from self.feed(line)
 
     def feed(self, line: str) -> list[str]:
         """Take one line of the stream; return the tokens of the event it completes, if any."""
@@ -152,7 +166,7 @@ class _StreamState:
             return []
         if choice.get("finish_reason"):
             self.finished = True
-            self._owner._check_finish(choice["finish_reason"])
+            self._owner._check_finish(choice["finish_reason"], stacklevel=5)  # feed < feed_text < stream < caller
         delta = choice.get("delta")
         content = delta.get("content") if isinstance(delta, dict) else None
         if not isinstance(content, str) or not content:
@@ -186,8 +200,9 @@ class OpenAICompatibleGenerator:
     attempt; waits grow as ``backoff * 2**attempt`` with jitter, or follow ``Retry-After``, capped at
     ``max_retry_delay`` seconds. ``extra_body`` is merged into each request (``top_p``, ``seed``, vLLM's
     ``guided_json``...). ``context_window`` (tokens) is for prompt builders; nothing here truncates.
-    ``read_timeout`` bounds each wait for bytes; ``total_timeout`` bounds each attempt from request to last byte
-    (a server dripping bytes restarts ``read_timeout`` for ever), streams included.
+    ``read_timeout`` bounds each wait for bytes; ``total_timeout`` bounds the time each attempt waits on the
+    server from request to last byte (a server dripping bytes restarts ``read_timeout`` for ever), streams included
+    (the time a caller spends between tokens does not count).
     """
 
     def __init__(
@@ -267,10 +282,9 @@ class OpenAICompatibleGenerator:
         while True:
             try:
                 try:
+                    deadline = _Deadline(self.total_timeout)
                     with client.stream("POST", self._url, json=body) as streamed:
-                        deadline = _Deadline(self.total_timeout)
-                        raw = [deadline.check(chunk) for chunk in streamed.iter_raw()]
-                        response = _buffered(streamed, raw)
+                        response = _buffered(streamed, list(deadline.iterate(streamed.iter_raw())))
                 except httpx.HTTPError as exc:
                     raise self._transport_error(exc) from exc
                 return self._whole(response)
@@ -285,15 +299,15 @@ class OpenAICompatibleGenerator:
             state = _StreamState(self)
             try:
                 try:
+                    deadline = _Deadline(self.total_timeout)
                     with client.stream("POST", self._url, json=body, headers=_SSE_HEADERS) as response:
-                        deadline = _Deadline(self.total_timeout)
                         if _is_json(response):
-                            whole = _buffered(response, [deadline.check(chunk) for chunk in response.iter_raw()])
+                            whole = _buffered(response, list(deadline.iterate(response.iter_raw())))
                             if text := self._whole(whole):
                                 yield text
                             return
-                        for text in response.iter_text():
-                            yield from state.feed_text(deadline.check(text))
+                        for text in deadline.iterate(response.iter_text()):
+                            yield from state.feed_text(text)
                             if state.done:
                                 return
                     state.end()
@@ -311,9 +325,9 @@ class OpenAICompatibleGenerator:
         while True:
             try:
                 try:
+                    deadline = _Deadline(self.total_timeout)
                     async with client.stream("POST", self._url, json=body) as streamed:
-                        deadline = _Deadline(self.total_timeout)
-                        raw = [deadline.check(chunk) async for chunk in streamed.aiter_raw()]
+                        raw = [chunk async for chunk in deadline.aiterate(streamed.aiter_raw())]
                         response = _buffered(streamed, raw)
                 except httpx.HTTPError as exc:
                     raise self._transport_error(exc) from exc
@@ -329,18 +343,19 @@ class OpenAICompatibleGenerator:
             state = _StreamState(self)
             try:
                 try:
+                    deadline = _Deadline(self.total_timeout)
                     async with client.stream("POST", self._url, json=body, headers=_SSE_HEADERS) as response:
-                        deadline = _Deadline(self.total_timeout)
                         if _is_json(response):
-                            raw = [deadline.check(chunk) async for chunk in response.aiter_raw()]
+                            raw = [chunk async for chunk in deadline.aiterate(response.aiter_raw())]
                             if text := self._whole(_buffered(response, raw)):
                                 yield text
                             return
-                        async for text in response.aiter_text():
-                            for token in state.feed_text(deadline.check(text)):
-                                yield token
-                            if state.done:
-                                return
+                        async with contextlib.aclosing(deadline.aiterate(response.aiter_text())) as texts:
+                            async for text in texts:
+                                for token in state.feed_text(text):
+                                    yield token
+                                if state.done:
+                                    return
                     state.end()
                     return
                 except httpx.HTTPError as exc:
@@ -501,10 +516,10 @@ class OpenAICompatibleGenerator:
             raise self._error(f"{self.name}: the {what} has no 'choices' list: {self._excerpt(payload)}")
         return choices[0] if choices else None
 
-    def _check_finish(self, reason: object) -> None:
+    def _check_finish(self, reason: object, stacklevel: int = 4) -> None:
         if reason == "length":
             warnings.warn(
                 f"{self.name}: answer cut at max_tokens={self.max_tokens}; raise it for a full answer",
                 TruncationWarning,
-                stacklevel=4,
+                stacklevel=stacklevel,
             )

@@ -133,12 +133,31 @@ def test_context_manager_closes(server: FakeOpenAIServer) -> None:
 
 
 def test_length_finish_warns(make: Make, server: FakeOpenAIServer) -> None:
-    server.script(Reply(finish_reason="length"), Reply(finish_reason="length"))
+    server.script(Reply(finish_reason="length"), Reply(finish_reason="length"), Reply(finish_reason="length"))
     gen = make()
-    with pytest.warns(TruncationWarning, match="max_tokens=512"):
+    with pytest.warns(TruncationWarning, match="max_tokens=512") as caught:
         gen.generate(CHAT)
-    with pytest.warns(TruncationWarning):
+    assert caught[0].filename == __file__  # the warning points at the caller's line
+    with pytest.warns(TruncationWarning) as caught:
         assert "".join(gen.stream(CHAT)) == ANSWER
+    assert caught[0].filename == __file__
+
+    async def consume() -> str:
+        return "".join([token async for token in gen.astream(CHAT)])
+
+    with pytest.warns(TruncationWarning) as caught:
+        assert asyncio.run(consume()) == ANSWER
+    assert caught[0].filename == __file__
+
+
+def test_total_timeout_counts_the_server_not_a_slow_reader(make: Make, server: FakeOpenAIServer) -> None:
+    """A caller that takes its time with each token is not the server's fault: the stream completes."""
+    server.script(Reply())
+    tokens = []
+    for token in make(total_timeout=0.5).stream(CHAT):
+        tokens.append(token)
+        time.sleep(0.1)  # 0.1 s per token, well past 0.5 s in all
+    assert "".join(tokens) == ANSWER and len(tokens) > 5
 
 
 @pytest.mark.parametrize(
@@ -424,6 +443,18 @@ def test_event_stream_split_anywhere_gives_the_same_tokens(newline: str) -> None
         for cut2 in (cut, min(len(text), cut + 1)):  # also a piece of one character
             state = _StreamState(owner)
             pieces = [text[:cut], text[cut:cut2], text[cut2:]]
-            tokens = [token for piece in pieces for token in state.feed_text(piece)]
+            tokens = [token for piece in pieces for token in state.feed_text(piece)]  # a generator per piece
             state.end()
             assert tokens == ["Par", "is", "."] and state.done, (cut, cut2)
+
+
+def test_tokens_before_a_bad_event_in_the_same_piece_are_not_lost() -> None:
+    from ragloom.adapters.generators.openai_http import _StreamState
+
+    good = json.dumps({"choices": [{"index": 0, "delta": {"content": "Par"}, "finish_reason": None}]})
+    state = _StreamState(OpenAICompatibleGenerator("m", "http://127.0.0.1:9/v1"))
+    received = []
+    with pytest.raises(EndpointError):
+        for token in state.feed_text(f"data: {good}\n\ndata: {{not json\n\n"):
+            received.append(token)
+    assert received == ["Par"]
