@@ -13,6 +13,7 @@ QMSum = the test queries of a fixed random sample of the test meetings (``--docs
 
     python -m benchmarks late_chunking quality --dataset scifact --side naive --out runs/scifact-naive.json
     python -m benchmarks late_chunking quality --dataset scifact --side late --out runs/scifact-late.json
+    python -m benchmarks late_chunking compare runs/scifact-naive.json runs/scifact-late.json   # paired 95% CIs
     python -m benchmarks late_chunking cost
 """
 
@@ -245,7 +246,36 @@ def cost(args: argparse.Namespace) -> None:
             )
 
 
+# -- compare --------------------------------------------------------------------------------------------------------
+def compare(baseline: Path, other: Path, resamples: int = 10_000) -> None:
+    """Paired differences (other - baseline) per query, with 95% bootstrap intervals (seed 0)."""
+    import numpy as np
+
+    a, b = json.loads(baseline.read_text()), json.loads(other.read_text())
+    series = {"nDCG@10": ("per_query_ndcg10", None)}
+    if "per_query_spans" in a and "per_query_spans" in b:
+        series.update({"SpanRecall@10": ("per_query_spans", 0), "InDocSpanRecall@5": ("per_query_spans", 1)})
+    rng = np.random.default_rng(0)
+    print(f"{other.name} vs {baseline.name} ({a.get('subset', '')})")
+    for metric, (key, column) in series.items():
+        queries = sorted(set(a[key]) & set(b[key]))
+
+        def value(run: dict[str, Any], query: str, key: str = key, column: int | None = column) -> float:
+            cell = run[key][query]
+            return float(cell if column is None else cell[column])
+
+        diff = np.array([value(b, q) - value(a, q) for q in queries])
+        means = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(axis=1)
+        low, high = np.percentile(means, [2.5, 97.5])
+        print(f"  {metric}: {diff.mean():+.4f} [{low:+.4f}, {high:+.4f}] over {len(queries)} queries")
+
+
 def main(argv: list[str]) -> None:
+    if argv[:1] == ["compare"]:
+        if len(argv) != 3:
+            raise SystemExit("usage: python -m benchmarks late_chunking compare BASELINE.json OTHER.json")
+        compare(Path(argv[1]), Path(argv[2]))
+        return
     parser = argparse.ArgumentParser(prog="python -m benchmarks late_chunking", description=__doc__)
     parser.add_argument("what", choices=["cost", "quality"])
     parser.add_argument("--model", default="nomic")
