@@ -3,7 +3,8 @@
 A PDF that hangs or bombs PDFium's text extraction does the same to its renderer, so page images for visual
 retrievers come from the same worker process as text (:mod:`ragloom.loaders._isolation`), under the same time and
 memory limits (per page here): a hostile page is one :class:`~ragloom.errors.DocumentLoadError`. The worker keeps
-the last PDF open, so a document's pages are rendered without reopening it. With ``configure_parsing(
+the last PDF open, so a document's pages are rendered without reopening it (or resending its bytes), until the
+renderer closes. With ``configure_parsing(
 isolate=False)`` pages render in this process, holding :data:`~ragloom.loaders.pdf.PDFIUM_LOCK`.
 
 A page renders at ``dpi`` unless its longest side would exceed ``max_side`` pixels, in which case it is scaled
@@ -12,6 +13,7 @@ down to fit; a page whose size at ``dpi`` exceeds ``max_source_pixels`` is refus
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -106,22 +108,38 @@ def _render(pdf: Any, number: int, limits: PageLimits) -> dict[str, Any]:
 _worker_pdf: tuple[object, Any] | None = None  # (what was opened, the open document): the worker's last PDF
 
 
+def _drop_worker_pdf() -> None:
+    global _worker_pdf
+    if _worker_pdf is not None:
+        _worker_pdf[1].close()
+        _worker_pdf = None
+
+
 def handle_render_request(payload: bytes) -> dict[str, Any]:
-    """The worker's side of a b"R" request: a JSON spec (path or inline bytes, page, limits) then PDF bytes."""
+    """The worker's side of a b"R" request: a JSON spec, then the PDF's bytes when it is not a file and the worker
+    does not hold it yet. ``page`` 0 asks for the page count, ``drop`` releases the open PDF."""
     global _worker_pdf
     (size,) = FRAME.unpack(payload[: FRAME.size])
     spec = json.loads(payload[FRAME.size : FRAME.size + size])
-    data = payload[FRAME.size + size :]
-    if spec.get("path") is not None:
-        stat = os.stat(spec["path"])
-        key: object = (spec["path"], stat.st_mtime_ns, stat.st_size)
+    if spec.get("drop"):
+        _drop_worker_pdf()
+        return {"dropped": True}
+    path = spec.get("path")
+    if path is not None:
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:
+            return {"error": "file not found"}
+        key: object = (path, stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
     else:
-        key = hashlib.sha256(data).hexdigest()
+        key = spec["digest"]
     if _worker_pdf is None or _worker_pdf[0] != key:
-        if _worker_pdf is not None:
-            _worker_pdf[1].close()
-            _worker_pdf = None
-        opened = _open(spec["path"] if spec.get("path") is not None else data)
+        _drop_worker_pdf()
+        data = payload[FRAME.size + size :]
+        if path is None and not data:
+            return {"send": True}  # the caller sends the bytes once
+        opened = _open(path if path is not None else data)
+        del data
         if isinstance(opened, dict):
             return opened
         _worker_pdf = (key, opened)
@@ -144,6 +162,7 @@ class PdfPageRenderer:
         self.limits = limits
         self._parsing = current_limits()
         self._data = source if isinstance(source, bytes) else None
+        self._digest = hashlib.sha256(source).hexdigest() if isinstance(source, bytes) else None
         self._path = None if isinstance(source, bytes) else os.path.abspath(source)
         self._pdf: Any = None
         if self._parsing.isolate:
@@ -156,15 +175,22 @@ class PdfPageRenderer:
                 self._pdf = opened
                 self.count = len(opened)
 
-    def _call(self, page: int) -> dict[str, Any]:
-        spec = json.dumps({"path": self._path, "page": page, "limits": self.limits.__dict__}).encode("utf-8")
-        payload = FRAME.pack(len(spec)) + spec + (self._data or b"")
-        found = run_isolated(b"R", payload, self.where, "PDF page", self._parsing)
+    def _call(self, page: int, **extra: object) -> dict[str, Any]:
+        spec = {"path": self._path, "digest": self._digest, "page": page, "limits": self.limits.__dict__, **extra}
+        found = self._send(spec, b"")
+        if found.get("send"):  # the worker does not hold these bytes (yet, or any more): send them once
+            found = self._send(spec, self._data or b"")
         if "error" in found:
             raise DocumentLoadError(self.where, str(found.get("message") or found["error"]))
         return found
 
+    def _send(self, spec: dict[str, Any], data: bytes) -> dict[str, Any]:
+        header = json.dumps(spec).encode("utf-8")
+        return run_isolated(b"R", FRAME.pack(len(header)) + header + data, self.where, "PDF page", self._parsing)
+
     def render(self, number: int) -> RenderedPage:
+        if not 1 <= number <= self.count:
+            raise DocumentLoadError(self.where, f"has {self.count} pages; page {number} does not exist")
         if self._pdf is not None:
             found = _render(self._pdf, number, self.limits)
             if "error" in found:
@@ -176,10 +202,14 @@ class PdfPageRenderer:
         )
 
     def close(self) -> None:
+        """Release the PDF (in this process, or the worker's copy)."""
         if self._pdf is not None:
             with PDFIUM_LOCK:
                 self._pdf.close()
             self._pdf = None
+        elif self._parsing.isolate:
+            with contextlib.suppress(DocumentLoadError):  # a worker that died holds nothing any more
+                self._call(0, drop=True)
 
     def __enter__(self) -> PdfPageRenderer:
         return self
