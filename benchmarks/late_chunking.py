@@ -113,6 +113,48 @@ def span_recall(hits: list[Any], gold_doc: str, gold: list[tuple[int, int]], k: 
 
 
 # -- quality ------------------------------------------------------------------------------------------------------
+class _FusedNaiveLate:
+    """Naive and late retrievers of the same chunks behind one search: RRF (k=60) of their rankings."""
+
+    def __init__(self, dense: Any, late: Any, path: Path | None) -> None:
+        from ragloom.adapters.dense import DenseRetriever
+        from ragloom.adapters.late_chunking import LateChunkingRetriever
+        from ragloom.fusion import ReciprocalRankFusion
+
+        where = (lambda name: path / name) if path else (lambda name: None)
+        chunking = {"store": "memory", "chunk_size": CHUNK_SIZE, "overlap": CHUNK_OVERLAP}
+        self.parts = {
+            "naive": DenseRetriever(dense, where("naive"), **chunking),  # type: ignore[arg-type]
+            "late": LateChunkingRetriever(late, where("late"), **chunking),  # type: ignore[arg-type]
+        }
+        self.fuser = ReciprocalRankFusion()
+
+    def add(self, documents: list[Any], progress: Any = None) -> None:
+        for part in self.parts.values():
+            part.add(documents, progress=progress)
+
+    def delete(self, doc_ids: list[str]) -> None:
+        for part in self.parts.values():
+            part.delete(doc_ids)
+
+    def doc_ids(self) -> set[str]:
+        return set.intersection(*(part.doc_ids() for part in self.parts.values()))
+
+    def search_many(self, queries: list[str], k: int) -> list[list[Any]]:
+        rows = {name: part.search_many(queries, k) for name, part in self.parts.items()}
+        return [self.fuser.fuse({name: rows[name][i] for name in rows}, k) for i in range(len(queries))]
+
+    def search(self, query: str, k: int, filters: Any = None) -> list[Any]:
+        return self.fuser.fuse({name: part.search(query, k, filters) for name, part in self.parts.items()}, k)
+
+    def __len__(self) -> int:
+        return len(self.parts["late"])
+
+    def close(self) -> None:
+        for part in self.parts.values():
+            part.close()
+
+
 def quality(args: argparse.Namespace) -> dict[str, Any]:
     from ragloom.adapters.dense import DenseRetriever
     from ragloom.adapters.late_chunking import LateChunkingRetriever
@@ -127,8 +169,10 @@ def quality(args: argparse.Namespace) -> dict[str, Any]:
         args.model, args.dtype, args.window, args.window_overlap, args.rope_factor, not args.no_edge_tokens
     )
     path = Path(args.index) if args.index else None
-    if args.side == "naive":
-        retriever: Any = DenseRetriever(dense, path, store="memory", chunk_size=CHUNK_SIZE, overlap=CHUNK_OVERLAP)
+    if args.side == "fused":  # reciprocal rank fusion of both over the same chunk ids: INDEX/naive + INDEX/late
+        retriever: Any = _FusedNaiveLate(dense, late, path)
+    elif args.side == "naive":
+        retriever = DenseRetriever(dense, path, store="memory", chunk_size=CHUNK_SIZE, overlap=CHUNK_OVERLAP)
     else:
         retriever = LateChunkingRetriever(late, path, store="memory", chunk_size=CHUNK_SIZE, overlap=CHUNK_OVERLAP)
     wanted = {d.id for d in data.documents}
@@ -149,7 +193,7 @@ def quality(args: argparse.Namespace) -> dict[str, Any]:
         "dataset": args.dataset,
         "subset": note,
         "side": args.side,
-        "encoder": dict(late.fingerprint if args.side == "late" else dense.fingerprint),
+        "encoder": dict(late.fingerprint if args.side != "naive" else dense.fingerprint),
         "chunks": len(retriever),
         "queries": len(ids),
         "metrics": {k: round(v, 4) for k, v in metrics.items()},
@@ -281,7 +325,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--model", default="nomic")
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--dataset", choices=["scifact", "qmsum"], default="scifact")
-    parser.add_argument("--side", choices=["naive", "late"], default="late")
+    parser.add_argument("--side", choices=["naive", "late", "fused"], default="late", help="fused: RRF of both")
     parser.add_argument("--docs", type=int, default=600, help="SciFact documents (judged + random rest)")
     parser.add_argument("--meetings", type=int, default=10, help="QMSum test meetings (random, seed 0)")
     parser.add_argument("--window", type=int, default=None, help="late: tokens per window (default: model's)")
