@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import shutil
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,11 +29,18 @@ import numpy as np
 from ragloom._imports import require
 from ragloom.adapters.sparse.retriever import explain_terms
 from ragloom.chunking import OffsetTokenizer, TokenChunker, WordTokenizer
-from ragloom.errors import ConfigError, IndexCorruptError, RagloomWarning
+from ragloom.errors import ConfigError, IndexCorruptError
 from ragloom.index_folder import IndexFolder
 from ragloom.persistence import Manifest, atomic_write_json, read_json
 from ragloom.protocols import Filters
-from ragloom.retrieval import DEFAULT_CHUNK_TOKENS, ProgressCallback, RetrieverMethods, check_documents, check_query
+from ragloom.retrieval import (
+    DEFAULT_CHUNK_TOKENS,
+    ProgressCallback,
+    RetrieverMethods,
+    check_documents,
+    check_query,
+    warn_empty,
+)
 from ragloom.stores.memory import chunk_matches
 from ragloom.types import Chunk, Document, Hit
 
@@ -189,13 +195,7 @@ class BM25Retriever(RetrieverMethods):
         docs = check_documents(documents)
         self._acquire_writer()
         pairs = [(doc, self.chunker.chunk(doc)) for doc in docs]
-        empty = [doc.id for doc, chunks in pairs if not chunks]
-        if empty:
-            warnings.warn(
-                f"{len(empty)} document(s) have no text and add nothing to the index: {empty[:5]}",
-                RagloomWarning,
-                stacklevel=2,
-            )
+        warn_empty(pairs)
         added = [c for _, chunks in pairs for c in chunks]
         self._rebuild({doc.id for doc in docs}, added)  # re-adding a document replaces it
         if progress:
