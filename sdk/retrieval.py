@@ -29,6 +29,7 @@ __all__ = [
     "ChunkedVectorRetriever",
     "ProgressCallback",
     "RetrieverMethods",
+    "StoredRetrieverMethods",
     "check_documents",
     "check_query",
     "chunk_batches",
@@ -169,7 +170,62 @@ class RetrieverMethods:
         return f"{type(self).__name__}(name={self._name!r}, {where}, {self._count_label}={len(self)})"
 
 
-class ChunkedVectorRetriever(RetrieverMethods):
+class StoredRetrieverMethods(RetrieverMethods):
+    """What every retriever over a ragloom store shares: ``delete``, ``doc_ids``, ``len``, the manifest and writer
+    lock of its :class:`IndexFolder`, and ``close``. Needs ``store`` and ``_folder`` (None in memory); a retriever
+    whose manifest records more overrides ``_store_config`` or ``_counts``."""
+
+    store: Any
+    _folder: IndexFolder | None
+
+    @property
+    def manifest(self) -> Manifest | None:
+        """The index's manifest (None in memory, or before the first write to a new directory)."""
+        return self._folder.manifest if self._folder is not None else None
+
+    def delete(self, doc_ids: Sequence[str]) -> int:
+        if isinstance(doc_ids, str):
+            doc_ids = [doc_ids]
+        self._acquire_writer()
+        removed: int = self.store.delete_documents(list(doc_ids))
+        self._save_manifest()
+        return removed
+
+    def doc_ids(self) -> set[str]:
+        ids: set[str] = self.store.doc_ids()
+        return ids
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def _searchable(self, queries: Sequence[str], k: int) -> bool:
+        """Typed errors for bad queries; False when there is nothing to search (no queries, an empty index)."""
+        for query in queries:
+            check_query(query, k)
+        return bool(queries) and len(self.store) > 0
+
+    def _store_config(self) -> dict[str, Any]:
+        return dict(self.store.config)
+
+    def _counts(self) -> dict[str, int]:
+        return {"chunks": len(self.store), "documents": len(self.store.doc_ids())}
+
+    def _acquire_writer(self) -> None:
+        if self._folder is not None:  # the manifest goes down before the first vector
+            self._folder.acquire(self.store, self._store_config(), self._counts)
+
+    def _save_manifest(self) -> None:
+        if self._folder is not None:
+            self._folder.save(self._store_config(), self._counts())
+
+    def close(self) -> None:
+        """Release the store and the writer lock (every write is already committed)."""
+        self.store.close()
+        if self._folder is not None:
+            self._folder.release()
+
+
+class ChunkedVectorRetriever(StoredRetrieverMethods):
     """Chunk → embed → store, behind the :class:`ragloom.protocols.Retriever` contract."""
 
     kind = "vector"
@@ -219,11 +275,6 @@ class ChunkedVectorRetriever(RetrieverMethods):
                 self._acquire_writer()  # finishes the store's interrupted write
 
     # -- construction helpers -----------------------------------------------------------------------------------
-    @property
-    def manifest(self) -> Manifest | None:
-        """The index's manifest (None in memory, or before the first write to a new directory)."""
-        return self._folder.manifest if self._folder is not None else None
-
     def _make_store(self, store: str | VectorStore, normalized: bool, url: str | None, collection: str) -> VectorStore:
         if not isinstance(store, str):
             return store
@@ -268,18 +319,8 @@ class ChunkedVectorRetriever(RetrieverMethods):
                 progress(done, len(docs))
         return added
 
-    def delete(self, doc_ids: Sequence[str]) -> int:
-        if isinstance(doc_ids, str):
-            doc_ids = [doc_ids]
-        self._acquire_writer()
-        removed = self.store.delete_documents(list(doc_ids))
-        self._save_manifest()
-        return removed
-
     def search_many(self, queries: Sequence[str], k: int = 10, filters: Filters | None = None) -> list[list[Hit]]:
-        for query in queries:
-            check_query(query, k)
-        if not queries or len(self.store) == 0:
+        if not self._searchable(queries, k):
             return [[] for _ in queries]
         vectors = self.encoder.encode_queries(list(queries))
         return [
@@ -289,27 +330,3 @@ class ChunkedVectorRetriever(RetrieverMethods):
             ]
             for row in self.store.search(vectors, k, filters)
         ]
-
-    def doc_ids(self) -> set[str]:
-        return self.store.doc_ids()
-
-    def __len__(self) -> int:
-        return len(self.store)
-
-    # -- persistence ----------------------------------------------------------------------------------------------
-    def _counts(self) -> dict[str, int]:
-        return {"chunks": len(self.store), "documents": len(self.store.doc_ids())}
-
-    def _acquire_writer(self) -> None:
-        if self._folder is not None:
-            self._folder.acquire(self.store, self.store.config, self._counts)
-
-    def _save_manifest(self) -> None:
-        if self._folder is not None:
-            self._folder.save(self.store.config, self._counts())
-
-    def close(self) -> None:
-        """Release the store and the writer lock."""
-        self.store.close()
-        if self._folder is not None:
-            self._folder.release()

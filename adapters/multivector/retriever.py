@@ -21,9 +21,8 @@ from ragloom.chunking import TokenChunker
 from ragloom.compression import MemoryEstimate, MultiVectorSettings, estimate_memory, pool_tokens, prune_by_importance
 from ragloom.errors import ConfigError, RagloomWarning
 from ragloom.index_folder import IndexFolder
-from ragloom.persistence import Manifest
 from ragloom.protocols import Filters, MultiVectorEncoder
-from ragloom.retrieval import ProgressCallback, RetrieverMethods, check_documents, check_query
+from ragloom.retrieval import ProgressCallback, StoredRetrieverMethods, check_documents
 from ragloom.stores.multivector import MultiVectorStore
 from ragloom.types import Chunk, Document, Hit, chunk_id_for_page
 
@@ -32,7 +31,7 @@ __all__ = ["ColBERTRetriever", "ColPaliRetriever", "MultiVectorRetriever"]
 Unit = tuple[Chunk, object]
 
 
-class MultiVectorRetriever(RetrieverMethods):
+class MultiVectorRetriever(StoredRetrieverMethods):
     """The shared body; subclasses say how a Document becomes units (``_units``) and describe them (``unit_config``)."""
 
     kind = "multivector"
@@ -142,18 +141,8 @@ class MultiVectorRetriever(RetrieverMethods):
             flush()
         return chunks, vectors
 
-    def delete(self, doc_ids: Sequence[str]) -> int:
-        if isinstance(doc_ids, str):
-            doc_ids = [doc_ids]
-        self._acquire_writer()
-        removed = self.store.delete_documents(list(doc_ids))
-        self._save_manifest()
-        return removed
-
     def search_many(self, queries: Sequence[str], k: int = 10, filters: Filters | None = None) -> list[list[Hit]]:
-        for query in queries:
-            check_query(query, k)
-        if not queries or len(self.store) == 0:
+        if not self._searchable(queries, k):
             return [[] for _ in queries]
         rows = self.store.search(self.encoder.encode_queries(list(queries)), k, filters)
         return [
@@ -164,46 +153,21 @@ class MultiVectorRetriever(RetrieverMethods):
             for row in rows
         ]
 
-    def doc_ids(self) -> set[str]:
-        return self.store.doc_ids()
-
-    def __len__(self) -> int:
-        return len(self.store)
-
     def estimate_memory(self, n_pages: int, tokens_per_page: int = 1030) -> MemoryEstimate:
         """What ``n_pages`` more units would cost with this retriever's settings and encoder dimension."""
         return estimate_memory(n_pages, self.settings, tokens_per_page=tokens_per_page, dim=self.encoder.dim)
 
     # -- persistence --------------------------------------------------------------------------------------------------
-    @property
-    def manifest(self) -> Manifest | None:
-        """The index's manifest (None in memory, or before the first write to a new directory)."""
-        return self._folder.manifest if self._folder is not None else None
-
     def _counts(self) -> dict[str, int]:
         return {"chunks": len(self.store), "documents": len(self.store.doc_ids()), "vectors": self.store.token_count()}
 
     def _store_config(self) -> dict[str, object]:
         return {**self.store.config, "settings": self.settings.to_dict()}
 
-    def _acquire_writer(self) -> None:
-        if self._folder is not None:  # the fingerprint is on disk before the first vector is
-            self._folder.acquire(self.store, self._store_config(), self._counts)
-
-    def _save_manifest(self) -> None:
-        if self._folder is not None:
-            self._folder.save(self._store_config(), self._counts())
-
     def compact(self) -> None:
         """Rewrite the store without deleted pages (also happens automatically)."""
         self._acquire_writer()
         self.store.compact()
-
-    def close(self) -> None:
-        """Release the store and the writer lock."""
-        self.store.close()
-        if self._folder is not None:
-            self._folder.release()
 
 
 class ColPaliRetriever(MultiVectorRetriever):

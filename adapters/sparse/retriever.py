@@ -14,13 +14,11 @@ from typing import Any
 
 from ragloom.chunking import TokenChunker
 from ragloom.index_folder import IndexFolder, stored_chunk_size
-from ragloom.persistence import Manifest
 from ragloom.protocols import Filters, SparseEncoder
 from ragloom.retrieval import (
     ProgressCallback,
-    RetrieverMethods,
+    StoredRetrieverMethods,
     check_documents,
-    check_query,
     chunk_batches,
     default_chunker,
     warn_empty,
@@ -38,7 +36,7 @@ def explain_terms(terms: Sequence[tuple[Any, float]], name: Callable[[Any], str]
     return "terms: " + " · ".join(f"{name(term)} {weight:.3g}" for term, weight in terms)
 
 
-class SparseRetriever(RetrieverMethods):
+class SparseRetriever(StoredRetrieverMethods):
     """Chunk documents with the encoder's tokenizer, encode the chunks, and search a sparse inverted index.
 
     ``path=None`` keeps the index in memory. ``explain`` is the number of top contributing terms each hit names
@@ -103,18 +101,8 @@ class SparseRetriever(RetrieverMethods):
                 progress(done, len(docs))
         return added
 
-    def delete(self, doc_ids: Sequence[str]) -> int:
-        if isinstance(doc_ids, str):
-            doc_ids = [doc_ids]
-        self._acquire_writer()
-        removed = self.store.delete_documents(list(doc_ids))
-        self._save_manifest()
-        return removed
-
     def search_many(self, queries: Sequence[str], k: int = 10, filters: Filters | None = None) -> list[list[Hit]]:
-        for query in queries:
-            check_query(query, k)
-        if not queries or len(self.store) == 0:
+        if not self._searchable(queries, k):
             return [[] for _ in queries]
         vectors = self.encoder.encode_queries(list(queries))
         return [self._hits(matches) for matches in self.store.search(vectors, k, filters, explain=self.explain)]
@@ -133,36 +121,7 @@ class SparseRetriever(RetrieverMethods):
             for rank, match in enumerate(matches, start=1)
         ]
 
-    def doc_ids(self) -> set[str]:
-        return self.store.doc_ids()
-
-    def __len__(self) -> int:
-        return len(self.store)
-
     def compact(self) -> None:
         """Merge the index into one segment without deleted rows (see SparseIndex.compact)."""
         self._acquire_writer()
         self.store.compact()
-
-    # -- persistence ----------------------------------------------------------------------------------------------
-    @property
-    def manifest(self) -> Manifest | None:
-        """The index's manifest (None in memory, or before the first write to a new directory)."""
-        return self._folder.manifest if self._folder is not None else None
-
-    def _counts(self) -> dict[str, int]:
-        return {"chunks": len(self.store), "documents": len(self.store.doc_ids())}
-
-    def _acquire_writer(self) -> None:
-        if self._folder is not None:  # the manifest goes down before the first posting
-            self._folder.acquire(self.store, self.store.config, self._counts)
-
-    def _save_manifest(self) -> None:
-        if self._folder is not None:
-            self._folder.save(self.store.config, self._counts())
-
-    def close(self) -> None:
-        """Release the writer lock (every write is already committed)."""
-        self.store.close()
-        if self._folder is not None:
-            self._folder.release()
