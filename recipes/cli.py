@@ -16,11 +16,13 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ragloom.errors import RagloomError
+from ragloom.recipes.index_cli import app as index_app
 from ragloom.recipes.mcp_cli import mcp as mcp_command
+from ragloom.recipes.output import answer_json, hit_rows
+from ragloom.recipes.serve_cli import serve as serve_command
 
 app = typer.Typer(
     name="ragloom",
@@ -32,6 +34,8 @@ app = typer.Typer(
 models_app = typer.Typer(help="List and fetch the default models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.command("mcp")(mcp_command)
+app.add_typer(index_app, name="index")
+app.command("serve")(serve_command)
 console = Console()
 err = Console(stderr=True)
 
@@ -39,86 +43,114 @@ IndexOpt = Annotated[Path, typer.Option("--index", "-i", help="Index directory."
 OfflineOpt = Annotated[bool, typer.Option("--offline", help="Never download models.")]
 
 
-@contextmanager
-def _progress(label: str):  # type: ignore[no-untyped-def]
-    """A progress bar on stderr; yields a ``progress(done, total)`` callback."""
-    with Progress(
-        TextColumn(label),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal,
-    ) as bar:
-        task = bar.add_task(label, total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
-
-
 def _fail(exc: Exception) -> None:
     err.print(f"[bold red]error:[/] {exc}", soft_wrap=True, highlight=False, markup=False)
     raise typer.Exit(code=2)
 
 
-def _hit_rows(hits: list[Any]) -> list[dict[str, Any]]:
-    return [
-        {
-            "rank": h.rank,
-            "score": round(h.score, 4),
-            "doc_id": h.chunk.doc_id,
-            "page": h.chunk.page,
-            "start": h.chunk.start,
-            "end": h.chunk.end,
-            "text": h.chunk.text,
-        }
-        for h in hits
-    ]
+RetrieverOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--retriever",
+        "-r",
+        help="Retriever kind: dense, splade, bm25, late, colpali, colqwen2, colbert (repeat for a hybrid index; "
+        "default dense).",
+    ),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
 
 
 @app.command()
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders to index.")],
     index: IndexOpt = Path(".ragloom/index"),
-    model: Annotated[str, typer.Option(help="Dense encoder: alias, hub id or folder.")] = "minilm",
-    store: Annotated[str, typer.Option(help="chroma (embedded) or memory (exact).")] = "chroma",
+    retriever: RetrieverOpt = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(help="Model per retriever: KIND=MODEL (e.g. splade=splade-tiny), or a bare MODEL for the first."),
+    ] = None,
+    store: Annotated[str, typer.Option(help="Vector store of dense/late: chroma (embedded) or memory.")] = "chroma",
+    fusion: Annotated[str, typer.Option(help="rrf, minmax or zscore (with several retrievers).")] = "rrf",
+    fusion_key: Annotated[
+        str, typer.Option(help="Fuse on the chunk id, or on the (document, page) hits share.")
+    ] = "chunk",
     chunk_size: Annotated[
-        int | None, typer.Option(help="Tokens per chunk (default: the model's limit, at most 512).")
+        int | None,
+        typer.Option(help="Tokens per chunk (default: the smallest limit of the models, at most 512)."),
     ] = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first unreadable file.")] = False,
     include: Annotated[list[str] | None, typer.Option(help="Only files matching this glob (repeatable).")] = None,
+    quiet: QuietOpt = False,
     offline: OfflineOpt = False,
 ) -> None:
-    """Index files and folders (PDF, text, Markdown, HTML) into an index directory."""
-    from ragloom.recipes.config import IndexSpec, RetrieverSpec, open_pipeline
+    """Index files and folders (PDF, text, Markdown, HTML) into an index directory, with one or more retrievers."""
+    from ragloom.recipes.config import IndexSpec, open_pipeline
+    from ragloom.recipes.index_plan import parse_models, plan_retrievers
+    from ragloom.recipes.progress import progress_reporter
 
     try:
         spec = None
-        if not (index / "ragloom.json").exists():
-            spec = IndexSpec(retrievers=(RetrieverSpec(model=model, store=store, chunk_size=chunk_size),))
-        with _loading("Loading models"):
+        if (index / "ragloom.json").exists():
+            _check_same_retrievers(index, retriever)
+        else:
+            kinds = list(retriever or ["dense"])
+            specs = plan_retrievers(
+                kinds, parse_models(model, kinds), store=store, chunk_size=chunk_size, allow_download=not offline
+            )
+            spec = IndexSpec(retrievers=specs, fusion=_fusion_config(fusion, fusion_key))
+        with _loading("Loading models", quiet):
             pipeline = open_pipeline(index, spec=spec, allow_download=not offline)
-        with pipeline, _progress("Indexing") as progress:
+        with pipeline, progress_reporter("Indexing", unit="docs", quiet=quiet) as progress:
             report = pipeline.ingest(paths, strict=strict, include=include, progress=progress)
     except RagloomError as exc:
         _fail(exc)
+    chunks = sum(report.chunks.values())
+    rate = f"{len(report.documents) / report.seconds:.1f} docs/s, {chunks / report.seconds:.1f} chunks/s"
     console.print(
         f"Indexed [bold]{len(report.documents)}[/] documents "
         f"({', '.join(f'{n}: {c} chunks' for n, c in report.chunks.items())}) in {report.seconds:.1f}s "
-        f"→ {index}"
+        f"({rate}) → {escape(str(index))}",
+        highlight=False,
     )
     for failure in report.failures:
-        err.print(f"[yellow]skipped[/] {failure.path}: {failure.reason}")  # type: ignore[attr-defined]
+        err.print(f"[yellow]skipped[/] {escape(str(failure.path))}: {escape(str(failure.reason))}")  # type: ignore[attr-defined]
     if report.skipped:
         err.print(f"[dim]{len(report.skipped)} file(s) of unsupported types ignored[/]")
 
 
+def _fusion_config(kind: str, key: str) -> dict[str, Any]:
+    from ragloom.errors import ConfigError
+    from ragloom.fusion import fuser_from_config
+
+    if key not in ("chunk", "page"):
+        raise ConfigError(f"--fusion-key must be chunk or page, got {key!r}")
+    config: dict[str, Any] = {"kind": kind, "key": key}
+    if kind == "rrf":
+        config["k"] = 60
+    fuser_from_config(config)  # a typed error for an unknown kind, before anything is written
+    return config
+
+
+def _check_same_retrievers(index: Path, kinds: Sequence[str] | None) -> None:
+    """Ingesting into an existing index uses its retrievers; asking for others is an error, not ignored."""
+    from ragloom.errors import ConfigError
+    from ragloom.recipes.config import IndexSpec
+
+    if not kinds:
+        return
+    have = [r.kind for r in IndexSpec.load(index).retrievers]
+    missing = [k for k in kinds if k not in have]
+    if missing:
+        raise ConfigError(
+            f"{index} has retrievers {have}, not {missing}; add them with `ragloom index add-retriever {index} "
+            + " ".join(f"-r {k}" for k in missing)
+            + "`"
+        )
+
+
 @contextmanager
-def _loading(message: str):  # type: ignore[no-untyped-def]
-    with err.status(message) if err.is_terminal else _nullcontext():
+def _loading(message: str, quiet: bool = False):  # type: ignore[no-untyped-def]
+    with err.status(message) if err.is_terminal and not quiet else _nullcontext():
         yield
 
 
@@ -127,29 +159,54 @@ def _nullcontext():  # type: ignore[no-untyped-def]
     yield
 
 
+ServerOpt = Annotated[
+    str | None, typer.Option("--server", help="Ask a running `ragloom serve` at this URL instead of loading models.")
+]
+TokenOpt = Annotated[
+    str | None, typer.Option("--token", envvar="RAGLOOM_TOKEN", help="Bearer token for --server (env RAGLOOM_TOKEN).")
+]
+PerPageOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--per-page/--per-chunk", help="One hit per page (best chunk shown) or per chunk (default: the index's)."
+    ),
+]
+
+
 @app.command()
 def search(
     query: Annotated[str, typer.Argument(help="The query.")],
     index: IndexOpt = Path(".ragloom/index"),
     k: Annotated[int, typer.Option("-k", help="Hits to show.")] = 5,
+    per_page: PerPageOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
     offline: OfflineOpt = False,
 ) -> None:
-    """Retrieve the passages that best match a query."""
-    from ragloom.recipes.config import open_pipeline
-
+    """Retrieve the passages that best match a query (every retriever of the index, fused)."""
+    group_by = None if per_page is None else ("page" if per_page else "chunk")
     try:
-        with open_pipeline(index, allow_download=not offline) as pipeline:
-            hits = pipeline.retrieve(query, k=k)
+        if server:
+            from ragloom.recipes.serve_client import ServerClient
+
+            rows = ServerClient(server, token).search(query, k=k, group_by=group_by)
+        else:
+            from ragloom.recipes.config import open_pipeline
+
+            with open_pipeline(index, allow_download=not offline) as pipeline:
+                rows = hit_rows(pipeline.retrieve(query, k=k, group_by=group_by))
     except RagloomError as exc:
         _fail(exc)
     if as_json:
-        print(json.dumps(_hit_rows(hits), ensure_ascii=False, indent=2))
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
         return
     table = Table("#", "score", "document", "page", "text", show_lines=True)
-    for row in _hit_rows(hits):
+    for row in rows:
         text = row["text"] if len(row["text"]) < 300 else row["text"][:297] + "..."
-        table.add_row(str(row["rank"]), f"{row['score']:.3f}", row["doc_id"], str(row["page"] or ""), text)
+        table.add_row(
+            str(row["rank"]), f"{row['score']:.3f}", escape(row["doc_id"]), str(row["page"] or ""), escape(text)
+        )
     console.print(table)
 
 
@@ -158,14 +215,21 @@ def ask(
     question: Annotated[str, typer.Argument(help="The question.")],
     index: IndexOpt = Path(".ragloom/index"),
     k: Annotated[int, typer.Option("-k", help="Passages given to the model.")] = 4,
+    per_page: PerPageOpt = None,
     generator: Annotated[str | None, typer.Option(help="local or openai (default: the index's).")] = None,
     llm: Annotated[str | None, typer.Option(help="Generator model (alias, folder or endpoint model).")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint URL.")] = None,
     stream: Annotated[bool, typer.Option(help="Print the answer as it is generated.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
     offline: OfflineOpt = False,
 ) -> None:
-    """Answer a question from the indexed documents, citing them as [n]."""
+    """Answer a question from the indexed documents, citing them as \\[n]."""
+    group_by = None if per_page is None else ("page" if per_page else "chunk")
+    if server:
+        _ask_server(question, server, token, k=k, group_by=group_by, stream=stream and not as_json, as_json=as_json)
+        return
     import dataclasses
 
     from ragloom.recipes.config import IndexSpec, build_generator, open_pipeline
@@ -184,6 +248,8 @@ def ask(
         with _loading("Loading models"):
             gen = build_generator(gen_spec, allow_download=not offline)
             pipeline = open_pipeline(index, generator=gen, allow_download=not offline)
+        if group_by:
+            pipeline.group_by = group_by  # type: ignore[assignment]
         with pipeline:
             answer: Answer | None = None
             if stream and not as_json:
@@ -200,57 +266,69 @@ def ask(
         _fail(exc)
     assert answer is not None
     if as_json:
-        print(json.dumps(_answer_json(answer), ensure_ascii=False, indent=2))
+        print(json.dumps(answer_json(answer), ensure_ascii=False, indent=2))
         return
     if not stream:
         console.print(answer.text, markup=False, highlight=False)
-    _print_sources(answer, streamed=stream)
+    _print_sources(answer_json(answer), streamed=stream)
 
 
-def _answer_json(answer: Any) -> dict[str, Any]:
-    return {
-        "answer": answer.text,
-        "citations": [
-            {
-                "marker": c.marker,
-                "doc_id": c.doc_id,
-                "page": c.page,
-                "span": list(c.span),
-                "source": c.hit.chunk.source,
-            }
-            for c in answer.citations
-        ],
-        "dangling_markers": list(answer.dangling_markers),
-        "unsupported_markers": list(answer.unsupported_markers),
-        "citations_inferred": answer.citations_inferred,
-        "context": _hit_rows(list(answer.context)),
-        "timings": dict(answer.timings),
-    }
+def _ask_server(
+    question: str, server: str, token: str | None, *, k: int, group_by: str | None, stream: bool, as_json: bool
+) -> None:
+    """``ask --server``: the same output, from a running ``ragloom serve``."""
+    from ragloom.recipes.serve_client import ServerClient
+
+    client = ServerClient(server, token)
+    try:
+        if stream:
+            payload: dict[str, Any] | None = None
+            for event, data in client.ask_stream(question, k=k, group_by=group_by):
+                if event == "token":
+                    sys.stdout.write(data["text"])
+                    sys.stdout.flush()
+                elif event == "answer":
+                    payload = data
+            console.print()
+        else:
+            payload = client.ask(question, k=k, group_by=group_by)
+    except RagloomError as exc:
+        _fail(exc)
+    assert payload is not None
+    if as_json:
+        print(json.dumps(payload, ensure_ascii=False, indent=2))
+        return
+    if not stream:
+        console.print(payload["answer"], markup=False, highlight=False)
+    _print_sources(payload, streamed=stream)
 
 
-def _print_sources(answer: Any, streamed: bool) -> None:
-    if answer.citations_inferred:
+def _print_sources(answer: dict[str, Any], streamed: bool) -> None:
+    """Print an answer's sources from its JSON form (the same for a local pipeline and ``--server``)."""
+    if answer["citations_inferred"]:
         if streamed:
-            console.print(f"\n[bold]With citations:[/] {escape(answer.text)}", highlight=False)
+            console.print(f"\n[bold]With citations:[/] {escape(answer['answer'])}", highlight=False)
         console.print("[dim](the model wrote no citations; ragloom attached them by lexical support)[/]")
     console.print("\n[bold]Sources[/]")
-    cited = {c.marker for c in answer.citations}
-    for n, hit in enumerate(answer.context, start=1):
+    cited = {c["marker"] for c in answer["citations"]}
+    for n, row in enumerate(answer["context"], start=1):
         mark = "*" if n in cited else " "
-        page = f", page {hit.chunk.page}" if hit.chunk.page else ""
-        snippet = " ".join(hit.chunk.text.split())[:110]
+        page = f", page {row['page']}" if row["page"] else ""
+        snippet = " ".join(row["text"].split())[:110]
         console.print(
-            f"{mark}\\[{n}] {escape(hit.chunk.doc_id)}{page} (chars {hit.chunk.start}-{hit.chunk.end}): "
+            f"{mark}\\[{n}] {escape(row['doc_id'])}{page} (chars {row['start']}-{row['end']}): "
             f"[dim]{escape(snippet)}…[/]",
             highlight=False,
         )
-    if answer.dangling_markers:
-        err.print(f"[yellow]warning:[/] the answer cites passages that do not exist: {answer.dangling_markers}")
-    if answer.unsupported_markers:
-        err.print(f"[yellow]warning:[/] citations with little support in their passage: {answer.unsupported_markers}")
+    if answer["dangling_markers"]:
+        err.print(f"[yellow]warning:[/] the answer cites passages that do not exist: {answer['dangling_markers']}")
+    if answer["unsupported_markers"]:
+        err.print(
+            f"[yellow]warning:[/] citations with little support in their passage: {answer['unsupported_markers']}"
+        )
+    timings = answer["timings"]
     console.print(
-        f"[dim]retrieve {answer.timings.get('retrieve_s', 0):.2f}s · generate "
-        f"{answer.timings.get('generate_s', 0):.2f}s[/]"
+        f"[dim]retrieve {timings.get('retrieve_s', 0):.2f}s · generate {timings.get('generate_s', 0):.2f}s[/]"
     )
 
 
@@ -276,22 +354,29 @@ def evaluate(
     dtype: Annotated[str, typer.Option(help="auto (bf16 where the CPU has it), float32 or bfloat16.")] = "auto",
     limit_queries: Annotated[int | None, typer.Option(help="Evaluate only the first N queries.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    quiet: QuietOpt = False,
     offline: OfflineOpt = False,
 ) -> None:
-    """Evaluate retrievers on a BEIR dataset: nDCG@10, Recall@100, MRR@10 (pytrec_eval)."""
+    """Evaluate retrievers on a BEIR dataset: nDCG@10, Recall@100, MRR@10 (pytrec_eval).
+
+    With ``--index`` naming a ragloom index (one made by ``ragloom ingest``) and no ``-r``, evaluates that index's
+    retrievers and fuser (the corpus is ingested into it first when it is empty)."""
     import time
 
     from ragloom.eval import evaluate_retriever, load_beir
     from ragloom.fusion import fuser_from_config
     from ragloom.pipeline import Pipeline
-    from ragloom.recipes.config import DEFAULT_MODELS, RetrieverSpec, build_retriever
+    from ragloom.recipes.config import DEFAULT_MODELS, IndexSpec, RetrieverSpec, build_retriever
+    from ragloom.recipes.progress import progress_reporter
 
     kinds = retriever or ["dense"]
     models = list(model or [])
     try:
+        own_index = index is not None and not retriever and (index / "ragloom.json").exists()
+        index_spec = IndexSpec.load(index) if own_index and index is not None else None
         data = load_beir(dataset, split, limit_queries=limit_queries)
-        specs = []
-        for i, kind in enumerate(kinds):
+        specs = list(index_spec.retrievers) if index_spec else []
+        for i, kind in enumerate([] if index_spec else kinds):
             encodes = kind in ("dense", "splade", "late")  # their builders take dtype and batch_size
             options: dict[str, Any] = {"batch_size": batch_size, "dtype": dtype} if encodes else {}
             specs.append(
@@ -308,10 +393,10 @@ def evaluate(
         started = time.perf_counter()
         for r in retrievers:
             if len(r) == 0:
-                with _progress(f"Indexing ({r.name})") as progress:
+                with progress_reporter(f"Indexing ({r.name})", unit="docs", quiet=quiet) as progress:
                     r.add(list(data.documents), progress=progress)  # type: ignore[call-arg]
         index_s = time.perf_counter() - started
-        fusion_config: dict[str, Any] = {"kind": fusion}
+        fusion_config: dict[str, Any] = dict(index_spec.fusion) if index_spec else {"kind": fusion}
         if fit_split and len(retrievers) > 1:
             from ragloom.recipes.hybrid_docqa import fit_fusion
 
@@ -328,14 +413,14 @@ def evaluate(
                 return retrievers[0].search_many(queries, k)
             return [pipeline.retrieve(q, k=k) for q in queries]
 
-        with _progress("Searching") as progress:
+        with progress_reporter("Searching", unit="queries", quiet=quiet) as progress:
             result = evaluate_retriever(search_many, data, progress=progress)
         pipeline.close()
     except RagloomError as exc:
         _fail(exc)
     label = " + ".join(f"{s.kind}({s.model})" if s.model else s.kind for s in specs)
     if len(specs) > 1:
-        label += f" · {fusion}"
+        label += f" · {fusion_config.get('kind', fusion)}"
         if fit_split:
             weights = ", ".join(f"{k} {v:g}" for k, v in fusion_config["weights"].items())
             label += f" (weights fitted on {fit_split}: {weights})"
@@ -409,9 +494,13 @@ def demo(
         ingest(
             [SAMPLE_DATA],
             index=index,
-            model="minilm",
+            retriever=None,
+            model=["minilm"],
             store="chroma",
+            fusion="rrf",
+            fusion_key="chunk",
             chunk_size=None,
+            quiet=False,
             strict=False,
             include=["*.pdf"],
             offline=offline,

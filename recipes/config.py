@@ -67,6 +67,7 @@ class IndexSpec:
     generator: GeneratorSpec = field(default_factory=GeneratorSpec)
     k: int = 5
     candidates: int = 50
+    group_by: str = "chunk"  # "page": one hit per (document, page) by default
 
     def save(self, directory: Path) -> None:
         data = {"format_version": SPEC_VERSION, **asdict(self)}
@@ -90,6 +91,7 @@ class IndexSpec:
                 generator=GeneratorSpec(**(data.get("generator") or {})),
                 k=int(data.get("k", 5)),
                 candidates=int(data.get("candidates", 50)),
+                group_by=str(data.get("group_by", "chunk")),
             )
         except (KeyError, TypeError) as exc:
             raise IndexCorruptError(f"{path} is malformed: {exc}") from exc
@@ -180,7 +182,14 @@ def open_pipeline(
     if with_generator and generator is None:
         generator = build_generator(spec.generator, allow_download)
     fuser = fuser_from_config(spec.fusion) if len(retrievers) > 1 else None
-    return Pipeline(retrievers, fuser=fuser, generator=generator, k=spec.k, candidates=spec.candidates)
+    return Pipeline(
+        retrievers,
+        fuser=fuser,
+        generator=generator,
+        k=spec.k,
+        candidates=spec.candidates,
+        group_by=spec.group_by,  # type: ignore[arg-type]
+    )
 
 
 def spec_summary(spec: IndexSpec) -> Mapping[str, Any]:

@@ -5,10 +5,13 @@ the same chunk size, so a passage has one chunk id in every index and fusion mer
 weighted score fusion; its weights can be fitted on labelled queries (grid search on nDCG@10) and are saved in
 the index's ``ragloom.json``, so every later ``ask`` uses them.
 
-Run as a script::
+Build and query a hybrid index with the CLI (any retriever kinds, one index, fused)::
 
-    python -m ragloom.recipes.hybrid_docqa ingest FOLDER --index DIR
-    python -m ragloom.recipes.hybrid_docqa ask "Your question?" --index DIR
+    ragloom ingest FOLDER --index DIR -r dense -r splade -r bm25
+    ragloom ask "Your question?" --index DIR
+
+This script fits and compares fusions::
+
     python -m ragloom.recipes.hybrid_docqa fit BEIR_DIR --index DIR --split train      # fit and save weights
     python -m ragloom.recipes.hybrid_docqa eval BEIR_DIR --index DIR --fit-split train  # members vs fusions
 
@@ -247,10 +250,6 @@ def _eval(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    ingest = sub.add_parser("ingest", help="index files and folders into a hybrid index")
-    ingest.add_argument("paths", nargs="+", type=Path)
-    ask = sub.add_parser("ask", help="answer a question with citations")
-    ask.add_argument("question")
     fit = sub.add_parser("fit", help="fit fusion weights on a BEIR folder's qrels and save them with the index")
     fit.add_argument("dataset", type=Path)
     fit.add_argument("--split", default="train")
@@ -263,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
     evaluate.add_argument("--model", action="append", default=[], help="model per retriever, in -r order")
     evaluate.add_argument("--fusion", action="append", help="rrf, minmax, zscore (repeat; default rrf, minmax)")
     evaluate.add_argument("--chunk-size", type=int, default=HYBRID_CHUNK_SIZE)
-    for command in (ingest, ask, fit, evaluate):
+    for command in (fit, evaluate):
         command.add_argument("--index", type=Path, default=Path(".ragloom/hybrid"))
         command.add_argument("--offline", action="store_true", help="never download models")
     args = parser.parse_args(argv)
@@ -273,19 +272,10 @@ def main(argv: list[str] | None = None) -> None:
             args.fusion = args.fusion or ["rrf", "minmax"]
             _eval(args)
             return
-        with build_hybrid(args.index, with_generator=args.command == "ask", allow_download=not args.offline) as pipe:
-            if args.command == "ingest":
-                report = pipe.ingest(args.paths)
-                print(f"indexed {len(report.documents)} documents {report.chunks}; {len(report.failures)} failed")
-            elif args.command == "ask":
-                answer = pipe.ask(args.question)
-                print(answer.text)
-                for c in answer.citations:
-                    print(f"[{c.marker}] {c.doc_id} page {c.page} chars {c.span[0]}-{c.span[1]}")
-            else:
-                result = fit_fusion(pipe.retrievers, load_beir(args.dataset, args.split), kind=args.kind)
-                save_fusion(args.index, result.config)
-                print(json.dumps(dataclasses.asdict(result), indent=2))
+        with open_pipeline(args.index, allow_download=not args.offline) as pipe:  # made by `ragloom ingest`
+            result = fit_fusion(pipe.retrievers, load_beir(args.dataset, args.split), kind=args.kind)
+            save_fusion(args.index, result.config)
+            print(json.dumps(dataclasses.asdict(result), indent=2))
     except RagloomError as exc:
         raise SystemExit(f"error: {exc}") from exc
 

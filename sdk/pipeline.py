@@ -27,6 +27,7 @@ from typing import Any
 from ragloom.attribution import attribute_sentences, has_markers
 from ragloom.errors import ConfigError, IndexLockedError, RagloomError, RagloomWarning
 from ragloom.fusion import ReciprocalRankFusion
+from ragloom.grouping import GroupBy, check_group_by, group_by_page
 from ragloom.persistence import atomic_write_json, crash_point, read_json, remove_durably
 from ragloom.prompting import PromptBuilder, PromptParts, check_citations
 from ragloom.protocols import Filters, Fuser, Generator, Reranker, Retriever
@@ -113,6 +114,8 @@ class Pipeline:
 
     ``candidates`` hits are taken from each retriever before fusion and reranking; ``k`` are kept.
     ``ingest_batch`` documents at most go through all retrievers at a time (the unit of the ingest journal).
+    ``group_by="page"`` returns one hit per (document, page) (see :func:`ragloom.grouping.group_by_page`); hits
+    without a page stay one per chunk.
     """
 
     retrievers: Sequence[Retriever]
@@ -123,6 +126,7 @@ class Pipeline:
     k: int = 5
     candidates: int = 50
     ingest_batch: int = 1000
+    group_by: GroupBy = "chunk"
 
     def __post_init__(self) -> None:
         if not self.retrievers:
@@ -137,6 +141,7 @@ class Pipeline:
             raise ConfigError(f"Need 1 <= k <= candidates, got k={self.k}, candidates={self.candidates}")
         if self.ingest_batch < 1:
             raise ConfigError(f"ingest_batch must be >= 1, got {self.ingest_batch}")
+        check_group_by(self.group_by)
         self.recover()
 
     # -- the ingest journal -----------------------------------------------------------------------------------------
@@ -255,9 +260,9 @@ class Pipeline:
                 self._write_journal(dirs, entry)
             tried: list[Retriever] = []
             try:
-                for retriever in self.retrievers:
+                for position, retriever in enumerate(self.retrievers):
                     tried.append(retriever)
-                    step = _offset_progress(progress, before, total)
+                    step = _offset_progress(progress, before, total, position, len(batch), len(self.retrievers))
                     chunks[retriever.name] += len(retriever.add(batch, progress=step))  # type: ignore[call-arg]
                     crash_point("pipeline.added")
             except BaseException:
@@ -292,27 +297,37 @@ class Pipeline:
         return removed
 
     # -- retrieval --------------------------------------------------------------------------------------------------
-    def _combine(self, query: str, results: dict[str, list[Hit]], k: int) -> list[Hit]:
+    def _combine(self, query: str, results: dict[str, list[Hit]], k: int, group_by: GroupBy) -> list[Hit]:
         if len(results) == 1:
             hits = next(iter(results.values()))
         else:
             assert self.fuser is not None
             hits = self.fuser.fuse(results, self.candidates)
+        grouped = group_by == "page"
         if self.reranker is not None and hits:
-            hits = self.reranker.rerank(query, hits, k)
+            hits = self.reranker.rerank(query, hits, len(hits) if grouped else k)
+        if grouped:
+            hits = group_by_page(hits)
         return list(hits[:k])
 
-    def retrieve(self, query: str, k: int | None = None, filters: Filters | None = None) -> list[Hit]:
-        """Search every retriever for ``candidates`` hits, fuse, rerank, keep ``k``."""
+    def retrieve(
+        self, query: str, k: int | None = None, filters: Filters | None = None, *, group_by: GroupBy | None = None
+    ) -> list[Hit]:
+        """Search every retriever for ``candidates`` hits, fuse, rerank, keep ``k`` (chunks, or pages with
+        ``group_by="page"``; default: the pipeline's ``group_by``)."""
         k = k or self.k
         check_query(query, k)
+        group = check_group_by(group_by or self.group_by)
         results = {r.name: r.search(query, max(self.candidates, k), filters) for r in self.retrievers}
-        return self._combine(query, results, k)
+        return self._combine(query, results, k, group)
 
-    async def aretrieve(self, query: str, k: int | None = None, filters: Filters | None = None) -> list[Hit]:
+    async def aretrieve(
+        self, query: str, k: int | None = None, filters: Filters | None = None, *, group_by: GroupBy | None = None
+    ) -> list[Hit]:
         """Async twin of :meth:`retrieve`: retrievers run concurrently, none blocks the loop."""
         k = k or self.k
         check_query(query, k)
+        group = check_group_by(group_by or self.group_by)
         n = max(self.candidates, k)
 
         async def one(retriever: Retriever) -> list[Hit]:
@@ -324,8 +339,8 @@ class Pipeline:
         lists = await asyncio.gather(*(one(r) for r in self.retrievers))
         results = {r.name: hits for r, hits in zip(self.retrievers, lists)}
         if self.reranker is not None:
-            return await asyncio.to_thread(self._combine, query, results, k)
-        return self._combine(query, results, k)
+            return await asyncio.to_thread(self._combine, query, results, k, group)
+        return self._combine(query, results, k, group)
 
     # -- answering ----------------------------------------------------------------------------------------------------
     def _generator(self) -> Generator:
@@ -345,22 +360,26 @@ class Pipeline:
         citations, dangling, unsupported = check_citations(text, parts.context)
         return Answer(text, citations, parts.context, timings, dangling, unsupported, inferred and bool(citations))
 
-    def ask(self, question: str, k: int | None = None, filters: Filters | None = None) -> Answer:
+    def ask(
+        self, question: str, k: int | None = None, filters: Filters | None = None, *, group_by: GroupBy | None = None
+    ) -> Answer:
         """Retrieve, then answer from the retrieved passages with ``[n]`` citations."""
         generator = self._generator()
         t0 = time.perf_counter()
-        hits = self.retrieve(question, k, filters)
+        hits = self.retrieve(question, k, filters, group_by=group_by)
         t1 = time.perf_counter()
         parts = self._prompt(question, hits)
         text = generator.generate(parts.messages)
         t2 = time.perf_counter()
         return self._answer(text, parts, {"retrieve_s": t1 - t0, "generate_s": t2 - t1, "total_s": t2 - t0})
 
-    def ask_stream(self, question: str, k: int | None = None, filters: Filters | None = None) -> Iterator[str | Answer]:
+    def ask_stream(
+        self, question: str, k: int | None = None, filters: Filters | None = None, *, group_by: GroupBy | None = None
+    ) -> Iterator[str | Answer]:
         """Yield text pieces as they are generated, then the final :class:`Answer` (always last)."""
         generator = self._generator()
         t0 = time.perf_counter()
-        hits = self.retrieve(question, k, filters)
+        hits = self.retrieve(question, k, filters, group_by=group_by)
         t1 = time.perf_counter()
         parts = self._prompt(question, hits)
         pieces: list[str] = []
@@ -370,11 +389,13 @@ class Pipeline:
         t2 = time.perf_counter()
         yield self._answer("".join(pieces), parts, {"retrieve_s": t1 - t0, "generate_s": t2 - t1, "total_s": t2 - t0})
 
-    async def aask(self, question: str, k: int | None = None, filters: Filters | None = None) -> Answer:
+    async def aask(
+        self, question: str, k: int | None = None, filters: Filters | None = None, *, group_by: GroupBy | None = None
+    ) -> Answer:
         """Async twin of :meth:`ask`."""
         generator = self._generator()
         t0 = time.perf_counter()
-        hits = await self.aretrieve(question, k, filters)
+        hits = await self.aretrieve(question, k, filters, group_by=group_by)
         t1 = time.perf_counter()
         parts = self._prompt(question, hits)
         agenerate = getattr(generator, "agenerate", None)
@@ -386,12 +407,12 @@ class Pipeline:
         return self._answer(text, parts, {"retrieve_s": t1 - t0, "generate_s": t2 - t1, "total_s": t2 - t0})
 
     async def aask_stream(
-        self, question: str, k: int | None = None, filters: Filters | None = None
+        self, question: str, k: int | None = None, filters: Filters | None = None, *, group_by: GroupBy | None = None
     ) -> AsyncIterator[str | Answer]:
         """Async twin of :meth:`ask_stream`; a local model streams from a worker thread."""
         generator = self._generator()
         t0 = time.perf_counter()
-        hits = await self.aretrieve(question, k, filters)
+        hits = await self.aretrieve(question, k, filters, group_by=group_by)
         t1 = time.perf_counter()
         parts = self._prompt(question, hits)
         pieces: list[str] = []
@@ -416,10 +437,13 @@ class Pipeline:
         self.close()
 
 
-def _offset_progress(progress: ProgressCallback | None, before: int, total: int) -> ProgressCallback | None:
+def _offset_progress(
+    progress: ProgressCallback | None, before: int, total: int, position: int, size: int, passes: int
+) -> ProgressCallback | None:
+    """Report in documents across all retrievers: a batch counts as done once every retriever has indexed it."""
     if progress is None:
         return None
-    return lambda done, _: progress(before + done, total)
+    return lambda done, _: progress(before + (position * size + done) // passes, total)
 
 
 async def _thread_stream(generator: Generator, parts: PromptParts) -> AsyncIterator[str]:

@@ -1,0 +1,102 @@
+"""Plan a multi-retriever index from CLI flags: which retrievers, which model each, one chunking for all.
+
+``ragloom ingest PATHS -r dense -r splade -r bm25 --model splade=splade-tiny`` becomes one :class:`RetrieverSpec`
+per kind. Text retrievers of one index share one chunk size (the smallest capacity among their models, at most
+512 tokens) so a passage has the same chunk id in every index and fusion merges it exactly; BM25 chunks with the
+dense (else SPLADE, else ColBERT) model's tokenizer for the same reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ragloom.errors import ConfigError
+from ragloom.recipes.config import DEFAULT_MODELS, RETRIEVER_BUILDERS, RetrieverSpec
+
+__all__ = ["PAGE_KINDS", "TEXT_KINDS", "parse_models", "plan_retrievers", "store_for"]
+
+TEXT_KINDS = ("dense", "splade", "bm25", "late", "colbert")
+"""Kinds that cut documents into token chunks (their chunk ids must agree for fusion)."""
+PAGE_KINDS = ("colpali", "colqwen2")
+"""Kinds that index whole pages (page images): they fuse with text on (document, page)."""
+LATE_DEFAULT_CHUNK = 256
+
+
+def parse_models(values: Sequence[str] | None, kinds: Sequence[str]) -> dict[str, str]:
+    """``--model`` values: ``KIND=MODEL`` for one kind, or a bare ``MODEL`` for the first ``-r`` kind."""
+    models: dict[str, str] = {}
+    for value in values or ():
+        kind, sep, model = value.partition("=")
+        if sep and kind in RETRIEVER_BUILDERS:
+            if kind not in kinds:
+                raise ConfigError(f"--model {value}: no -r {kind} retriever given; add `-r {kind}`")
+            models[kind] = model
+        elif kinds[0] in models:
+            raise ConfigError(
+                f"--model {value}: a bare model applies to the first retriever ({kinds[0]}), which already has one; "
+                f"write --model KIND=MODEL (kinds: {', '.join(kinds)})"
+            )
+        else:
+            models[kinds[0]] = value
+    return models
+
+
+def store_for(kind: str, vector_store: str) -> str:
+    """The store a kind keeps its index in: dense and late use ``vector_store`` (chroma or memory)."""
+    if kind in ("splade",):
+        return "sparse"
+    if kind == "bm25":
+        return "bm25s"
+    if kind in ("colpali", "colqwen2", "colbert"):
+        return "multivector"
+    return vector_store
+
+
+def _capacity(kind: str, model: str, allow_download: bool) -> int:
+    """The chunk size a kind's model takes by default (its tokenizer's capacity, at most 512)."""
+    if kind == "late":
+        return LATE_DEFAULT_CHUNK
+    from ragloom.adapters.sparse.bm25 import tokenizer_chunker
+
+    return int(tokenizer_chunker(model, None, allow_download=allow_download).chunk_size)
+
+
+def plan_retrievers(
+    kinds: Sequence[str],
+    models: dict[str, str] | None = None,
+    *,
+    store: str = "chroma",
+    chunk_size: int | None = None,
+    allow_download: bool = False,
+    existing: Sequence[RetrieverSpec] = (),
+) -> tuple[RetrieverSpec, ...]:
+    """One spec per kind (named after it). Text kinds share ``chunk_size``: the one given, else the one
+    ``existing`` text retrievers use, else the smallest default among the models."""
+    models = dict(models or {})
+    unknown = [k for k in kinds if k not in RETRIEVER_BUILDERS]
+    if unknown:
+        raise ConfigError(f"Unknown retriever kind(s) {unknown}; known: {', '.join(sorted(RETRIEVER_BUILDERS))}")
+    taken = {s.name for s in existing}
+    duplicates = sorted({k for k in kinds if list(kinds).count(k) > 1} | (set(kinds) & taken))
+    if duplicates:
+        raise ConfigError(f"Retriever(s) {duplicates} given twice (or already in the index); each kind once")
+    chosen = {kind: models.get(kind) or DEFAULT_MODELS.get(kind, "") for kind in kinds}
+    if "bm25" in chosen and "bm25" not in models:  # chunk BM25 with a sibling's tokenizer: same chunk ids
+        siblings = {s.kind: s.model for s in existing} | chosen
+        chosen["bm25"] = next((siblings[k] for k in ("dense", "splade", "colbert") if k in siblings), chosen["bm25"])
+    text = [k for k in kinds if k in TEXT_KINDS]
+    size = chunk_size
+    if size is None:
+        size = next((s.chunk_size for s in existing if s.kind in TEXT_KINDS and s.chunk_size), None)
+    if size is None and text:
+        size = min(_capacity(k, chosen[k], allow_download) for k in text)
+    return tuple(
+        RetrieverSpec(
+            name=kind,
+            kind=kind,
+            model=chosen[kind],
+            store=store_for(kind, store),
+            chunk_size=size if kind in TEXT_KINDS else None,
+        )
+        for kind in kinds
+    )

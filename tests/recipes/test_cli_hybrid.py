@@ -1,0 +1,129 @@
+"""`ragloom ingest -r ... -r ...`: one index, several retrievers, fused by search/ask/eval; progress and --quiet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ragloom.recipes.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def docs(tmp_path: Path) -> Path:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "space.txt").write_text("The telescope observed a distant galaxy cluster bending light from quasars.")
+    (folder / "bread.md").write_text("# Bread\n\nKnead the dough for ten minutes, then let the bread rise.")
+    (folder / "court.txt").write_text("The court held the statute did not apply retroactively to contracts.")
+    return folder
+
+
+def _ingest(docs: Path, index: Path, *extra: str) -> object:
+    return runner.invoke(app, ["ingest", str(docs), "--index", str(index), "--offline", *extra])
+
+
+def test_hybrid_ingest_records_every_retriever_and_search_fuses_them(
+    tmp_path: Path, docs: Path, tiny_bert_dir: Path, tiny_mlm_dir: Path
+) -> None:
+    index = tmp_path / "index"
+    result = _ingest(
+        docs,
+        index,
+        "-r", "dense", "-r", "splade", "-r", "bm25",
+        "--model", f"dense={tiny_bert_dir}", "--model", f"splade={tiny_mlm_dir}",
+        "--store", "memory", "--fusion-key", "page",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (
+        "dense: 3 chunks" in result.output and "splade: 3 chunks" in result.output and "bm25: 3 chunks" in result.output
+    )
+    spec = json.loads((index / "ragloom.json").read_text())
+    kinds = {r["kind"]: r for r in spec["retrievers"]}
+    assert list(kinds) == ["dense", "splade", "bm25"]
+    assert kinds["bm25"]["model"] == str(tiny_bert_dir), "BM25 chunks with the dense tokenizer"
+    sizes = {r["chunk_size"] for r in spec["retrievers"]}
+    assert sizes == {62}, "one chunk size for all (the tiny BERT's 64 positions less [CLS]/[SEP])"
+    assert kinds["splade"]["store"] == "sparse" and kinds["bm25"]["store"] == "bm25s"
+    assert spec["fusion"] == {"kind": "rrf", "key": "page", "k": 60}
+    for name in ("dense", "splade", "bm25"):
+        assert (index / name).is_dir()
+
+    result = runner.invoke(app, ["search", "knead the dough", "--index", str(index), "-k", "3", "--json", "--offline"])
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.stdout)
+    assert hits[0]["doc_id"] == "bread.md", "BM25 finds the exact words; fusion keeps it first"
+    assert {h["doc_id"] for h in hits} == {"bread.md", "space.txt", "court.txt"}
+
+
+def test_ingest_into_an_index_without_that_retriever_says_how_to_add_it(
+    tmp_path: Path, docs: Path, tiny_bert_dir: Path
+) -> None:
+    index = tmp_path / "index"
+    assert _ingest(docs, index, "--model", str(tiny_bert_dir), "--store", "memory", "-q").exit_code == 0
+    result = _ingest(docs, index, "-r", "bm25")
+    assert result.exit_code == 2
+    assert "ragloom index add-retriever" in result.output and "-r bm25" in result.output
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["-r", "nosuch"], "Unknown retriever kind"),
+        (["-r", "bm25", "-r", "bm25"], "given twice"),
+        (["-r", "dense", "--model", "splade=x"], "no -r splade retriever"),
+        (["-r", "dense", "-r", "bm25", "--fusion", "median"], "Unknown fusion kind"),
+        (["-r", "dense", "--fusion-key", "doc"], "--fusion-key must be chunk or page"),
+    ],
+)
+def test_bad_retriever_flags_are_typed_errors(tmp_path: Path, docs: Path, flags: list[str], message: str) -> None:
+    result = _ingest(docs, tmp_path / "index", *flags)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert not (tmp_path / "index" / "ragloom.json").exists(), "nothing is written for a refused spec"
+
+
+def test_non_tty_progress_lines_and_quiet(
+    tmp_path: Path, docs: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAGLOOM_PROGRESS_INTERVAL", "0")
+    flags = ("-r", "dense", "-r", "bm25", "--model", str(tiny_bert_dir), "--store", "memory")
+    result = _ingest(docs, tmp_path / "a", *flags)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("Indexing")]
+    assert any("docs/s" in line and "/3 docs" in line for line in lines), result.stderr
+    assert lines[-1].startswith("Indexing: 3 docs in"), "a closing line with the rate"
+    assert "chunks/s" in result.stdout
+
+    result = _ingest(docs, tmp_path / "b", *flags, "--quiet")
+    assert result.exit_code == 0
+    assert "Indexing" not in result.stderr
+
+
+def test_search_per_page_flag_reaches_the_pipeline(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    from ragloom.types import Document, Page
+
+    text = "Knead the dough. " * 40 + "The court held the statute. " * 40
+    half = len("Knead the dough. " * 40)
+    doc = Document(id="book.pdf", text=text, pages=(Page(1, 0, half), Page(2, half, len(text))))
+    from ragloom.recipes.config import IndexSpec, RetrieverSpec, open_pipeline
+
+    index = tmp_path / "index"
+    spec = IndexSpec(retrievers=(RetrieverSpec(model=str(tiny_bert_dir), store="memory", chunk_size=16),))
+    with open_pipeline(index, spec=spec) as pipeline:
+        pipeline.ingest([doc])
+    base = ["search", "knead the dough", "--index", str(index), "-k", "5", "--json", "--offline"]
+    chunks = json.loads(runner.invoke(app, base).stdout)
+    pages = json.loads(runner.invoke(app, [*base, "--per-page"]).stdout)
+    assert len({(h["doc_id"], h["page"]) for h in chunks}) < len(chunks), "per chunk, pages repeat"
+    assert len(pages) == 2 and sorted(h["page"] for h in pages) == [1, 2], "one hit per page"
+    assert all(h["start"] < h["end"] and h["chunk_id"] for h in pages)
+
+
+def test_ask_help_shows_the_citation_marker() -> None:
+    result = runner.invoke(app, ["ask", "--help"])
+    assert "citing them as [n]" in " ".join(result.output.split())
