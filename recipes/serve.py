@@ -255,7 +255,10 @@ def build_app(
                         yield chunk({"content": value})
                     else:
                         payload = answer_json(value)
-                        yield chunk({"content": _sources_text(payload)}, "stop", payload)
+                        tail = _sources_text(payload)
+                        if payload["citations_inferred"]:  # the streamed text had no markers; show the cited one
+                            tail = f"\n\nWith citations: {payload['answer']}{tail}"
+                        yield chunk({"content": tail}, "stop", payload)
                 yield b"data: [DONE]\n\n"
 
             return StreamingResponse(sse(), media_type="text/event-stream")

@@ -67,7 +67,8 @@ def _checked(response: Any, url: str) -> dict[str, Any]:
     except ValueError:
         payload = None
     if response.status_code != 200:
-        message = (payload or {}).get("error", {}).get("message") if isinstance(payload, dict) else None
+        error = payload.get("error") if isinstance(payload, dict) else None
+        message = error.get("message") if isinstance(error, dict) else error
         raise EndpointError(
             f"The ragloom server at {url} answered {response.status_code}: {message or response.text[:200]}",
             status_code=response.status_code,
