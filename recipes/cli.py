@@ -7,6 +7,7 @@ verified by sha256); ``--offline`` forbids any download.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -80,22 +81,49 @@ def ingest(
     ] = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first unreadable file.")] = False,
     include: Annotated[list[str] | None, typer.Option(help="Only files matching this glob (repeatable).")] = None,
+    chroma_url: Annotated[
+        str | None, typer.Option(help="Keep dense vectors on this Chroma server (http://host:8000), not embedded.")
+    ] = None,
+    chroma_collection: Annotated[
+        str | None, typer.Option(help="Collection on the Chroma server (default: ragloom-INDEX-RETRIEVER).")
+    ] = None,
+    chroma_tenant: Annotated[str | None, typer.Option(help="Chroma server tenant.")] = None,
+    chroma_database: Annotated[str | None, typer.Option(help="Chroma server database.")] = None,
+    chroma_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="RAGLOOM_CHROMA_TOKEN", help="Chroma server token (env RAGLOOM_CHROMA_TOKEN; never saved)."
+        ),
+    ] = None,
     quiet: QuietOpt = False,
     offline: OfflineOpt = False,
 ) -> None:
     """Index files and folders (PDF, text, Markdown, HTML) into an index directory, with one or more retrievers."""
     from ragloom.recipes.config import IndexSpec, open_pipeline
+    from ragloom.recipes.index_plan import chroma_collection as chroma_collection_name
     from ragloom.recipes.index_plan import parse_models, plan_retrievers
     from ragloom.recipes.progress import progress_reporter
 
+    if chroma_token:
+        os.environ["RAGLOOM_CHROMA_TOKEN"] = chroma_token  # read where the store is opened; never written down
     try:
         spec = None
         if (index / "ragloom.json").exists():
             _check_same_retrievers(index, retriever)
         else:
             kinds = list(retriever or ["dense"])
+            chroma = {}
+            if chroma_url:
+                collection = chroma_collection or chroma_collection_name(index.resolve().name, "dense")
+                chroma = {"url": chroma_url, "collection": collection}
+                chroma |= {"tenant": chroma_tenant or "", "database": chroma_database or ""}
             specs = plan_retrievers(
-                kinds, parse_models(model, kinds), store=store, chunk_size=chunk_size, allow_download=not offline
+                kinds,
+                parse_models(model, kinds),
+                store=store,
+                chunk_size=chunk_size,
+                allow_download=not offline,
+                chroma=chroma,
             )
             spec = IndexSpec(retrievers=specs, fusion=_fusion_config(fusion, fusion_key))
         with _loading("Loading models", quiet):

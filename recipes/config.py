@@ -45,6 +45,35 @@ class RetrieverSpec:
     chunk_size: int | None = None
     overlap: int = 32
     options: dict[str, Any] = field(default_factory=dict)
+    chroma: dict[str, str] = field(default_factory=dict)
+    """A Chroma server for a dense retriever's vectors: ``url``, ``collection``, optional ``tenant``/``database``.
+    The token is never stored: it comes from ``RAGLOOM_CHROMA_TOKEN``."""
+
+
+CHROMA_TOKEN_ENV = "RAGLOOM_CHROMA_TOKEN"
+CHROMA_KEYS = ("url", "collection", "tenant", "database")
+
+
+def chroma_server_store(chroma: Mapping[str, str], normalized: bool) -> Any:
+    """The ChromaVectorStore of a Chroma server described by a spec's ``chroma`` (token from the environment)."""
+    import os
+
+    from ragloom.stores.chroma import ChromaVectorStore
+
+    unknown = sorted(set(chroma) - set(CHROMA_KEYS))
+    if unknown or not chroma.get("url"):
+        raise ConfigError(
+            f"A Chroma server needs 'url' (and may name {', '.join(CHROMA_KEYS[1:])}); got {dict(chroma)}"
+        )
+    token = os.environ.get(CHROMA_TOKEN_ENV)
+    return ChromaVectorStore(
+        url=chroma["url"],
+        collection=chroma.get("collection") or "ragloom",
+        tenant=chroma.get("tenant"),
+        database=chroma.get("database"),
+        headers={"Authorization": f"Bearer {token}"} if token else None,
+        metric="cosine" if normalized else "ip",
+    )
 
 
 @dataclass(frozen=True)
@@ -106,8 +135,13 @@ def _build_dense(spec: RetrieverSpec, directory: Path | None, allow_download: bo
 
     options = dict(spec.options)
     encoder = TransformersDenseEncoder(spec.model, allow_download=allow_download, **options)
+    store: Any = spec.store
+    if spec.chroma:
+        if spec.store != "chroma":
+            raise ConfigError(f"Retriever {spec.name!r}: a Chroma server needs store 'chroma', not {spec.store!r}")
+        store = chroma_server_store(spec.chroma, bool(encoder.fingerprint.get("normalize", False)))
     return DenseRetriever(
-        encoder, directory, store=spec.store, chunk_size=spec.chunk_size, overlap=spec.overlap, name=spec.name
+        encoder, directory, store=store, chunk_size=spec.chunk_size, overlap=spec.overlap, name=spec.name
     )
 
 
@@ -134,11 +168,20 @@ RETRIEVER_BUILDERS: dict[str, RetrieverBuilder | str] = {
 }
 
 
+CHROMA_KINDS = ("dense",)
+"""Kinds whose vectors can live on a Chroma server."""
+
+
 def build_retriever(spec: RetrieverSpec, index_dir: Path | None, allow_download: bool = False) -> Retriever:
     """Build (or reopen) the retriever ``spec`` describes, under ``index_dir / spec.name`` when given."""
     builder = RETRIEVER_BUILDERS.get(spec.kind)
     if builder is None:
         raise ConfigError(f"Unknown retriever kind {spec.kind!r}; known: {', '.join(sorted(RETRIEVER_BUILDERS))}")
+    if spec.chroma and spec.kind not in CHROMA_KINDS:
+        raise ConfigError(
+            f"Retriever {spec.name!r} ({spec.kind}) keeps its own index in the index directory; only "
+            f"{', '.join(CHROMA_KINDS)} retrievers store vectors on a Chroma server"
+        )
     if isinstance(builder, str):
         module, _, function = builder.partition(":")
         builder = getattr(importlib.import_module(module), function)

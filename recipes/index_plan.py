@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ragloom.errors import ConfigError
-from ragloom.recipes.config import DEFAULT_MODELS, RETRIEVER_BUILDERS, RetrieverSpec
+from ragloom.recipes.config import CHROMA_KINDS, DEFAULT_MODELS, RETRIEVER_BUILDERS, RetrieverSpec
 
-__all__ = ["PAGE_KINDS", "TEXT_KINDS", "parse_models", "plan_retrievers", "store_for"]
+__all__ = ["PAGE_KINDS", "TEXT_KINDS", "chroma_collection", "parse_models", "plan_retrievers", "store_for"]
 
 TEXT_KINDS = ("dense", "splade", "bm25", "late", "colbert")
 """Kinds that cut documents into token chunks (their chunk ids must agree for fusion)."""
@@ -69,10 +69,18 @@ def plan_retrievers(
     chunk_size: int | None = None,
     allow_download: bool = False,
     existing: Sequence[RetrieverSpec] = (),
+    chroma: dict[str, str] | None = None,
 ) -> tuple[RetrieverSpec, ...]:
     """One spec per kind (named after it). Text kinds share ``chunk_size``: the one given, else the one
-    ``existing`` text retrievers use, else the smallest default among the models."""
+    ``existing`` text retrievers use, else the smallest default among the models. ``chroma`` (a Chroma server:
+    url, collection, tenant, database) goes to the kinds that store vectors there."""
     models = dict(models or {})
+    chroma = {k: v for k, v in (chroma or {}).items() if v}
+    if chroma and not any(k in CHROMA_KINDS for k in kinds):
+        raise ConfigError(
+            f"A Chroma server stores the vectors of {', '.join(CHROMA_KINDS)} retrievers; none of {list(kinds)} "
+            "is one (add `-r dense`, or drop --chroma-url)"
+        )
     unknown = [k for k in kinds if k not in RETRIEVER_BUILDERS]
     if unknown:
         raise ConfigError(f"Unknown retriever kind(s) {unknown}; known: {', '.join(sorted(RETRIEVER_BUILDERS))}")
@@ -97,6 +105,15 @@ def plan_retrievers(
             model=chosen[kind],
             store=store_for(kind, store),
             chunk_size=size if kind in TEXT_KINDS else None,
+            chroma=dict(chroma) if chroma and kind in CHROMA_KINDS else {},
         )
         for kind in kinds
     )
+
+
+def chroma_collection(index: str, name: str) -> str:
+    """A Chroma collection name for one retriever of one index (3-512 of [a-zA-Z0-9._-], alphanumeric ends)."""
+    import re
+
+    slug = re.sub(r"[^a-zA-Z0-9._-]+", "-", f"ragloom-{index}-{name}").strip("-._")
+    return slug[:512]

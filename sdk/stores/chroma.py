@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from ragloom.errors import ConfigError, InvalidInputError, MissingExtraError
+from ragloom.errors import ConfigError, EndpointError, InvalidInputError, MissingExtraError
 from ragloom.persistence import atomic_write_json, crash_point, read_json, remove_durably
 from ragloom.protocols import Filters
 from ragloom.types import Chunk
@@ -51,6 +51,33 @@ def _where(filters: Filters | None) -> dict[str, Any] | None:
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
+class _ServerCalls:
+    """Wraps a chromadb client or collection on a server: a dropped connection becomes an EndpointError that
+    names the server and the fix, instead of an httpx traceback."""
+
+    def __init__(self, inner: Any, url: str) -> None:
+        self._inner, self._url = inner, url
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            import httpx
+
+            try:
+                return attr(*args, **kwargs)
+            except httpx.TransportError as exc:
+                raise EndpointError(
+                    f"The Chroma server at {self._url} did not answer ({exc}); start it (`chroma run --path DIR "
+                    "--port N`) or fix the URL (--chroma-url), then rerun: an interrupted ingest is finished from "
+                    "its journal when the index is next opened"
+                ) from exc
+
+        return call
+
+
 class ChromaVectorStore:
     """Chunks and vectors in a chromadb collection (cosine space for normalised vectors, else inner product)."""
 
@@ -62,6 +89,8 @@ class ChromaVectorStore:
         collection: str = "ragloom",
         metric: str = "cosine",
         headers: dict[str, str] | None = None,
+        tenant: str | None = None,
+        database: str | None = None,
         min_free_mb: int = MIN_FREE_MB,
     ) -> None:
         if metric not in ("cosine", "ip"):
@@ -81,13 +110,19 @@ class ChromaVectorStore:
             parsed = urlparse(url)
             if parsed.scheme not in ("http", "https") or not parsed.hostname:
                 raise ConfigError(f"Chroma server URL must look like http://host:8000, got {url!r}")
+            server: dict[str, Any] = {"tenant": tenant} if tenant else {}
+            if database:
+                server["database"] = database
             self._client = chromadb.HttpClient(
                 host=parsed.hostname,
                 port=parsed.port or (443 if parsed.scheme == "https" else 8000),
                 ssl=parsed.scheme == "https",
                 headers=headers,
                 settings=settings,
+                **server,
             )
+        elif tenant or database:
+            raise ConfigError("Chroma tenant and database apply to a Chroma server; pass url= as well")
         elif path is None:
             self._client = chromadb.EphemeralClient(settings=settings)
         else:
@@ -95,11 +130,15 @@ class ChromaVectorStore:
             self._client = chromadb.PersistentClient(path=str(path), settings=settings)
         self.url, self.path, self.metric, self.collection_name = url, path, metric, collection
         self.min_free_mb = min_free_mb
+        if url:
+            self._client = _ServerCalls(self._client, url)
         self._collection = self._client.get_or_create_collection(
             name=collection,
             embedding_function=None,
             configuration={"hnsw": {"space": metric}},
         )
+        if url:
+            self._collection = _ServerCalls(self._collection, url)
         self._lock = threading.RLock()
         self._pending = Path(path) / PENDING_NAME if path is not None and not url else None
         # Document ids, read once and then kept current by our own writes: only once this store has written (so
