@@ -169,7 +169,7 @@ def test_two_processes_ingest_into_one_server(chroma_server: ChromaServer, tiny_
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        )
         for name in ("a", "b")
     ]
     outputs = [p.communicate(timeout=240)[0].decode() for p in processes]
@@ -201,7 +201,7 @@ def test_server_restart_mid_ingest_loses_nothing(encoder: TransformersDenseEncod
         with pipeline() as pipe:
             pipe.ingest(first)
             server.stop()  # the server goes away between two batches of one ingest run
-            with pytest.raises(EndpointError, match="Chroma server at .* did not answer"):
+            with pytest.raises(EndpointError, match=r"Chroma server at .* did not answer"):
                 pipe.ingest(second)
         assert (tmp_path / "index" / "dense" / "ingest-journal.json").exists(), "the batch in flight is journaled"
         server.start()
