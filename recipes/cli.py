@@ -79,6 +79,14 @@ def ingest(
         int | None,
         typer.Option(help="Tokens per chunk (default: the smallest limit of the models, at most 512)."),
     ] = None,
+    index_per_page: Annotated[
+        bool,
+        typer.Option(
+            "--per-page/--per-chunk",
+            help="What search/ask return by default: one hit per page (best chunk shown; pageless text files stay "
+            "per chunk) or every chunk.",
+        ),
+    ] = True,
     strict: Annotated[bool, typer.Option(help="Stop at the first unreadable file.")] = False,
     include: Annotated[list[str] | None, typer.Option(help="Only files matching this glob (repeatable).")] = None,
     chroma_url: Annotated[
@@ -125,7 +133,11 @@ def ingest(
                 allow_download=not offline,
                 chroma=chroma,
             )
-            spec = IndexSpec(retrievers=specs, fusion=_fusion_config(fusion, fusion_key))
+            spec = IndexSpec(
+                retrievers=specs,
+                fusion=_fusion_config(fusion, fusion_key),
+                group_by="page" if index_per_page else "chunk",
+            )
         with _loading("Loading models", quiet):
             pipeline = open_pipeline(index, spec=spec, allow_download=not offline)
         with pipeline, progress_reporter("Indexing", unit="docs", quiet=quiet) as progress:
@@ -528,6 +540,7 @@ def demo(
             fusion="rrf",
             fusion_key="chunk",
             chunk_size=None,
+            index_per_page=True,
             quiet=False,
             strict=False,
             include=["*.pdf"],

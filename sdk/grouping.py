@@ -1,9 +1,13 @@
 """Page-aware results: one hit per (document, page) instead of one per chunk.
 
-Several chunks of one page often rank close together, so a chunk list repeats pages. Grouping keeps the page's
-best-ranked chunk as its representative (the one shown and cited) and scores the page from all of its chunks in
-the list, so a page that several chunks support ranks above a page with one lucky chunk. Hits without a page
-(plain text, Markdown, HTML) stay one per chunk.
+Several chunks of one page often rank close together, so a chunk list repeats pages (about 2 of every 10 slots on
+the bundled court opinions). Grouping keeps the page's best-ranked chunk as its representative (the one shown and
+cited). The page's score is that chunk's score by default (``"max"``); ``"rrf"`` sums 1/(60 + rank) over all of the
+page's chunks instead, so a page that several chunks support ranks above a page with one strong chunk. Measured on
+24 hand-written questions over the 106 pages of ``sample_pdfs`` (``python -m benchmarks page_grouping``), ``"max"``
+kept page-hit@10 and page MRR@10 of the chunk list (dense 0.917/0.508 vs 0.917/0.497, dense+BM25 RRF
+0.958/0.706 vs 0.958/0.706) with no repeated page, while ``"rrf"`` lost (0.875/0.399 fused): long pages gather many
+weak chunks. Hits without a page (plain text, Markdown, HTML) stay one per chunk.
 """
 
 from __future__ import annotations
@@ -35,12 +39,12 @@ def page_key(hit: Hit) -> str:
     return f"{chunk.doc_id}\x00p{chunk.page}" if chunk.page is not None else chunk.id
 
 
-def group_by_page(hits: Sequence[Hit], *, score: PageScore = "rrf", rrf_k: int = RRF_K) -> list[Hit]:
-    """One hit per page, ranked by the page's combined score; the page's best-ranked chunk represents it.
+def group_by_page(hits: Sequence[Hit], *, score: PageScore = "max", rrf_k: int = RRF_K) -> list[Hit]:
+    """One hit per page; the page's best-ranked chunk represents it.
 
-    ``score="rrf"``: Σ 1/(rrf_k + rank) over the page's chunks in ``hits`` (rank-based, so it combines any score
-    kind, fused or not); ``"max"``: the best chunk's own score (plain de-duplication). The explanation names the
-    chunks (by rank) that the page gathered.
+    ``score="max"``: the page keeps its best chunk's score and rank order (de-duplication; the measured default);
+    ``"rrf"``: Σ 1/(rrf_k + rank) over the page's chunks in ``hits`` (rank-based, so it combines any score kind,
+    fused or not). The explanation names the chunks (by rank) that the page gathered.
     """
     if score not in PAGE_SCORES:
         raise ConfigError(f"page score must be 'rrf' or 'max', got {score!r}")

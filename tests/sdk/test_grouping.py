@@ -24,7 +24,7 @@ def test_pages_gather_their_chunks_and_keep_the_best_one() -> None:
         _hit("notes.txt", None, 0, 5, 0.5),
         _hit("notes.txt", None, 50, 6, 0.4),
     ]
-    grouped = group_by_page(hits)
+    grouped = group_by_page(hits, score="rrf")
     assert [(h.chunk.doc_id, h.chunk.page) for h in grouped][:2] == [("a.pdf", 2), ("a.pdf", 1)], (
         "three supporting chunks outrank one slightly better chunk"
     )
@@ -36,10 +36,11 @@ def test_pages_gather_their_chunks_and_keep_the_best_one() -> None:
     assert grouped[0].score == pytest.approx(expected) and grouped[0].score_kind == "rrf"
 
 
-def test_max_score_is_plain_deduplication() -> None:
+def test_max_score_is_the_default_and_plain_deduplication() -> None:
     hits = [_hit("a.pdf", 1, 0, 1, 0.9), _hit("a.pdf", 2, 100, 2, 0.8), _hit("a.pdf", 1, 10, 3, 0.7)]
-    grouped = group_by_page(hits, score="max")
+    grouped = group_by_page(hits)
     assert [(h.chunk.page, h.score) for h in grouped] == [(1, 0.9), (2, 0.8)]
+    assert "2 chunk(s) at ranks 1, 3" in grouped[0].explanation
     assert grouped[0].score_kind == "cosine"
     with pytest.raises(ConfigError, match="page score"):
         group_by_page(hits, score="sum")  # type: ignore[arg-type]
