@@ -64,6 +64,8 @@ class ChromaVectorStore:
         headers: dict[str, str] | None = None,
         min_free_mb: int = MIN_FREE_MB,
     ) -> None:
+        self.state_missing = False
+        """True when an embedded store had no database file (or an empty one) when opened."""
         if metric not in ("cosine", "ip"):
             raise ConfigError(f"ChromaVectorStore metric must be 'cosine' or 'ip', got {metric!r}")
         chromadb = _import_chromadb()
@@ -91,6 +93,8 @@ class ChromaVectorStore:
         elif path is None:
             self._client = chromadb.EphemeralClient(settings=settings)
         else:
+            database = Path(path) / "chroma.sqlite3"
+            self.state_missing = not database.exists() or database.stat().st_size == 0
             Path(path).mkdir(parents=True, exist_ok=True)
             self._client = chromadb.PersistentClient(path=str(path), settings=settings)
         self.url, self.path, self.metric, self.collection_name = url, path, metric, collection
@@ -166,6 +170,14 @@ class ChromaVectorStore:
             if self._known is not None:
                 self._known.update(c.doc_id for c in part)
             crash_point("chroma.added")
+
+    def reload(self) -> None:
+        """Forget cached document ids and reopen the collection (another process committed meanwhile)."""
+        with self._lock:
+            self._known = None
+            self._collection = self._client.get_or_create_collection(
+                name=self.collection_name, embedding_function=None, configuration={"hnsw": {"space": self.metric}}
+            )
 
     def needs_recovery(self) -> bool:
         """True when a replacement was interrupted (call :meth:`recover` while holding the writer lock)."""

@@ -65,9 +65,13 @@ class InMemoryVectorStore:
         self._matrix = np.zeros((0, dim or 0), dtype=np.float32)
         self._rows_by_doc: dict[str, list[int]] = {}
         self._db: sqlite3.Connection | None = None
+        self.state_missing = True
+        """True when the store had no database file (or an empty one) when opened."""
         if self.path is not None:
             self.path.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path / "vectors.sqlite", check_same_thread=False)
+            database = self.path / "vectors.sqlite"
+            self.state_missing = not database.exists() or database.stat().st_size == 0
+            self._db = sqlite3.connect(database, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
@@ -76,6 +80,11 @@ class InMemoryVectorStore:
     @property
     def config(self) -> dict[str, object]:
         return {"kind": "memory", "metric": "dot"}
+
+    def reload(self) -> None:
+        """Re-read every row (another process committed since this one loaded)."""
+        with self._lock:
+            self._load()
 
     def _load(self) -> None:
         assert self._db is not None

@@ -173,6 +173,8 @@ def run_verify(cmd: dict[str, Any], encoder: Any) -> dict[str, Any]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         target = build(cmd, encoder)
+        if hasattr(target, "recover"):
+            target.recover()  # a writer finishes an interrupted batch (readers never do)
     result: dict[str, Any] = {"warnings": [str(w.message)[:200] for w in caught], "retrievers": {}}
     index = Path(cmd["index"])
     for retriever in retrievers_of(target):

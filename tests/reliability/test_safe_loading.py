@@ -49,7 +49,7 @@ def classify(path: Path) -> str:
         return "sqlite-shm"
     if path.name in CHROMA_HNSW:
         return "hnsw-binary"
-    if path.name == ".lock" and not data:
+    if path.name in (".lock", ".pipeline.lock") and not data:
         return "lock"
     try:
         json.loads(data)
