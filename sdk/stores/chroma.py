@@ -13,16 +13,18 @@ from __future__ import annotations
 import base64
 import errno
 import json
+import math
 import os
 import threading
-from collections.abc import Sequence
+import zlib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
 
-from ragloom.errors import ConfigError, InvalidInputError, MissingExtraError
+from ragloom.errors import ConfigError, IndexCorruptError, InvalidInputError, MissingExtraError
 from ragloom.persistence import atomic_write_json, crash_point, read_json, remove_durably
 from ragloom.protocols import Filters
 from ragloom.types import Chunk
@@ -42,6 +44,10 @@ def _import_chromadb() -> Any:
     except ImportError as exc:
         raise MissingExtraError("chromadb", "chroma", "the chromadb store") from exc
     return chromadb
+
+
+def _text_crc(text: str, described: str) -> int:
+    return zlib.crc32(described.encode("utf-8", "surrogatepass"), zlib.crc32(text.encode("utf-8", "surrogatepass")))
 
 
 def _where(filters: Filters | None) -> dict[str, Any] | None:
@@ -201,10 +207,12 @@ class ChromaVectorStore:
 
     @staticmethod
     def _metadata(chunk: Chunk) -> dict[str, Any]:
+        described = json.dumps({k: v for k, v in chunk.to_dict().items() if k != "text"}, ensure_ascii=False)
         meta: dict[str, Any] = {
             "doc_id": chunk.doc_id,
             "source": chunk.source,
-            "_chunk": json.dumps({k: v for k, v in chunk.to_dict().items() if k != "text"}, ensure_ascii=False),
+            "_chunk": described,
+            "_crc": _text_crc(chunk.text, described),
         }
         if chunk.page is not None:
             meta["page"] = chunk.page
@@ -245,11 +253,43 @@ class ChromaVectorStore:
         for docs, metas, dists in zip(result["documents"], result["metadatas"], result["distances"]):
             row = []
             for text, meta, distance in zip(docs, metas, dists):
-                data = json.loads(str(meta["_chunk"]))
-                data["text"] = text or ""
-                row.append((Chunk.from_dict(data), 1.0 - float(distance)))
+                row.append((self._checked_chunk(text or "", meta), self._checked_score(float(distance))))
             out.append(row)
         return out
+
+    def _damaged(self, what: str) -> IndexCorruptError:
+        where = self.url or self.path
+        return IndexCorruptError(
+            f"The chroma index at {where} is damaged: {what}. Restore it from a backup, or delete it and re-ingest the "
+            "sources (`ragloom index verify` checks every retriever of an index)."
+        )
+
+    def _checked_chunk(self, text: str, meta: Mapping[str, Any]) -> Chunk:
+        """The chunk a hit stands for, refused when its stored text no longer matches its checksum."""
+        try:
+            described = str(meta["_chunk"])
+            stored = meta.get("_crc")
+            if stored is not None and int(stored) != _text_crc(text, described):
+                raise self._damaged(f"the text of a chunk of {meta.get('doc_id')!r} was changed on disk")
+            data = json.loads(described)
+            data["text"] = text
+            return Chunk.from_dict(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self._damaged(f"a chunk's metadata is malformed ({exc})") from exc
+
+    def _checked_score(self, distance: float) -> float:
+        """1 - distance; for cosine a score outside [-1, 1] can only come from a damaged HNSW file."""
+        score = 1.0 - distance
+        if not math.isfinite(score) or (self.metric == "cosine" and abs(score) > 1.0 + 1e-3):
+            raise self._damaged(f"a search scored {score:.3f}, outside what {self.metric} similarity can give")
+        return score
+
+    def verify(self) -> dict[str, int]:
+        """Read every chunk back and check its text checksum; returns counts, raises IndexCorruptError."""
+        found = self._collection.get(include=["metadatas", "documents"])
+        for text, meta in zip(found["documents"] or [], found["metadatas"] or []):
+            self._checked_chunk(text or "", meta)
+        return {"chunks": len(found["ids"]), "documents": len({m["doc_id"] for m in found["metadatas"] or []})}
 
     def doc_ids(self) -> set[str]:
         with self._lock:

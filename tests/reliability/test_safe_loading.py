@@ -142,7 +142,7 @@ def test_planted_pickles_never_run(tmp_path: Path, encoder: Any, monkeypatch: py
         )
     with pipeline:
         assert pipeline.retrieve("galaxy", k=2)
-        with pytest.raises(IndexCorruptError, match="ingest-journal.json"):
+        with pytest.raises(IndexCorruptError, match=r"ingest-journal\.json"):
             pipeline.ingest([CONTRACT_DOCUMENTS[2]])
         (index / "a" / "ingest-journal.json").unlink()
         pipeline.ingest([CONTRACT_DOCUMENTS[2]])
