@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ragloom.errors import RagloomError
+from ragloom.recipes.index_maintenance import index_app
 from ragloom.recipes.mcp_cli import mcp as mcp_command
 
 app = typer.Typer(
@@ -32,6 +33,7 @@ app = typer.Typer(
 models_app = typer.Typer(help="List and fetch the default models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.command("mcp")(mcp_command)
+app.add_typer(index_app, name="index")
 console = Console()
 err = Console(stderr=True)
 
@@ -107,7 +109,8 @@ def ingest(
         _fail(exc)
     console.print(
         f"Indexed [bold]{len(report.documents)}[/] documents "
-        f"({', '.join(f'{n}: {c} chunks' for n, c in report.chunks.items())}) in {report.seconds:.1f}s "
+        f"({', '.join(f'{n}: {c} chunks' for n, c in report.chunks.items())}) in {report.seconds:.1f}s"
+        f"{f', {len(report.unchanged)} unchanged' if report.unchanged else ''} "
         f"→ {index}"
     )
     for failure in report.failures:

@@ -53,8 +53,9 @@ _crash_counts: dict[str, int] = {}
 def crash_point(name: str) -> None:
     """A named step of a write, for the crash-safety tests; does nothing unless the environment asks.
 
-    ``RAGLOOM_CRASH_AT=name:n`` kills this process with SIGKILL the n-th time (1-based) it reaches ``name``;
-    ``RAGLOOM_CRASH_TRACE=FILE`` appends every step reached to FILE (how the tests enumerate the steps).
+    ``RAGLOOM_CRASH_AT=name:n`` kills this process with SIGKILL the n-th time (1-based) it reaches ``name``
+    (``RAGLOOM_CRASH_SIGNAL=INT`` sends SIGINT instead: a Ctrl-C at that step); ``RAGLOOM_CRASH_TRACE=FILE`` appends
+    every step reached to FILE (how the tests enumerate the steps).
     """
     at, trace = os.environ.get(CRASH_ENV), os.environ.get(CRASH_TRACE_ENV)
     if not at and not trace:
@@ -64,7 +65,8 @@ def crash_point(name: str) -> None:
         with open(trace, "a", encoding="utf-8") as handle:
             handle.write(f"{name}:{count}\n")
     if at == f"{name}:{count}":
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGINT if os.environ.get("RAGLOOM_CRASH_SIGNAL") == "INT" else signal.SIGKILL)
+        time.sleep(1.0)  # SIGINT is raised as KeyboardInterrupt at the next bytecode
 
 
 def _fsync_dir(path: Path) -> None:

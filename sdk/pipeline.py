@@ -127,6 +127,11 @@ class Pipeline:
             )
 
     @property
+    def pending_write(self) -> bool:
+        """True while an interrupted ingest or delete waits for a writer to finish it."""
+        return self._journal is not None and self._journal.has_pending()
+
+    @property
     def documents(self) -> DocumentStore:
         """The store of acknowledged documents (kept in memory for a pipeline of in-memory retrievers)."""
         return self._docstore
