@@ -20,7 +20,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from ragloom.errors import RagloomError
-from ragloom.recipes.index_cli import app as index_app
+from ragloom.recipes.index_cli import add_retriever
+from ragloom.recipes.index_maintenance import index_app
 from ragloom.recipes.mcp_cli import mcp as mcp_command
 from ragloom.recipes.output import answer_json, hit_rows
 from ragloom.recipes.serve_cli import serve as serve_command
@@ -36,6 +37,7 @@ models_app = typer.Typer(help="List and fetch the default models.", no_args_is_h
 app.add_typer(models_app, name="models")
 app.command("mcp")(mcp_command)
 app.add_typer(index_app, name="index")
+index_app.command("add-retriever")(add_retriever)
 app.command("serve")(serve_command)
 console = Console()
 err = Console(stderr=True)
@@ -112,8 +114,10 @@ def ingest(
     from ragloom.recipes.index_plan import parse_models, plan_retrievers
     from ragloom.recipes.progress import progress_reporter
 
-    if chroma_token:
-        os.environ["RAGLOOM_CHROMA_TOKEN"] = chroma_token  # read where the store is opened; never written down
+    if chroma_token:  # read where the store is opened; never written down, and sent only to the URL given here
+        os.environ["RAGLOOM_CHROMA_TOKEN"] = chroma_token
+        if chroma_url:
+            os.environ["RAGLOOM_CHROMA_URL"] = chroma_url
     try:
         spec = None
         if (index / "ragloom.json").exists():
@@ -148,7 +152,8 @@ def ingest(
     rate = f"{len(report.documents) / report.seconds:.1f} docs/s, {chunks / report.seconds:.1f} chunks/s"
     console.print(
         f"Indexed [bold]{len(report.documents)}[/] documents "
-        f"({', '.join(f'{n}: {c} chunks' for n, c in report.chunks.items())}) in {report.seconds:.1f}s "
+        f"({', '.join(f'{n}: {c} chunks' for n, c in report.chunks.items())}) in {report.seconds:.1f}s"
+        f"{f', {len(report.unchanged)} unchanged' if report.unchanged else ''} "
         f"({rate}) → {escape(str(index))}",
         highlight=False,
     )

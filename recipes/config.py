@@ -2,21 +2,29 @@
 
 An index directory keeps ``ragloom.json`` (the retrievers, fusion and generator it was built with) and one
 subdirectory per retriever, so ``ragloom ask --index DIR`` needs no model flags: the index knows its models.
-Builders for each retriever kind live in ``RETRIEVER_BUILDERS``; adapters register more kinds there.
+Builders for each retriever kind live in ``RETRIEVER_BUILDERS`` (a kind maps to a builder function or a
+``module:function`` path resolved on first use).
+
+An index folder is data that may come from someone else, so a spec read from disk is trusted with nothing that
+runs code or spends credentials: it cannot turn on ``trust_remote_code`` (only the caller can, with
+``open_pipeline(..., trust_remote_code=True)``), models load as data only (safetensors and JSON), and the
+generator's endpoint and API-key variable come from the caller (flags, ``OPENAI_BASE_URL``/``OPENAI_API_KEY``),
+never from the file.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import os
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ragloom.errors import ConfigError, IndexCorruptError
 from ragloom.fusion import fuser_from_config
-from ragloom.persistence import atomic_write_json, read_json
+from ragloom.persistence import atomic_write_json, check_index_tree, read_json
 from ragloom.pipeline import Pipeline
 from ragloom.protocols import Generator, Retriever
 
@@ -32,6 +40,9 @@ __all__ = [
 
 SPEC_NAME = "ragloom.json"
 SPEC_VERSION = 1
+SPEC_MAX_BYTES = 1 << 20
+_CALLER_ONLY = frozenset({"base_url", "api_key_env"})
+"""Generator settings a spec file may hold (older ragloom wrote them) but that only the caller decides."""
 
 
 @dataclass(frozen=True)
@@ -47,10 +58,13 @@ class RetrieverSpec:
     options: dict[str, Any] = field(default_factory=dict)
     chroma: dict[str, str] = field(default_factory=dict)
     """A Chroma server for a dense retriever's vectors: ``url``, ``collection``, optional ``tenant``/``database``.
-    The token is never stored: it comes from ``RAGLOOM_CHROMA_TOKEN``."""
+    The token is never stored: it comes from ``RAGLOOM_CHROMA_TOKEN`` and is sent only when ``RAGLOOM_CHROMA_URL``
+    names the same server."""
 
 
 CHROMA_TOKEN_ENV = "RAGLOOM_CHROMA_TOKEN"
+CHROMA_URL_ENV = "RAGLOOM_CHROMA_URL"
+"""The server the caller vouches for: the token goes only there."""
 CHROMA_KEYS = ("url", "collection", "tenant", "database")
 
 
@@ -66,6 +80,12 @@ def chroma_server_store(chroma: Mapping[str, str], normalized: bool) -> Any:
             f"A Chroma server needs 'url' (and may name {', '.join(CHROMA_KEYS[1:])}); got {dict(chroma)}"
         )
     token = os.environ.get(CHROMA_TOKEN_ENV)
+    if token and os.environ.get(CHROMA_URL_ENV, "").rstrip("/") != chroma["url"].rstrip("/"):
+        # a spec file is data: it may not send the caller's credential to a server of its choosing
+        raise ConfigError(
+            f"{CHROMA_TOKEN_ENV} is set but the index names the Chroma server {chroma['url']!r}; confirm that server "
+            f"by setting {CHROMA_URL_ENV}={chroma['url']} (the token is only sent to the URL the caller names)"
+        )
     return ChromaVectorStore(
         url=chroma["url"],
         collection=chroma.get("collection") or "ragloom",
@@ -104,26 +124,40 @@ class IndexSpec:
 
     @classmethod
     def load(cls, directory: Path) -> IndexSpec:
+        """Read ``ragloom.json`` as untrusted data (see the module docs)."""
         path = directory / SPEC_NAME
-        if not path.exists():
+        if not os.path.lexists(path):
             raise IndexCorruptError(
                 f"{directory} is not a ragloom index (no {SPEC_NAME}); create one with `ragloom ingest PATH "
                 f"--index {directory}`"
             )
-        data = read_json(path)
-        if data.get("format_version") != SPEC_VERSION:
-            raise IndexCorruptError(f"{path}: unsupported format version {data.get('format_version')}")
+        data = read_json(path, max_bytes=SPEC_MAX_BYTES)
+        if not isinstance(data, dict) or data.get("format_version") != SPEC_VERSION:
+            version = data.get("format_version") if isinstance(data, dict) else None
+            raise IndexCorruptError(f"{path}: unsupported format version {version}")
         try:
-            return cls(
-                retrievers=tuple(RetrieverSpec(**r) for r in data["retrievers"]),
+            retrievers = tuple(RetrieverSpec(**r) for r in data["retrievers"])
+            generator = dict(data.get("generator") or {})
+            spec = cls(
+                retrievers=retrievers,
                 fusion=dict(data.get("fusion") or {}),
-                generator=GeneratorSpec(**(data.get("generator") or {})),
+                generator=GeneratorSpec(**{k: v for k, v in generator.items() if k not in _CALLER_ONLY}),
                 k=int(data.get("k", 5)),
                 candidates=int(data.get("candidates", 50)),
                 group_by=str(data.get("group_by", "chunk")),
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise IndexCorruptError(f"{path} is malformed: {exc}") from exc
+        for retriever in spec.retrievers:
+            if not isinstance(retriever.options, dict) or not isinstance(retriever.model, str):
+                raise IndexCorruptError(f"{path}: retriever {retriever.name!r} is malformed")
+            if "trust_remote_code" in retriever.options:
+                raise ConfigError(
+                    f"{path} asks to run the model code of retriever {retriever.name!r} (trust_remote_code). An index "
+                    "folder never turns that on: remove the option from the file, and if you have read that model's "
+                    "code and trust it, pass trust_remote_code=True to open_pipeline yourself."
+                )
+        return spec
 
 
 RetrieverBuilder = Callable[[RetrieverSpec, "Path | None", bool], Retriever]
@@ -188,7 +222,16 @@ def build_retriever(spec: RetrieverSpec, index_dir: Path | None, allow_download:
     return builder(spec, index_dir / spec.name if index_dir is not None else None, allow_download)
 
 
-def build_generator(spec: GeneratorSpec, allow_download: bool = False) -> Generator:
+def build_generator(
+    spec: GeneratorSpec,
+    allow_download: bool = False,
+    *,
+    base_url: str | None = None,
+    api_key_env: str | None = None,
+) -> Generator:
+    """The generator a spec names. For ``openai`` the endpoint is ``base_url``, else ``spec.base_url`` as the caller
+    built it, else ``$OPENAI_BASE_URL``, else a local server on 127.0.0.1:8000; the key is read from ``api_key_env``
+    (default ``OPENAI_API_KEY``). A spec loaded from an index folder carries neither (module docs)."""
     if spec.kind == "local":
         from ragloom.adapters.generators.local import TransformersGenerator
 
@@ -198,8 +241,8 @@ def build_generator(spec: GeneratorSpec, allow_download: bool = False) -> Genera
 
         return OpenAICompatibleGenerator(
             spec.model,
-            base_url=spec.base_url or "http://127.0.0.1:8000/v1",
-            api_key_env=spec.api_key_env,
+            base_url=base_url or spec.base_url or os.environ.get("OPENAI_BASE_URL") or "http://127.0.0.1:8000/v1",
+            api_key_env=api_key_env or spec.api_key_env,
             max_tokens=spec.max_new_tokens,
         )
     raise ConfigError(f"Unknown generator kind {spec.kind!r}; use 'local' or 'openai'")
@@ -212,15 +255,25 @@ def open_pipeline(
     with_generator: bool = False,
     generator: Generator | None = None,
     allow_download: bool = False,
+    trust_remote_code: bool = False,
 ) -> Pipeline:
-    """Open (or create, when ``spec`` is given for a new directory) the pipeline of an index directory."""
+    """Open (or create, when ``spec`` is given for a new directory) the pipeline of an index directory.
+
+    ``trust_remote_code`` lets the index's models run their own code; only the caller can say so (module docs)."""
     index_dir = Path(index_dir)
-    existing = (index_dir / SPEC_NAME).exists()
+    existing = os.path.lexists(index_dir / SPEC_NAME)
     if spec is None:
         spec = IndexSpec.load(index_dir)
     elif not existing:
         index_dir.mkdir(parents=True, exist_ok=True)
         spec.save(index_dir)
+    check_index_tree(index_dir)
+    if trust_remote_code:
+        trusted = tuple(
+            r if r.kind == "bm25" else replace(r, options={**r.options, "trust_remote_code": True})
+            for r in spec.retrievers
+        )
+        spec = replace(spec, retrievers=trusted)
     retrievers = [build_retriever(r, index_dir, allow_download) for r in spec.retrievers]
     if with_generator and generator is None:
         generator = build_generator(spec.generator, allow_download)
@@ -232,6 +285,7 @@ def open_pipeline(
         k=spec.k,
         candidates=spec.candidates,
         group_by=spec.group_by,  # type: ignore[arg-type]
+        path=index_dir,
     )
 
 

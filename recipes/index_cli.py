@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -41,39 +41,61 @@ def add_retriever(
     offline: Annotated[bool, typer.Option("--offline", help="Never download models.")] = False,
 ) -> None:
     """Build new retrievers over the documents already in an index and add them to its spec."""
+    from ragloom.docstore import DOCSTORE_NAME
     from ragloom.errors import ConfigError, RagloomError
-    from ragloom.recipes.config import IndexSpec, build_retriever
+    from ragloom.journal import JOURNAL_NAME
+    from ragloom.persistence import IndexLock
+    from ragloom.pipeline import STATE_LOCK
+    from ragloom.recipes.config import IndexSpec
     from ragloom.recipes.index_plan import parse_models, plan_retrievers
-    from ragloom.recipes.progress import progress_reporter
 
     try:
         spec = IndexSpec.load(index)
-        store_path = index / "documents.sqlite"
+        store_path = index / DOCSTORE_NAME
         if not store_path.exists():
             raise ConfigError(
-                f"{index} has no document store ({store_path.name}); it was built before ragloom kept one. "
+                f"{index} has no document store ({DOCSTORE_NAME}); it was built before ragloom kept one. "
                 f"Re-ingest its sources with `ragloom ingest PATHS --index {index}`, then add retrievers"
             )
-        from ragloom.docstore import DocumentStore
-
+        if (index / JOURNAL_NAME).exists():
+            raise ConfigError(
+                f"A write to {index} was interrupted; finish it first with `ragloom index recover {index}`"
+            )
         new = plan_retrievers(
-            retriever,
-            parse_models(model, retriever),
-            store=store,
-            allow_download=not offline,
-            existing=spec.retrievers,
+            retriever, parse_models(model, retriever), store=store, allow_download=not offline, existing=spec.retrievers
         )
-        documents = DocumentStore(store_path)
-        total = len(documents)
-        chunks: dict[str, int] = {}
+        lock = IndexLock(index, name=STATE_LOCK)  # no ingest may change the documents while they are read
+        lock.acquire()
+        try:
+            total, chunks = _build_all(index, spec, new, quiet=quiet, allow_download=not offline)
+        finally:
+            lock.release()
+    except RagloomError as exc:
+        _fail(str(exc))
+        return
+    names = ", ".join(f"{name}: {n} chunks" for name, n in chunks.items())
+    print(f"Added {', '.join(s.name for s in new)} over {total} documents ({names}) → {index}")
+
+
+def _build_all(
+    index: Path, spec: Any, new: Sequence[Any], *, quiet: bool, allow_download: bool
+) -> tuple[int, dict[str, int]]:
+    """Index every stored document into each new retriever, recording each in the spec once it holds them all."""
+    from ragloom.docstore import DOCSTORE_NAME, DocumentStore
+    from ragloom.recipes.config import build_retriever
+    from ragloom.recipes.progress import progress_reporter
+
+    documents = DocumentStore(index / DOCSTORE_NAME)
+    total = len(documents)
+    chunks: dict[str, int] = {}
+    try:
         for retriever_spec in new:
-            built = build_retriever(retriever_spec, index, allow_download=not offline)
+            built = build_retriever(retriever_spec, index, allow_download=allow_download)
             try:
                 done = 0
                 with progress_reporter(f"Indexing ({retriever_spec.name})", quiet=quiet) as progress:
                     for batch in documents.iter_documents():
-                        step = _offset(progress, done, total)
-                        added = built.add(batch, progress=step)  # type: ignore[call-arg]
+                        added = built.add(batch, progress=_offset(progress, done, total))  # type: ignore[call-arg]
                         chunks[retriever_spec.name] = chunks.get(retriever_spec.name, 0) + len(added)
                         done += len(batch)
             finally:
@@ -82,9 +104,6 @@ def add_retriever(
                     close()
             spec = dataclasses.replace(spec, retrievers=(*spec.retrievers, retriever_spec))
             spec.save(index)  # recorded only once the retriever holds every document
+    finally:
         documents.close()
-    except RagloomError as exc:
-        _fail(str(exc))
-        return
-    names = ", ".join(f"{name}: {n} chunks" for name, n in chunks.items())
-    print(f"Added {', '.join(s.name for s in new)} over {total} documents ({names}) → {index}")
+    return total, chunks

@@ -7,6 +7,8 @@ text chunked the same way gets the same ids in every retriever and fuses exactly
 from __future__ import annotations
 
 import bisect
+import hashlib
+import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -53,6 +55,26 @@ class OffsetTokenizer:
             raise ConfigError("Chunking needs a fast tokenizer (with offset mapping); load it with use_fast=True")
         self._tokenizer = tokenizer
         self.name = name or str(getattr(tokenizer, "name_or_path", type(tokenizer).__name__))
+        self._digest: str | None = None
+
+    @property
+    def digest(self) -> str:
+        """A digest of everything that decides the tokens (vocabulary, normaliser, pre-tokeniser, special tokens):
+        a tokenizer edited in place, with the same weights, must not open an index built with the old one."""
+        if self._digest is None:
+            backend = getattr(self._tokenizer, "backend_tokenizer", None)
+            state = backend.to_str() if backend is not None else repr(sorted(self._tokenizer.get_vocab().items()))
+            extra = json.dumps(
+                {
+                    "special": {
+                        k: str(v) for k, v in sorted(getattr(self._tokenizer, "special_tokens_map", {}).items())
+                    },
+                    "lowercase": bool(getattr(self._tokenizer, "do_lower_case", False)),
+                },
+                sort_keys=True,
+            )
+            self._digest = hashlib.sha256((state + extra).encode("utf-8")).hexdigest()[:16]
+        return self._digest
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
         if not text:
@@ -90,13 +112,17 @@ class TokenChunker:
     @property
     def config(self) -> Mapping[str, object]:
         """What the manifest records: chunks made with another config must not mix into the same index."""
-        return {
+        config: dict[str, object] = {
             "kind": "tokens",
             "tokenizer": str(getattr(self.tokenizer, "name", type(self.tokenizer).__name__)),
             "chunk_size": self.chunk_size,
             "overlap": self.overlap,
             "sentence_aware": self.sentence_aware,
         }
+        digest = getattr(self.tokenizer, "digest", None)
+        if isinstance(digest, str):
+            config["tokenizer_sha256"] = digest
+        return config
 
     def chunk(self, document: Document) -> list[Chunk]:
         """The chunks of one document, in reading order."""

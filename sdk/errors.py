@@ -85,6 +85,10 @@ class IndexCorruptError(RagloomError):
     """An index directory is unreadable, of an unknown format, or fails its integrity check."""
 
 
+class IndexRecoveryError(RagloomError):
+    """An interrupted write could not be finished; nothing was removed and the next write tries again."""
+
+
 class EmptyIndexError(RagloomError):
     """An operation needs documents but the index holds none."""
 

@@ -8,11 +8,13 @@ before the first vector: an index killed during its first batch still names the 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ragloom.persistence import IndexLock, Manifest, remove_stale_temp_files
+from ragloom.errors import IndexCorruptError
+from ragloom.persistence import MANIFEST_NAME, IndexLock, Manifest, check_index_tree, remove_stale_temp_files
 
 __all__ = ["IndexFolder", "stored_chunk_size"]
 
@@ -43,20 +45,65 @@ class IndexFolder:
         self._fingerprint, self._units, self._extra = dict(fingerprint), dict(units), dict(extra or {})
         self._lock: IndexLock | None = None
         self.path.mkdir(parents=True, exist_ok=True)
+        check_index_tree(self.path)
+        self._stamp = self._manifest_stamp()
         self.manifest = Manifest.load(self.path)
         if self.manifest is not None:
             self.manifest.check_compatible(self.path, kind, fingerprint, units)
+        self.generation = self.manifest.generation if self.manifest is not None else 0
+        """The manifest generation this process's store reflects."""
+
+    def _manifest_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            info = os.stat(self.path / MANIFEST_NAME, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        return (info.st_ino, info.st_size, info.st_mtime_ns)
+
+    def refresh(self, reload: Callable[[], None]) -> bool:
+        """For readers: when another process committed since this one loaded (the manifest's generation moved),
+        call ``reload`` so searches see the new state. One ``stat`` when nothing changed. True if reloaded."""
+        if self._lock is not None:
+            return False  # the writer is the only one changing the index
+        stamp = self._manifest_stamp()
+        if stamp == self._stamp:
+            return False
+        manifest = Manifest.load(self.path)
+        self._stamp = stamp
+        if manifest is None or manifest.generation == self.generation:
+            return False
+        manifest.check_compatible(self.path, self.kind, self._fingerprint, self._units)
+        reload()
+        self.manifest, self.generation = manifest, manifest.generation
+        return True
+
+    def check_not_emptied(self, stored_chunks: int, missing: str | None) -> None:
+        """Cheap check on open: the manifest counts chunks but the store's files are gone or empty."""
+        counted = int((self.manifest.counts if self.manifest is not None else {}).get("chunks", 0) or 0)
+        if counted > 0 and stored_chunks == 0 and missing:
+            raise IndexCorruptError(
+                f"{missing} is missing or empty, but the manifest of {self.path} counts {counted} chunks. The index "
+                "was damaged: restore the folder from a backup, or delete it and re-ingest the sources "
+                "(`ragloom index verify` checks every retriever of an index)."
+            )
 
     @property
     def writing(self) -> bool:
         """Whether this process holds the writer lock."""
         return self._lock is not None
 
-    def acquire(self, store: Any, store_config: Mapping[str, Any], counts: Callable[[], Mapping[str, int]]) -> None:
+    def acquire(
+        self,
+        store: Any,
+        store_config: Mapping[str, Any],
+        counts: Callable[[], Mapping[str, int]],
+        reload: Callable[[], None] | None = None,
+    ) -> None:
         """Take the writer lock (once; raises IndexLockedError while another writer holds it) and make the folder
         consistent: the manifest re-read and checked (another process may have created the index since this one
-        opened it), stale temp files removed, the store's interrupted write finished, the manifest on disk. If any
-        of that fails the lock is given back, so the next write tries again."""
+        opened it), the store reloaded with ``reload`` when another process committed since this one loaded it (a
+        stale in-memory state written back would lose that process's documents), stale temp files removed, the
+        store's interrupted write finished, the manifest on disk. If any of that fails the lock is given back."""
         if self._lock is not None:
             return
         lock = IndexLock(self.path)
@@ -65,6 +112,9 @@ class IndexFolder:
             self.manifest = Manifest.load(self.path)
             if self.manifest is not None:
                 self.manifest.check_compatible(self.path, self.kind, self._fingerprint, self._units)
+                if self.manifest.generation != self.generation and reload is not None:
+                    reload()
+                self.generation = self.manifest.generation
             for folder in {self.path, getattr(store, "path", None)} - {None}:
                 remove_stale_temp_files(folder)  # left by a writer killed mid atomic write
             recover = getattr(store, "recover", None)
@@ -89,6 +139,8 @@ class IndexFolder:
             )
         self.manifest.counts = dict(counts)
         self.manifest.save(self.path)
+        self.generation = self.manifest.generation
+        self._stamp = self._manifest_stamp()
 
     def release(self) -> None:
         """Give the writer lock back (every write is already committed)."""

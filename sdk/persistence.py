@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import signal
+import stat
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -22,19 +23,24 @@ from ragloom.errors import EncoderMismatchError, IndexCorruptError, IndexLockedE
 
 __all__ = [
     "FORMAT_VERSION",
+    "MANIFEST_NAME",
     "IndexLock",
     "Manifest",
     "atomic_write_bytes",
     "atomic_write_json",
+    "check_index_tree",
     "compare_fingerprints",
     "crash_point",
     "file_sha256",
     "read_json",
+    "read_regular_bytes",
     "remove_durably",
     "remove_stale_temp_files",
 ]
 
 FORMAT_VERSION = 1
+LATER_KEYS = frozenset({"chunker.tokenizer_sha256"})
+"""Fingerprint keys added after format version 1: a manifest that lacks one is not a mismatch."""
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = ".lock"
 
@@ -47,8 +53,9 @@ _crash_counts: dict[str, int] = {}
 def crash_point(name: str) -> None:
     """A named step of a write, for the crash-safety tests; does nothing unless the environment asks.
 
-    ``RAGLOOM_CRASH_AT=name:n`` kills this process with SIGKILL the n-th time (1-based) it reaches ``name``;
-    ``RAGLOOM_CRASH_TRACE=FILE`` appends every step reached to FILE (how the tests enumerate the steps).
+    ``RAGLOOM_CRASH_AT=name:n`` kills this process with SIGKILL the n-th time (1-based) it reaches ``name``
+    (``RAGLOOM_CRASH_SIGNAL=INT`` sends SIGINT instead: a Ctrl-C at that step); ``RAGLOOM_CRASH_TRACE=FILE`` appends
+    every step reached to FILE (how the tests enumerate the steps).
     """
     at, trace = os.environ.get(CRASH_ENV), os.environ.get(CRASH_TRACE_ENV)
     if not at and not trace:
@@ -58,7 +65,8 @@ def crash_point(name: str) -> None:
         with open(trace, "a", encoding="utf-8") as handle:
             handle.write(f"{name}:{count}\n")
     if at == f"{name}:{count}":
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGINT if os.environ.get("RAGLOOM_CRASH_SIGNAL") == "INT" else signal.SIGKILL)
+        time.sleep(1.0)  # SIGINT is raised as KeyboardInterrupt at the next bytecode
 
 
 def _fsync_dir(path: Path) -> None:
@@ -119,13 +127,74 @@ def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:
     atomic_write_bytes(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False).encode("utf-8") + b"\n")
 
 
-def read_json(path: str | os.PathLike[str]) -> Any:
-    """Read a JSON file; a malformed one raises IndexCorruptError naming it."""
+JSON_MAX_BYTES = 16 * 1024 * 1024
+"""The largest index JSON file read by default (manifests and specs are a few KB; a bigger one is hostile)."""
+
+
+def read_regular_bytes(path: str | os.PathLike[str], max_bytes: int) -> bytes:
+    """The bytes of an index file that must be a regular file of at most ``max_bytes``.
+
+    Index folders may come from someone else: a symlink (to /dev/zero, or out of the folder), a FIFO (which would
+    block for ever) or an oversized file raises :class:`IndexCorruptError` instead of being followed or read.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # binary junk (a planted pickle, say) too
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:  # ELOOP: a symlink refused by O_NOFOLLOW
+        raise IndexCorruptError(f"{path} cannot be opened as an index file ({exc}); it must be a regular file") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise IndexCorruptError(f"{path} is not a regular file; remove it and restore the index from a backup")
+        if info.st_size > max_bytes:
+            raise IndexCorruptError(
+                f"{path} is {info.st_size} bytes, more than the {max_bytes} an index file of this kind may hold"
+            )
+        chunks: list[bytes] = []
+        remaining = max_bytes + 1
+        while remaining > 0:
+            block = os.read(fd, min(remaining, 1 << 20))
+            if not block:
+                break
+            chunks.append(block)
+            remaining -= len(block)
+        data = b"".join(chunks)
+        if len(data) > max_bytes:
+            raise IndexCorruptError(f"{path} grew past {max_bytes} bytes while being read")
+        return data
+    finally:
+        os.close(fd)
+
+
+def read_json(path: str | os.PathLike[str], max_bytes: int = JSON_MAX_BYTES) -> Any:
+    """Read a JSON index file (a regular file, at most ``max_bytes``); a malformed one raises IndexCorruptError."""
+    data = read_regular_bytes(path, max_bytes)
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:  # binary junk (a pickle, say) too
         raise IndexCorruptError(f"{path} is not valid JSON ({exc}); restore it from a backup or re-index") from exc
+
+
+def check_index_tree(directory: str | os.PathLike[str]) -> None:
+    """Refuse an index folder that holds symlinks or special files: writes must never leave the folder (a linked
+    ``vectors.sqlite`` would modify a database elsewhere) and reads must never block on a FIFO. The folder itself
+    may be a symlink (an index kept on another disk)."""
+    root = Path(directory)
+    if not root.exists():
+        return
+    for current, dirs, files in os.walk(root, followlinks=False):
+        for name in (*dirs, *files):
+            entry = Path(current) / name
+            mode = os.lstat(entry).st_mode
+            if stat.S_ISLNK(mode):
+                raise IndexCorruptError(
+                    f"{entry} is a symbolic link; an index folder holds only regular files and folders (writes must "
+                    "never leave it). Replace the link with the file it points to, or re-index."
+                )
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                raise IndexCorruptError(f"{entry} is not a regular file; remove it and re-index")
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -142,12 +211,12 @@ class IndexLock:
     A second writer is refused at once with :class:`IndexLockedError` unless ``timeout`` says to wait.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], timeout: float = 0.0) -> None:
+    def __init__(self, directory: str | os.PathLike[str], timeout: float = 0.0, name: str = LOCK_NAME) -> None:
         from filelock import FileLock
 
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._lock = FileLock(str(self.directory / LOCK_NAME))
+        self._lock = FileLock(str(self.directory / name))
         self.timeout = timeout
 
     def acquire(self) -> None:
@@ -206,10 +275,14 @@ class Manifest:
     format_version: int = FORMAT_VERSION
     created_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
+    generation: int = 0
+    """Counts the manifest's saves: a process that loaded generation g and finds another on disk reloads its store
+    before writing (no lost update) or searching (readers see later commits)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "format_version": self.format_version,
+            "generation": self.generation,
             "kind": self.kind,
             "encoder": self.encoder,
             "chunker": self.chunker,
@@ -222,13 +295,14 @@ class Manifest:
 
     def save(self, directory: str | os.PathLike[str]) -> None:
         self.updated_at = time.time()
+        self.generation += 1
         atomic_write_json(Path(directory) / MANIFEST_NAME, self.to_dict())
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> Manifest | None:
         """The manifest in ``directory``, or None when the directory holds no index yet."""
         path = Path(directory) / MANIFEST_NAME
-        if not path.exists():
+        if not os.path.lexists(path):
             return None
         data = read_json(path)
         if not isinstance(data, dict) or "kind" not in data:
@@ -249,6 +323,7 @@ class Manifest:
             format_version=int(version),
             created_at=float(data.get("created_at", 0.0)),
             updated_at=float(data.get("updated_at", 0.0)),
+            generation=int(data.get("generation", 0)),
         )
 
     def check_compatible(
@@ -264,5 +339,8 @@ class Manifest:
             differences["kind"] = (self.kind, kind)
         differences.update(compare_fingerprints(self.encoder, encoder, "encoder."))
         differences.update(compare_fingerprints(self.chunker, chunker, "chunker."))
+        for key in LATER_KEYS:  # indexes written before ragloom recorded these keys still open
+            if key in differences and differences[key][0] is None:
+                del differences[key]
         if differences:
             raise EncoderMismatchError(str(directory), differences)

@@ -3,81 +3,46 @@
 A plain class, not a graph engine. Sync and async twins share one implementation of each step; async methods
 never block the event loop (native async where a component has it, a worker thread otherwise).
 
-Ingest journal: each batch of documents is written to ``ingest-journal.json`` in the directory of every
-persistent retriever (one with a ``path``) before any retriever sees it, and removed once all have indexed it.
-A process killed in between leaves the journal behind; the next Pipeline built over those retrievers replays the
-batch into all of them (once; if the replay dies too, the batch is deleted from all instead), so a kill never
-leaves a document in one index and missing from another, and never loses an acknowledged one. Deletes are
-journaled the same way.
+Writes go through the ingest journal (:mod:`ragloom.journal`) and the document store (:mod:`ragloom.docstore`) in
+the pipeline's state folder (``path``, else the first persistent retriever's folder): a batch is journaled whole,
+given to every retriever, recorded as acknowledged, and only then un-journaled. A writer that stopped in between is
+rolled *forward* by the next writer, never back, so an acknowledged document is never lost. Readers (search, ask)
+take no lock and never recover. Re-ingesting a document whose content is unchanged does no work.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 import time
-import uuid
 import warnings
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ragloom.attribution import attribute_sentences, has_markers
-from ragloom.errors import ConfigError, IndexLockedError, RagloomError, RagloomWarning
+from ragloom.docstore import DOCSTORE_NAME, DocumentStore, document_digest
+from ragloom.errors import ConfigError, IndexRecoveryError, RagloomWarning
 from ragloom.fusion import ReciprocalRankFusion
 from ragloom.grouping import GroupBy, check_group_by, group_by_page
-from ragloom.persistence import atomic_write_json, crash_point, read_json, remove_durably
+from ragloom.journal import JOURNAL_NAME, IngestJournal, JournalEntry
+from ragloom.persistence import IndexLock, check_index_tree, crash_point
 from ragloom.prompting import PromptBuilder, PromptParts, check_citations
-from ragloom.protocols import Filters, Fuser, Generator, Reranker, Retriever
+from ragloom.protocols import Filters, Fuser, Generator, PersistentRetriever, Reranker, Retriever
 from ragloom.retrieval import ProgressCallback, check_query
 from ragloom.tokens import default_token_counter
-from ragloom.types import Answer, Document, Hit, Page
+from ragloom.types import Answer, Document, Hit
 
 __all__ = ["JOURNAL_NAME", "IngestReport", "Pipeline"]
 
-JOURNAL_NAME = "ingest-journal.json"
 _BATCH_CHARS = 32 * 1024 * 1024
+STATE_LOCK = ".pipeline.lock"
+_STATE_LOCK = STATE_LOCK
 
 
-def _document_json(doc: Document) -> dict[str, Any]:
-    return {
-        "id": doc.id,
-        "text": doc.text,
-        "source": doc.source,
-        "pages": [[p.number, p.start, p.end] for p in doc.pages],
-        "metadata": dict(doc.metadata),
-    }
-
-
-def _document_from_json(data: Mapping[str, Any]) -> Document:
-    return Document(
-        id=str(data["id"]),
-        text=str(data["text"]),
-        source=str(data.get("source", "")),
-        pages=tuple(Page(int(n), int(a), int(b)) for n, a, b in data.get("pages") or ()),
-        metadata=dict(data.get("metadata") or {}),
-    )
-
-
-def _journal_dirs(retrievers: Sequence[Retriever]) -> list[Path]:
+def _persistent_dirs(retrievers: Sequence[Retriever]) -> list[Path]:
     """Directories of the persistent retrievers (the ones a crash can leave out of step)."""
-    dirs = []
-    for retriever in retrievers:
-        path = getattr(retriever, "path", None)
-        if isinstance(path, (str, Path)):
-            dirs.append(Path(path))
-    return dirs
-
-
-def _lock_writers(retrievers: Sequence[Retriever]) -> None:
-    """Take every retriever's writer lock up front (retrievers that have one), so no journal is written into an
-    index another process is writing."""
-    for retriever in retrievers:
-        acquire = getattr(retriever, "_acquire_writer", None)
-        if callable(acquire):
-            acquire()
+    return [Path(r.path) for r in retrievers if isinstance(r, PersistentRetriever) and isinstance(r.path, (str, Path))]
 
 
 def _ingest_batches(documents: list[Document], size: int) -> Iterator[list[Document]]:
@@ -95,13 +60,15 @@ def _ingest_batches(documents: list[Document], size: int) -> Iterator[list[Docum
 
 @dataclass(frozen=True)
 class IngestReport:
-    """What an ingest did: documents indexed, chunks per retriever, files that failed or were skipped."""
+    """What an ingest did: documents indexed, chunks per retriever, documents skipped because their content was
+    already indexed (``unchanged``), files that failed or were skipped."""
 
     documents: tuple[str, ...]
     chunks: dict[str, int]
     failures: tuple[object, ...] = ()
     skipped: tuple[str, ...] = ()
     seconds: float = 0.0
+    unchanged: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -116,6 +83,8 @@ class Pipeline:
     ``ingest_batch`` documents at most go through all retrievers at a time (the unit of the ingest journal).
     ``group_by="page"`` returns one hit per (document, page) (see :func:`ragloom.grouping.group_by_page`); hits
     without a page stay one per chunk.
+    ``path`` is the index folder that keeps the pipeline's own state (document store, ingest journal); without it
+    the first persistent retriever's folder does; a pipeline of in-memory retrievers keeps none.
     """
 
     retrievers: Sequence[Retriever]
@@ -126,6 +95,7 @@ class Pipeline:
     k: int = 5
     candidates: int = 50
     ingest_batch: int = 1000
+    path: str | Path | None = None
     group_by: GroupBy = "chunk"
 
     def __post_init__(self) -> None:
@@ -142,74 +112,134 @@ class Pipeline:
         if self.ingest_batch < 1:
             raise ConfigError(f"ingest_batch must be >= 1, got {self.ingest_batch}")
         check_group_by(self.group_by)
-        self.recover()
+        dirs = _persistent_dirs(self.retrievers)
+        state = Path(self.path) if self.path is not None else (dirs[0] if dirs else None)
+        self._state_dir = state
+        self._journal = IngestJournal(state, dirs) if state is not None else None
+        self._state_lock: IndexLock | None = None
+        self._recovered = 0
+        if state is not None:
+            state.mkdir(parents=True, exist_ok=True)
+            if self.path is not None:
+                check_index_tree(state)
+        self._docstore = DocumentStore(state / DOCSTORE_NAME if state is not None else None)
+        if self._journal is not None and self._journal.has_pending():
+            warnings.warn(
+                f"A write to the index at {state} was interrupted; its batch is finished by the next ingest or "
+                f"delete, or by `ragloom index recover {state}`. Until then a replaced document may show its old "
+                "version in some retrievers.",
+                RagloomWarning,
+                stacklevel=3,
+            )
 
-    # -- the ingest journal -----------------------------------------------------------------------------------------
-    def _write_journal(self, dirs: list[Path], entry: dict[str, Any]) -> None:
-        for directory in dirs:
-            atomic_write_json(directory / JOURNAL_NAME, entry)
-            crash_point("pipeline.journal_written")
+    @property
+    def pending_write(self) -> bool:
+        """True while an interrupted ingest or delete waits for a writer to finish it."""
+        return self._journal is not None and self._journal.has_pending()
 
-    @staticmethod
-    def _clear_journal(dirs: list[Path]) -> None:
-        for directory in dirs:
-            remove_durably(directory / JOURNAL_NAME)
-            crash_point("pipeline.journal_removed")
+    @property
+    def documents(self) -> DocumentStore:
+        """The store of acknowledged documents (kept in memory for a pipeline of in-memory retrievers)."""
+        return self._docstore
+
+    # -- writing: lock, recover, journal ------------------------------------------------------------------------------
+    def _begin_write(self) -> None:
+        """Take every writer lock (pipeline state first, then each retriever's) and roll a pending batch forward."""
+        if self._state_dir is None:
+            return
+        if self._state_lock is None:
+            lock = IndexLock(self._state_dir, name=_STATE_LOCK)
+            lock.acquire()
+            self._state_lock = lock
+        for retriever in self.retrievers:
+            if isinstance(retriever, PersistentRetriever):
+                retriever.acquire_writer()
+        self._roll_forward()
 
     def recover(self) -> int:
-        """Finish what a killed ingest or delete left half done (see the module docs); returns the documents
-        replayed or deleted. Runs when the Pipeline is built; a journal whose index another process is writing
-        (its lock is held) is left to that process."""
-        dirs = _journal_dirs(self.retrievers)
-        entries: dict[str, dict[str, Any]] = {}
-        for directory in dirs:
-            path = directory / JOURNAL_NAME
-            if not path.exists():
-                continue
-            try:
-                entry = read_json(path)
-                entries.setdefault(str(entry["batch"]), entry)
-            except (RagloomError, KeyError, TypeError) as exc:
-                warnings.warn(f"Ignoring an unreadable ingest journal {path}: {exc}", RagloomWarning, stacklevel=2)
-        if not entries:
+        """Finish what an interrupted ingest or delete left half done (see the module docs); returns the number of
+        documents re-indexed or deleted. Takes the writer locks (raises IndexLockedError while another process
+        writes); a failure leaves the journal for the next try and raises IndexRecoveryError."""
+        if self._journal is None or not self._journal.has_pending():
             return 0
-        try:
-            _lock_writers(self.retrievers)
-        except IndexLockedError:
-            return 0  # a live writer owns the journal
-        touched = 0
-        for entry in sorted(entries.values(), key=lambda e: float(e.get("created", 0.0))):
-            ids = [str(i) for i in entry.get("ids", [])]
-            replayed = False
+        self._begin_write()
+        return self._recovered
+
+    def _roll_forward(self) -> None:
+        assert self._journal is not None
+        self._recovered = 0
+        for entry in self._journal.pending():
             try:
-                if entry.get("op") == "add" and int(entry.get("attempts", 0)) == 0:
-                    self._write_journal(dirs, {**entry, "attempts": 1})  # a replay that dies is not replayed again
-                    docs = [_document_from_json(d) for d in entry["documents"]]
-                    with contextlib.suppress(Exception):
-                        for retriever in self.retrievers:
-                            retriever.add(docs)
-                            crash_point("pipeline.replayed")
-                        replayed = True
-                if not replayed:  # a delete, or a replay that failed: make the batch absent everywhere
-                    for retriever in self.retrievers:
-                        retriever.delete(ids)
+                self._apply(entry)
             except Exception as exc:
-                warnings.warn(
-                    f"Could not finish an interrupted {entry.get('op')} of {len(ids)} document(s) ({exc}); the "
-                    f"journal stays in place and is tried again when the pipeline is next opened: {ids[:5]}",
-                    RagloomWarning,
-                    stacklevel=2,
-                )
-                continue
-            self._clear_journal(dirs)
-            touched += len(ids)
-            what = "re-indexed in" if replayed else "removed from"
+                raise IndexRecoveryError(
+                    f"Could not finish an interrupted {entry.op} of {len(entry.ids)} document(s) in "
+                    f"{self._state_dir} ({type(exc).__name__}: {exc}). Nothing was removed; the journal stays and is "
+                    "tried again by the next write or `ragloom index recover`. If this batch can never succeed, "
+                    "`ragloom index recover --discard` puts back the previously indexed versions instead."
+                ) from exc
+            self._journal.clear()
+            self._recovered += len(entry.ids)
             warnings.warn(
-                f"Recovered an interrupted {entry.get('op')}: {len(ids)} document(s) {what} every retriever: {ids[:5]}",
+                f"Finished an interrupted {entry.op}: {len(entry.ids)} document(s) "
+                f"{'re-indexed in' if entry.op == 'add' else 'deleted from'} every retriever: {list(entry.ids[:5])}",
                 RagloomWarning,
-                stacklevel=2,
+                stacklevel=4,
             )
+
+    def _apply(
+        self,
+        entry: JournalEntry,
+        progress: ProgressCallback | None = None,
+        before: int = 0,
+        total: int = 0,
+        chunks: dict[str, int] | None = None,
+    ) -> None:
+        """Give one journaled batch to every retriever, then record it in the document store."""
+        if entry.op == "add":
+            size, passes = len(entry.documents), len(self.retrievers)
+            for position, retriever in enumerate(self.retrievers):
+                step = _offset_progress(progress, before, total, position, size, passes)
+                added = retriever.add(list(entry.documents), progress=step)  # type: ignore[call-arg]
+                if chunks is not None:
+                    chunks[retriever.name] += len(added)
+                crash_point("pipeline.added")
+            self._docstore.put(entry.documents)
+        else:
+            for retriever in self.retrievers:
+                retriever.delete(list(entry.ids))
+                crash_point("pipeline.deleted")
+            self._docstore.delete(entry.ids)
+
+    def discard_pending(self) -> int:
+        """Give up an interrupted batch that can never succeed: every retriever gets back the acknowledged version
+        of its documents (documents never acknowledged are removed). Returns the documents touched."""
+        if self._journal is None or not self._journal.has_pending():
+            return 0
+        if self._state_lock is None:
+            lock = IndexLock(self._state_dir, name=_STATE_LOCK)  # type: ignore[arg-type]
+            lock.acquire()
+            self._state_lock = lock
+        for retriever in self.retrievers:
+            if isinstance(retriever, PersistentRetriever):
+                retriever.acquire_writer()
+        touched = 0
+        for entry in self._journal.pending():
+            if entry.op == "add":
+                self._restore(self.retrievers, list(entry.ids))
+            touched += len(entry.ids)
+        self._journal.clear()
         return touched
+
+    def _restore(self, retrievers: Sequence[Retriever], ids: list[str]) -> None:
+        """Put the acknowledged version of ``ids`` back into ``retrievers`` (remove those never acknowledged)."""
+        known = self._docstore.get(ids)
+        fresh = [i for i in ids if i not in known]
+        for retriever in retrievers:
+            if known:
+                retriever.add(list(known.values()))
+            if fresh:
+                retriever.delete(fresh)
 
     # -- ingest ---------------------------------------------------------------------------------------------------
     def ingest(
@@ -223,9 +253,10 @@ class Pipeline:
         """Load files/folders (bad files are reported and skipped unless ``strict``) and index into every retriever.
 
         ``include`` keeps only files matching these glob patterns (e.g. ``["*.pdf"]``) when walking folders.
-        Documents go through the retrievers ``ingest_batch`` at a time. If a retriever raises, the batch in flight is
-        removed again from every retriever that took it (earlier batches stay, in all of them), so no document is
-        left visible in one index and missing from another; a killed ingest is finished by the journal (module docs).
+        Documents whose content is already indexed are skipped (``IngestReport.unchanged``). The rest go through the
+        retrievers ``ingest_batch`` at a time, each batch journaled first. If a retriever raises, every retriever that
+        took the batch gets back the acknowledged version of its documents; an interruption (Ctrl-C, a kill) leaves
+        the journal, and the next write finishes the batch (module docs). An acknowledged document is never lost.
         """
         started = time.perf_counter()
         if isinstance(sources, (str, Path, Document)):
@@ -241,59 +272,68 @@ class Pipeline:
             documents.extend(report.documents)
             failures, skipped = report.failures, report.skipped
         chunks = {retriever.name: 0 for retriever in self.retrievers}
-        dirs = _journal_dirs(self.retrievers)
-        if dirs and documents:
-            _lock_writers(self.retrievers)
+        unchanged: list[str] = []
+        if documents:
+            self._begin_write()
+            documents, unchanged = self._changed(documents)
         total, before = len(documents), 0
         for batch in _ingest_batches(documents, self.ingest_batch):
-            ids = [d.id for d in batch]
-            if dirs:
-                entry = {
-                    "op": "add",
-                    "batch": uuid.uuid4().hex,
-                    "created": time.time(),
-                    "retrievers": [r.name for r in self.retrievers],
-                    "ids": ids,
-                    "attempts": 0,
-                    "documents": [_document_json(d) for d in batch],
-                }
-                self._write_journal(dirs, entry)
-            tried: list[Retriever] = []
+            entry = JournalEntry.add(batch)
+            if self._journal is not None:
+                self._journal.write(entry)
             try:
-                for position, retriever in enumerate(self.retrievers):
-                    tried.append(retriever)
-                    step = _offset_progress(progress, before, total, position, len(batch), len(self.retrievers))
-                    chunks[retriever.name] += len(retriever.add(batch, progress=step))  # type: ignore[call-arg]
-                    crash_point("pipeline.added")
-            except BaseException:
-                clean = True
-                for retriever in tried:  # the failing one too: it may have committed part of the batch
-                    try:
-                        retriever.delete(ids)
-                    except Exception:
-                        clean = False
-                if dirs and clean:
-                    self._clear_journal(dirs)
+                self._apply(entry, progress, before, total, chunks)
+            except Exception:
+                self._undo(batch)
                 raise
-            if dirs:
-                self._clear_journal(dirs)
+            if self._journal is not None:
+                self._journal.clear()
             before += len(batch)
-        return IngestReport(tuple(d.id for d in documents), chunks, failures, skipped, time.perf_counter() - started)
+        return IngestReport(
+            tuple(d.id for d in documents), chunks, failures, skipped, time.perf_counter() - started, tuple(unchanged)
+        )
+
+    def _changed(self, documents: list[Document]) -> tuple[list[Document], list[str]]:
+        """Split off documents whose content every retriever already indexed (same digest in the store)."""
+        if self._docstore is None:
+            return documents, []
+        stored = self._docstore.digests(d.id for d in documents)
+        if not stored:
+            return documents, []
+        changed = [d for d in documents if stored.get(d.id) != document_digest(d)]
+        return changed, [d.id for d in documents if stored.get(d.id) == document_digest(d)]
+
+    def _undo(self, batch: list[Document]) -> None:
+        """After a retriever raised: put the acknowledged versions back so the batch leaves no trace. If that fails
+        too, the journal stays and the next writer rolls the batch forward instead."""
+        try:
+            self._restore(self.retrievers, [d.id for d in batch])
+        except Exception as exc:
+            warnings.warn(
+                f"Could not undo a failed batch of {len(batch)} document(s) ({exc}); it stays journaled and is "
+                "finished by the next write or `ragloom index recover`",
+                RagloomWarning,
+                stacklevel=3,
+            )
+            return
+        if self._journal is not None:
+            self._journal.clear()
 
     def delete(self, doc_ids: Sequence[str]) -> int:
-        """Remove documents from every retriever; returns the number of chunks removed (journaled like ingest)."""
+        """Remove documents from every retriever and the document store; returns the number of chunks removed
+        (journaled like an ingest, so an interrupted delete is finished by the next writer)."""
         ids = [doc_ids] if isinstance(doc_ids, str) else [str(i) for i in doc_ids]
-        dirs = _journal_dirs(self.retrievers)
-        if dirs:
-            _lock_writers(self.retrievers)
-            entry = {"op": "delete", "batch": uuid.uuid4().hex, "created": time.time(), "ids": ids}
-            self._write_journal(dirs, entry)
+        self._begin_write()
+        entry = JournalEntry.delete(ids)
+        if self._journal is not None:
+            self._journal.write(entry)
         removed = 0
         for retriever in self.retrievers:
             removed += retriever.delete(ids)
             crash_point("pipeline.deleted")
-        if dirs:
-            self._clear_journal(dirs)
+        self._docstore.delete(ids)
+        if self._journal is not None:
+            self._journal.clear()
         return removed
 
     # -- retrieval --------------------------------------------------------------------------------------------------
@@ -429,6 +469,10 @@ class Pipeline:
             close = getattr(component, "close", None)
             if callable(close):
                 close()
+        self._docstore.close()
+        if self._state_lock is not None:
+            self._state_lock.release()
+            self._state_lock = None
 
     def __enter__(self) -> Pipeline:
         return self

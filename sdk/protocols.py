@@ -6,6 +6,7 @@ Query/document asymmetry is in method names (``encode_queries`` / ``encode_docum
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -19,6 +20,7 @@ __all__ = [
     "Fuser",
     "Generator",
     "MultiVectorEncoder",
+    "PersistentRetriever",
     "Reranker",
     "Retriever",
     "SparseEncoder",
@@ -111,6 +113,21 @@ class Retriever(Protocol):
 
     def __len__(self) -> int:
         """Number of chunks indexed."""
+        ...
+
+
+@runtime_checkable
+class PersistentRetriever(Protocol):
+    """A retriever kept in a directory, with a single-writer lock: what a Pipeline's ingest journal needs."""
+
+    @property
+    def path(self) -> Path | None:
+        """The index directory (None when the retriever lives in memory only)."""
+        ...
+
+    def acquire_writer(self) -> None:
+        """Take the directory's writer lock (held until ``close``); raises IndexLockedError while another process
+        writes. Reloads what another process committed since this one opened the index, so no write is lost."""
         ...
 
 

@@ -7,7 +7,6 @@ the batch in flight. The first write takes the index directory's writer lock and
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ragloom.chunking import TokenChunker, WordTokenizer
-from ragloom.errors import ConfigError, IndexLockedError, InvalidInputError, RagloomWarning
+from ragloom.errors import ConfigError, InvalidInputError, RagloomWarning
 from ragloom.index_folder import IndexFolder, stored_chunk_size
 from ragloom.persistence import Manifest, crash_point
 from ragloom.protocols import DenseEncoder, Filters
@@ -199,9 +198,12 @@ class StoredRetrieverMethods(RetrieverMethods):
         return len(self.store)
 
     def _searchable(self, queries: Sequence[str], k: int) -> bool:
-        """Typed errors for bad queries; False when there is nothing to search (no queries, an empty index)."""
+        """Typed errors for bad queries; False when there is nothing to search (no queries, an empty index). A
+        reader first picks up what another process committed since it loaded."""
         for query in queries:
             check_query(query, k)
+        if self._folder is not None:
+            self._folder.refresh(self._reload_store)
         return bool(queries) and len(self.store) > 0
 
     def _store_config(self) -> dict[str, Any]:
@@ -210,9 +212,24 @@ class StoredRetrieverMethods(RetrieverMethods):
     def _counts(self) -> dict[str, int]:
         return {"chunks": len(self.store), "documents": len(self.store.doc_ids())}
 
+    def acquire_writer(self) -> None:
+        """Take the index directory's writer lock (held until ``close``), reloading what another process committed
+        since this one opened the index; raises IndexLockedError while another process writes."""
+        self._acquire_writer()
+
     def _acquire_writer(self) -> None:
         if self._folder is not None:  # the manifest goes down before the first vector
-            self._folder.acquire(self.store, self._store_config(), self._counts)
+            self._folder.acquire(self.store, self._store_config(), self._counts, reload=self._reload_store)
+
+    def _reload_store(self) -> None:
+        reload = getattr(self.store, "reload", None)
+        if callable(reload):
+            reload()
+
+    def _check_store_on_open(self) -> None:
+        """A store whose files vanished under a manifest that counts chunks is damage, not an empty index."""
+        if self._folder is not None and getattr(self.store, "state_missing", False):
+            self._folder.check_not_emptied(len(self.store), str(getattr(self.store, "path", None) or self.path))
 
     def _save_manifest(self) -> None:
         if self._folder is not None:
@@ -270,9 +287,7 @@ class ChunkedVectorRetriever(StoredRetrieverMethods):
                         f"{stored_store!r} (asked for {wanted!r})"
                     )
         self.store = self._make_store(store, normalized, chroma_url, chroma_collection)
-        if self.path is not None and getattr(self.store, "needs_recovery", lambda: False)():
-            with contextlib.suppress(IndexLockedError):  # a live writer will finish its own work
-                self._acquire_writer()  # finishes the store's interrupted write
+        self._check_store_on_open()  # a reader never writes: an interrupted store write is finished by a writer
 
     # -- construction helpers -----------------------------------------------------------------------------------
     def _make_store(self, store: str | VectorStore, normalized: bool, url: str | None, collection: str) -> VectorStore:

@@ -63,6 +63,7 @@ class MultiVectorRetriever(StoredRetrieverMethods):
         self.store = MultiVectorStore(
             self.path / "store" if self.path else None, encoder.dim, self.settings, device=device
         )
+        self._check_store_on_open()
 
     # -- what subclasses provide -------------------------------------------------------------------------------------
     @property

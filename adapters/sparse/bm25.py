@@ -164,6 +164,8 @@ class BM25Retriever(RetrieverMethods):
                 self.path, kind=self.kind, fingerprint=self.fingerprint, units=self.chunker.config
             )
             self._load()
+            if not (self.path / "bm25" / "current.json").exists():
+                self._folder.check_not_emptied(len(self._chunks), str(self.path / "bm25" / "current.json"))
 
     @property
     def fingerprint(self) -> Mapping[str, object]:
@@ -215,6 +217,8 @@ class BM25Retriever(RetrieverMethods):
 
     def search(self, query: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
         check_query(query, k)
+        if self._folder is not None:  # a reader picks up what another process committed since it loaded
+            self._folder.refresh(self._reload)
         if self._model is None:
             return []
         terms = self._tokenize([query])[0]
@@ -321,10 +325,24 @@ class BM25Retriever(RetrieverMethods):
     def _store_config(self) -> dict[str, str]:
         return {"kind": "bm25s", "version": str(getattr(self._bm25s, "__version__", ""))}
 
+    def acquire_writer(self) -> None:
+        """Take the index directory's writer lock (held until ``close``), reloading what another process committed
+        since this one opened the index; raises IndexLockedError while another process writes."""
+        self._acquire_writer()
+
     def _acquire_writer(self) -> None:
         if self._folder is not None:  # the fingerprint is on disk before the first commit
-            counts = {"chunks": len(self._chunks), "documents": len(self.doc_ids())}
-            self._folder.acquire(None, self._store_config(), lambda: counts)
+            self._folder.acquire(
+                None,
+                self._store_config(),
+                lambda: {"chunks": len(self._chunks), "documents": len(self.doc_ids())},
+                reload=self._reload,
+            )
+
+    def _reload(self) -> None:
+        """Re-read the committed generation (another process wrote since this one loaded)."""
+        self._chunks, self._tokens, self._model, self._names, self._generation = [], [], None, None, 0
+        self._load()
 
     def _commit(self, chunks: list[Chunk], model: Any) -> None:
         if self.path is None:
@@ -356,7 +374,7 @@ class BM25Retriever(RetrieverMethods):
     def _load(self) -> None:
         assert self.path is not None
         current = self.path / "bm25" / "current.json"
-        if not current.exists():
+        if not os.path.lexists(current):
             return
         state = read_json(current)
         folder = self.path / "bm25" / f"gen-{int(state['generation']):06d}"

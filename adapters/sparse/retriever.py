@@ -76,6 +76,7 @@ class SparseRetriever(StoredRetrieverMethods):
             else None
         )
         self.store = SparseIndex(self.path / "sparse" if self.path is not None else None)
+        self._check_store_on_open()
 
     # -- the Retriever contract ---------------------------------------------------------------------------------
     @property

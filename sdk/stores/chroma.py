@@ -13,16 +13,18 @@ from __future__ import annotations
 import base64
 import errno
 import json
+import math
 import os
 import threading
-from collections.abc import Sequence
+import zlib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
 
-from ragloom.errors import ConfigError, EndpointError, InvalidInputError, MissingExtraError
+from ragloom.errors import ConfigError, EndpointError, IndexCorruptError, InvalidInputError, MissingExtraError
 from ragloom.persistence import atomic_write_json, crash_point, read_json, remove_durably
 from ragloom.protocols import Filters
 from ragloom.types import Chunk
@@ -42,6 +44,10 @@ def _import_chromadb() -> Any:
     except ImportError as exc:
         raise MissingExtraError("chromadb", "chroma", "the chromadb store") from exc
     return chromadb
+
+
+def _text_crc(text: str, described: str) -> int:
+    return zlib.crc32(described.encode("utf-8", "surrogatepass"), zlib.crc32(text.encode("utf-8", "surrogatepass")))
 
 
 def _where(filters: Filters | None) -> dict[str, Any] | None:
@@ -71,8 +77,8 @@ class _ServerCalls:
             except httpx.TransportError as exc:
                 raise EndpointError(
                     f"The Chroma server at {self._url} did not answer ({exc}); start it (`chroma run --path DIR "
-                    "--port N`) or fix the URL (--chroma-url), then rerun: an interrupted ingest is finished from "
-                    "its journal when the index is next opened"
+                    "--port N`) or fix the URL (--chroma-url); an interrupted ingest is finished by the next "
+                    "ingest or `ragloom index recover`"
                 ) from exc
 
         return call
@@ -93,6 +99,8 @@ class ChromaVectorStore:
         database: str | None = None,
         min_free_mb: int = MIN_FREE_MB,
     ) -> None:
+        self.state_missing = False
+        """True when an embedded store had no database file (or an empty one) when opened."""
         if metric not in ("cosine", "ip"):
             raise ConfigError(f"ChromaVectorStore metric must be 'cosine' or 'ip', got {metric!r}")
         chromadb = _import_chromadb()
@@ -126,6 +134,8 @@ class ChromaVectorStore:
         elif path is None:
             self._client = chromadb.EphemeralClient(settings=settings)
         else:
+            database = Path(path) / "chroma.sqlite3"
+            self.state_missing = not database.exists() or database.stat().st_size == 0
             Path(path).mkdir(parents=True, exist_ok=True)
             self._client = chromadb.PersistentClient(path=str(path), settings=settings)
         self.url, self.path, self.metric, self.collection_name = url, path, metric, collection
@@ -206,6 +216,14 @@ class ChromaVectorStore:
                 self._known.update(c.doc_id for c in part)
             crash_point("chroma.added")
 
+    def reload(self) -> None:
+        """Forget cached document ids and reopen the collection (another process committed meanwhile)."""
+        with self._lock:
+            self._known = None
+            self._collection = self._client.get_or_create_collection(
+                name=self.collection_name, embedding_function=None, configuration={"hnsw": {"space": self.metric}}
+            )
+
     def needs_recovery(self) -> bool:
         """True when a replacement was interrupted (call :meth:`recover` while holding the writer lock)."""
         return self._pending is not None and self._pending.exists()
@@ -228,10 +246,12 @@ class ChromaVectorStore:
 
     @staticmethod
     def _metadata(chunk: Chunk) -> dict[str, Any]:
+        described = json.dumps({k: v for k, v in chunk.to_dict().items() if k != "text"}, ensure_ascii=False)
         meta: dict[str, Any] = {
             "doc_id": chunk.doc_id,
             "source": chunk.source,
-            "_chunk": json.dumps({k: v for k, v in chunk.to_dict().items() if k != "text"}, ensure_ascii=False),
+            "_chunk": described,
+            "_crc": _text_crc(chunk.text, described),
         }
         if chunk.page is not None:
             meta["page"] = chunk.page
@@ -272,11 +292,43 @@ class ChromaVectorStore:
         for docs, metas, dists in zip(result["documents"], result["metadatas"], result["distances"]):
             row = []
             for text, meta, distance in zip(docs, metas, dists):
-                data = json.loads(str(meta["_chunk"]))
-                data["text"] = text or ""
-                row.append((Chunk.from_dict(data), 1.0 - float(distance)))
+                row.append((self._checked_chunk(text or "", meta), self._checked_score(float(distance))))
             out.append(row)
         return out
+
+    def _damaged(self, what: str) -> IndexCorruptError:
+        where = self.url or self.path
+        return IndexCorruptError(
+            f"The chroma index at {where} is damaged: {what}. Restore it from a backup, or delete it and re-ingest the "
+            "sources (`ragloom index verify` checks every retriever of an index)."
+        )
+
+    def _checked_chunk(self, text: str, meta: Mapping[str, Any]) -> Chunk:
+        """The chunk a hit stands for, refused when its stored text no longer matches its checksum."""
+        try:
+            described = str(meta["_chunk"])
+            stored = meta.get("_crc")
+            if stored is not None and int(stored) != _text_crc(text, described):
+                raise self._damaged(f"the text of a chunk of {meta.get('doc_id')!r} was changed on disk")
+            data = json.loads(described)
+            data["text"] = text
+            return Chunk.from_dict(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self._damaged(f"a chunk's metadata is malformed ({exc})") from exc
+
+    def _checked_score(self, distance: float) -> float:
+        """1 - distance; for cosine a score outside [-1, 1] can only come from a damaged HNSW file."""
+        score = 1.0 - distance
+        if not math.isfinite(score) or (self.metric == "cosine" and abs(score) > 1.0 + 1e-3):
+            raise self._damaged(f"a search scored {score:.3f}, outside what {self.metric} similarity can give")
+        return score
+
+    def verify(self) -> dict[str, int]:
+        """Read every chunk back and check its text checksum; returns counts, raises IndexCorruptError."""
+        found = self._collection.get(include=["metadatas", "documents"])
+        for text, meta in zip(found["documents"] or [], found["metadatas"] or []):
+            self._checked_chunk(text or "", meta)
+        return {"chunks": len(found["ids"]), "documents": len({m["doc_id"] for m in found["metadatas"] or []})}
 
     def doc_ids(self) -> set[str]:
         with self._lock:

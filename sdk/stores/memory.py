@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,7 +26,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     id TEXT PRIMARY KEY,
     doc_id TEXT NOT NULL,
     chunk TEXT NOT NULL,
-    vector BLOB NOT NULL
+    vector BLOB NOT NULL,
+    crc INTEGER
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
 """
@@ -47,6 +49,11 @@ def chunk_matches(chunk: Chunk, filters: Filters) -> bool:
     return True
 
 
+def _row_crc(text: str, blob: bytes) -> int:
+    """CRC-32 of a row's chunk JSON and vector bytes: damage to either is found when the store loads."""
+    return zlib.crc32(blob, zlib.crc32(text.encode("utf-8", "surrogatepass")))
+
+
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` largest scores, best first (ties by index, so results are deterministic)."""
     n = scores.shape[0]
@@ -65,28 +72,51 @@ class InMemoryVectorStore:
         self._matrix = np.zeros((0, dim or 0), dtype=np.float32)
         self._rows_by_doc: dict[str, list[int]] = {}
         self._db: sqlite3.Connection | None = None
+        self._has_crc = True
+        self.state_missing = True
+        """True when the store had no database file (or an empty one) when opened."""
         if self.path is not None:
             self.path.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path / "vectors.sqlite", check_same_thread=False)
+            database = self.path / "vectors.sqlite"
+            self.state_missing = not database.exists() or database.stat().st_size == 0
+            self._db = sqlite3.connect(database, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+            try:
+                self._db.executescript(_SCHEMA)
+                columns = {row[1] for row in self._db.execute("PRAGMA table_info(chunks)")}
+            except sqlite3.DatabaseError as exc:
+                raise IndexCorruptError(f"{database} is unreadable ({exc}); restore it or re-index") from exc
+            self._has_crc = "crc" in columns  # indexes written before ragloom checked rows have none
             self._load()
 
     @property
     def config(self) -> dict[str, object]:
         return {"kind": "memory", "metric": "dot"}
 
+    def reload(self) -> None:
+        """Re-read every row (another process committed since this one loaded)."""
+        with self._lock:
+            self._load()
+
     def _load(self) -> None:
         assert self._db is not None
+        crc = "crc" if self._has_crc else "NULL"
         try:
-            rows = self._db.execute("SELECT chunk, vector FROM chunks ORDER BY rowid").fetchall()
+            rows = self._db.execute(f"SELECT chunk, vector, {crc} FROM chunks ORDER BY rowid").fetchall()
         except sqlite3.DatabaseError as exc:
             raise IndexCorruptError(f"{self.path}/vectors.sqlite is unreadable ({exc}); re-index") from exc
         try:
-            chunks = [Chunk.from_dict(json.loads(text)) for text, _ in rows]
-            vectors = [np.frombuffer(blob, dtype=np.float32) for _, blob in rows]
-        except (ValueError, TypeError, KeyError) as exc:  # a damaged row: never guess, never unpickle
+            for text, blob, stored in rows:
+                if stored is not None and _row_crc(text, blob) != stored:
+                    doc = json.loads(text).get("doc_id", "?") if text.startswith("{") else "?"
+                    raise IndexCorruptError(
+                        f"{self.path}/vectors.sqlite: a chunk of document {doc!r} fails its checksum (its text or "
+                        "vector was changed on disk). Re-ingest that document's source, or restore the index."
+                    )
+            chunks = [Chunk.from_dict(json.loads(text)) for text, _, _ in rows]
+            vectors = [np.frombuffer(blob, dtype=np.float32) for _, blob, _ in rows]
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # a damaged row: never guess or unpickle
             raise IndexCorruptError(f"{self.path}/vectors.sqlite holds a malformed row ({exc}); re-index") from exc
         if rows:
             dims = {v.shape[0] for v in vectors}
@@ -125,14 +155,17 @@ class InMemoryVectorStore:
             dropping = set(doc_ids) | {c.doc_id for c in chunks}
             if self._db is not None:
                 with self._db:  # one transaction: old chunks out, new chunks in
+                    if not self._has_crc:
+                        self._db.execute("ALTER TABLE chunks ADD COLUMN crc INTEGER")
+                        self._has_crc = True
                     self._db.executemany("DELETE FROM chunks WHERE doc_id = ?", [(d,) for d in dropping])
                     crash_point("memory.deleted")
+                    rows = []
+                    for c, v in zip(chunks, vectors):
+                        text, blob = json.dumps(c.to_dict(), ensure_ascii=False), v.tobytes()
+                        rows.append((c.id, c.doc_id, text, blob, _row_crc(text, blob)))
                     self._db.executemany(
-                        "INSERT OR REPLACE INTO chunks(id, doc_id, chunk, vector) VALUES (?, ?, ?, ?)",
-                        [
-                            (c.id, c.doc_id, json.dumps(c.to_dict(), ensure_ascii=False), v.tobytes())
-                            for c, v in zip(chunks, vectors)
-                        ],
+                        "INSERT OR REPLACE INTO chunks(id, doc_id, chunk, vector, crc) VALUES (?, ?, ?, ?, ?)", rows
                     )
                     crash_point("memory.inserted")
                 crash_point("memory.committed")

@@ -163,6 +163,18 @@ class MultiVectorStore:
         return sizes
 
     # -- loading ---------------------------------------------------------------------------------------------------
+    def reload(self) -> None:
+        """Re-read the committed state (another process wrote since this one loaded)."""
+        assert self.path is not None
+        with self._lock:
+            self._segments, self._docs, self._next_id = [], {}, 1
+            self._load()
+
+    @property
+    def state_missing(self) -> bool:
+        """True when no committed state file exists (a new index, or one whose state was deleted)."""
+        return self.path is None or not (self.path / STATE_NAME).exists()
+
     def _load(self) -> None:
         assert self.path is not None
         state_file = self.path / STATE_NAME
@@ -189,7 +201,7 @@ class MultiVectorStore:
             # mode "c" (copy-on-write): read-only on disk, yet torch can wrap slices without a copy
             tokens = np.load(self.path / f"{name}.tokens.npy", mmap_mode="c", allow_pickle=False)
             offsets = np.load(self.path / f"{name}.offsets.npy", allow_pickle=False)
-            chunks = tuple(Chunk.from_dict(c) for c in read_json(self.path / f"{name}.chunks.json"))
+            chunks = tuple(Chunk.from_dict(c) for c in read_json(self.path / f"{name}.chunks.json", max_bytes=1 << 40))
             extras = {
                 kind: np.load(self.path / f"{name}.{kind}.npy", mmap_mode="c", allow_pickle=False)
                 for kind in self._extra_kinds()

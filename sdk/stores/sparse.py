@@ -141,6 +141,18 @@ class SparseIndex:
         return {"kind": "sparse", "format": STATE_FORMAT, "layout": "postings segments + tombstones"}
 
     # -- loading ----------------------------------------------------------------------------------------------------
+    def reload(self) -> None:
+        """Re-read the committed state (another process wrote since this one loaded)."""
+        assert self.path is not None
+        with self._lock:
+            self._segments, self._next_id, self._rows_by_doc = [], 1, {}
+            self._load()
+
+    @property
+    def state_missing(self) -> bool:
+        """True when no committed state file exists (a new index, or one whose state was deleted)."""
+        return self.path is None or not (self.path / STATE_NAME).exists()
+
     def _load(self) -> None:
         assert self.path is not None
         state_path = self.path / STATE_NAME

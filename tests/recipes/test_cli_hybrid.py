@@ -128,3 +128,30 @@ def test_search_per_page_flag_reaches_the_pipeline(tmp_path: Path, tiny_bert_dir
 def test_ask_help_shows_the_citation_marker() -> None:
     result = runner.invoke(app, ["ask", "--help"])
     assert "citing them as [n]" in " ".join(result.output.split())
+
+
+def test_add_retriever_indexes_the_stored_documents(tmp_path: Path, docs: Path, tiny_bert_dir: Path) -> None:
+    index = tmp_path / "index"
+    assert _ingest(docs, index, "--model", str(tiny_bert_dir), "--store", "memory", "-q").exit_code == 0
+    (docs / "court.txt").unlink()  # add-retriever reads the index's document store, not the files
+    result = runner.invoke(app, ["index", "add-retriever", str(index), "-r", "bm25", "--offline", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "Added bm25 over 3 documents (bm25: 3 chunks)" in result.output
+    spec = json.loads((index / "ragloom.json").read_text())
+    dense, bm25 = spec["retrievers"]
+    assert bm25["kind"] == "bm25" and bm25["model"] == str(tiny_bert_dir) == dense["model"]
+    assert bm25["chunk_size"] == dense["chunk_size"], "the index's chunk size, so chunk ids match"
+
+    search = ["search", "court statute", "--index", str(index), "-k", "3", "--json", "--offline"]
+    hits = json.loads(runner.invoke(app, search).stdout)
+    assert hits[0]["doc_id"] == "court.txt"
+    from ragloom.recipes.config import open_pipeline
+
+    with open_pipeline(index) as pipeline:
+        assert [r.name for r in pipeline.retrievers] == ["dense", "bm25"]
+        assert pipeline.retrievers[1].doc_ids() == pipeline.retrievers[0].doc_ids()
+        assert hits[0]["chunk_id"] == pipeline.retrieve("court statute", k=1)[0].chunk.id
+        assert "bm25#" in pipeline.retrieve("court statute", k=1)[0].explanation, "fused with the new retriever"
+
+    again = runner.invoke(app, ["index", "add-retriever", str(index), "-r", "bm25", "--offline"])
+    assert again.exit_code == 2 and "already in the index" in again.output

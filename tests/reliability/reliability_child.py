@@ -166,6 +166,14 @@ def _chroma_chunks(retriever: Any) -> list[Any]:
     return chunks
 
 
+def finish_interrupted_writes(target: Any) -> None:
+    """What the next writer (or `ragloom index recover`) does: readers never finish a write, writers always do."""
+    if hasattr(target, "recover"):
+        target.recover()
+    else:
+        target.acquire_writer()
+
+
 def run_verify(cmd: dict[str, Any], encoder: Any) -> dict[str, Any]:
     """Reopen, classify every document in every retriever, then prove the index still takes writes."""
     from ragloom.types import Document
@@ -173,6 +181,7 @@ def run_verify(cmd: dict[str, Any], encoder: Any) -> dict[str, Any]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         target = build(cmd, encoder)
+        finish_interrupted_writes(target)
     result: dict[str, Any] = {"warnings": [str(w.message)[:200] for w in caught], "retrievers": {}}
     index = Path(cmd["index"])
     for retriever in retrievers_of(target):
@@ -317,6 +326,7 @@ def run_enospc(cmd: dict[str, Any], encoder: Any) -> dict[str, Any]:
             outcome["close"] = f"{type(exc).__name__}: {exc}"
         os.truncate(filler, 0)  # room to reopen (recovery may need to write)
         check = build(spec, encoder)
+        finish_interrupted_writes(check)
         candidates = {d: [v] for d, v in acked.items()}
         for d in ids:
             candidates[d] = sorted({*candidates.get(d, []), version})

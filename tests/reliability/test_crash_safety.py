@@ -198,10 +198,11 @@ def test_crash_points_cost_nothing_when_unset(monkeypatch: pytest.MonkeyPatch) -
     assert os.getpid() > 0  # still alive
 
 
-def test_a_replay_that_died_is_rolled_back_not_replayed_again(tmp_path: Path, encoder: Any) -> None:
-    """A batch whose replay was itself killed (attempts=1 in the journal) is deleted from every retriever on the
-    next open, so a document that kills the process cannot kill every later open too."""
+def test_an_interrupted_replay_is_rolled_forward_again_never_deleted(tmp_path: Path, encoder: Any) -> None:
+    """A journal whose replay was itself interrupted (as often as you like) is replayed again by the next writer:
+    every document of the batch ends up indexed, in every retriever, and none is deleted. Readers never replay."""
     from ragloom.adapters.dense import DenseRetriever
+    from ragloom.journal import JournalEntry
     from ragloom.persistence import atomic_write_json
     from ragloom.pipeline import JOURNAL_NAME, Pipeline
     from ragloom.types import Document
@@ -209,13 +210,23 @@ def test_a_replay_that_died_is_rolled_back_not_replayed_again(tmp_path: Path, en
     def build() -> Pipeline:
         return Pipeline([DenseRetriever(encoder, tmp_path / n, name=n, chunk_size=CHUNK_SIZE) for n in ("a", "b")])
 
-    keep, poison = Document(id="keep", text="lava flows"), Document(id="poison", text="glaciers carving valleys")
+    keep, edited = Document(id="keep", text="lava flows"), Document(id="edited", text="glaciers carving valleys")
     with build() as pipeline:
-        pipeline.ingest([keep, poison])
-    entry = {"op": "add", "batch": "x1", "created": 1.0, "ids": ["poison"], "attempts": 1, "documents": []}
-    atomic_write_json(tmp_path / "a" / JOURNAL_NAME, entry)
-    with pytest.warns(Warning, match="removed from every retriever"), build() as pipeline:
-        assert [r.doc_ids() for r in pipeline.retrievers] == [{"keep"}, {"keep"}]
+        pipeline.ingest([keep, edited])
+    newer = Document(id="edited", text="glaciers carving valleys slowly")
+    entry = JournalEntry.add([newer]).to_json()
+    atomic_write_json(tmp_path / "a" / JOURNAL_NAME, {**entry, "attempts": 1})  # an older ragloom's marker too
+    for _ in range(3):  # readers see a warning, every document, and leave the journal alone
+        with pytest.warns(Warning, match="interrupted"), build() as pipeline:
+            assert [r.doc_ids() for r in pipeline.retrievers] == [{"keep", "edited"}, {"keep", "edited"}]
+            assert pipeline.retrieve("glaciers", k=2)
+        assert (tmp_path / "a" / JOURNAL_NAME).exists()
+    with pytest.warns(Warning, match="re-indexed in every retriever"), build() as pipeline:
+        assert pipeline.recover() == 1
+        assert [r.doc_ids() for r in pipeline.retrievers] == [{"keep", "edited"}, {"keep", "edited"}]
+        hits = [h for r in pipeline.retrievers for h in r.search("glaciers", k=5) if h.chunk.doc_id == "edited"]
+        texts = {h.chunk.text for h in hits}
+        assert texts == {"glaciers carving valleys slowly"}
     assert not (tmp_path / "a" / JOURNAL_NAME).exists()
     with build() as pipeline:  # and nothing left to recover
         assert pipeline.recover() == 0

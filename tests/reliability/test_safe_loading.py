@@ -49,7 +49,7 @@ def classify(path: Path) -> str:
         return "sqlite-shm"
     if path.name in CHROMA_HNSW:
         return "hnsw-binary"
-    if path.name == ".lock" and not data:
+    if path.name in (".lock", ".pipeline.lock") and not data:
         return "lock"
     try:
         json.loads(data)
@@ -131,9 +131,9 @@ def test_planted_pickles_never_run(tmp_path: Path, encoder: Any, monkeypatch: py
     for segment in segments:
         plant(segment)
         plant(segment.parent / "extra.pickle")
-    plant(index / "a" / "ingest-journal.json")  # a journal that is a pickle: ignored with a warning, not loaded
+    plant(index / "a" / "ingest-journal.json")  # a journal that is a pickle: a writer refuses it, never loads it
     monkeypatch.setenv("CHROMA_API_IMPL", "chromadb.api.segment.SegmentAPI")
-    with pytest.warns(Warning, match="unreadable ingest journal"):
+    with pytest.warns(Warning, match="interrupted"):
         pipeline = Pipeline(
             [
                 DenseRetriever(encoder, index / "a", store="memory", name="a"),
@@ -142,6 +142,9 @@ def test_planted_pickles_never_run(tmp_path: Path, encoder: Any, monkeypatch: py
         )
     with pipeline:
         assert pipeline.retrieve("galaxy", k=2)
+        with pytest.raises(IndexCorruptError, match=r"ingest-journal\.json"):
+            pipeline.ingest([CONTRACT_DOCUMENTS[2]])
+        (index / "a" / "ingest-journal.json").unlink()
         pipeline.ingest([CONTRACT_DOCUMENTS[2]])
     assert not [m for m in markers if m.exists()], "a planted pickle was executed"
     # a vector row replaced by a pickle is bytes to numpy, never unpickled
