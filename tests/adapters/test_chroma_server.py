@@ -219,3 +219,22 @@ def test_chroma_url_needs_a_dense_retriever(tmp_path: Path) -> None:
          "--chroma-url", "http://127.0.0.1:9", "--offline"],
     )  # fmt: skip
     assert result.exit_code == 2 and "add `-r dense`" in result.output
+
+
+def test_the_token_goes_only_to_the_server_the_caller_names(
+    chroma_server: ChromaServer, tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ragloom.errors import ConfigError
+    from ragloom.recipes.config import RetrieverSpec, build_retriever
+
+    spec = RetrieverSpec(model=str(tiny_bert_dir), chroma={"url": chroma_server.url, "collection": "tokens"})
+    monkeypatch.setenv("RAGLOOM_CHROMA_TOKEN", "a-secret-token-0123456789")
+    monkeypatch.delenv("RAGLOOM_CHROMA_URL", raising=False)
+    with pytest.raises(ConfigError, match="RAGLOOM_CHROMA_URL"):
+        build_retriever(spec, tmp_path)  # an index file may not pick where the caller's credential goes
+    monkeypatch.setenv("RAGLOOM_CHROMA_URL", chroma_server.url)
+    retriever = build_retriever(spec, tmp_path)  # the server accepts any token (no auth configured)
+    try:
+        assert len(retriever) == 0
+    finally:
+        retriever.close()
