@@ -405,13 +405,13 @@ def evaluate(
     """Evaluate retrievers on a BEIR dataset: nDCG@10, Recall@100, MRR@10 (pytrec_eval).
 
     With ``--index`` naming a ragloom index (one made by ``ragloom ingest``) and no ``-r``, evaluates that index's
-    retrievers and fuser (the corpus is ingested into it first when it is empty)."""
+    retrievers and fuser; the corpus is ingested into it first (documents it already holds unchanged are skipped)."""
     import time
 
     from ragloom.eval import evaluate_retriever, load_beir
     from ragloom.fusion import fuser_from_config
     from ragloom.pipeline import Pipeline
-    from ragloom.recipes.config import DEFAULT_MODELS, IndexSpec, RetrieverSpec, build_retriever
+    from ragloom.recipes.config import DEFAULT_MODELS, IndexSpec, RetrieverSpec, build_retriever, open_pipeline
     from ragloom.recipes.progress import progress_reporter
 
     kinds = retriever or ["dense"]
@@ -434,24 +434,31 @@ def evaluate(
                     options=options,
                 )
             )
-        retrievers = [build_retriever(s, index, allow_download=not offline) for s in specs]
         started = time.perf_counter()
-        for r in retrievers:
-            if len(r) == 0:
-                with progress_reporter(f"Indexing ({r.name})", unit="docs", quiet=quiet) as progress:
-                    r.add(list(data.documents), progress=progress)  # type: ignore[call-arg]
+        owner = None
+        if index_spec is not None:  # the index's own pipeline: documents it already holds unchanged are skipped
+            owner = open_pipeline(index, allow_download=not offline)  # type: ignore[arg-type]
+            retrievers = list(owner.retrievers)
+            with progress_reporter("Indexing", unit="docs", quiet=quiet) as progress:
+                owner.ingest(list(data.documents), progress=progress)
+        else:
+            retrievers = [build_retriever(s, index, allow_download=not offline) for s in specs]
+            for r in retrievers:
+                if len(r) == 0:
+                    with progress_reporter(f"Indexing ({r.name})", unit="docs", quiet=quiet) as progress:
+                        r.add(list(data.documents), progress=progress)  # type: ignore[call-arg]
         index_s = time.perf_counter() - started
         fusion_config: dict[str, Any] = dict(index_spec.fusion) if index_spec else {"kind": fusion}
         if fit_split and len(retrievers) > 1:
             from ragloom.recipes.hybrid_docqa import fit_fusion
 
             fusion_config = fit_fusion(retrievers, load_beir(dataset, fit_split), kind=fusion).config
-        pipeline = Pipeline(
-            retrievers,
-            fuser=fuser_from_config(fusion_config) if len(retrievers) > 1 else None,
-            k=100,
-            candidates=300,
-        )
+        fuser = fuser_from_config(fusion_config) if len(retrievers) > 1 else None
+        if owner is not None:  # search through the index's own pipeline, with eval's depth
+            pipeline = owner
+            pipeline.fuser, pipeline.k, pipeline.candidates, pipeline.group_by = fuser, 100, 300, "chunk"
+        else:
+            pipeline = Pipeline(retrievers, fuser=fuser, k=100, candidates=300)
 
         def search_many(queries: Sequence[str], k: int) -> list[list[Any]]:
             if len(retrievers) == 1:

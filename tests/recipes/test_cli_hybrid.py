@@ -155,3 +155,34 @@ def test_add_retriever_indexes_the_stored_documents(tmp_path: Path, docs: Path, 
 
     again = runner.invoke(app, ["index", "add-retriever", str(index), "-r", "bm25", "--offline"])
     assert again.exit_code == 2 and "already in the index" in again.output
+
+
+def test_eval_uses_the_retrievers_and_fuser_of_an_index(
+    tmp_path: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gzip
+
+    data = tmp_path / "beir"
+    (data / "qrels").mkdir(parents=True)
+    corpus = [
+        {"_id": "d1", "title": "Galaxies", "text": "The telescope observed a distant galaxy cluster."},
+        {"_id": "d2", "title": "Bread", "text": "Knead the dough and let the bread rise in a warm kitchen."},
+    ]
+    with gzip.open(data / "corpus.jsonl.gz", "wt") as handle:
+        handle.writelines(json.dumps(d) + "\n" for d in corpus)
+    (data / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "knead the dough"}) + "\n")
+    (data / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td2\t1\n")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "note.txt").write_text("lava flows")
+    index = tmp_path / "index"
+    flags = ("-r", "dense", "-r", "bm25", "--model", str(tiny_bert_dir), "--store", "memory", "--fusion", "minmax")
+    assert _ingest(empty, index, *flags, "-q").exit_code == 0
+    monkeypatch.setenv("RAGLOOM_PROGRESS_INTERVAL", "0")
+    result = runner.invoke(app, ["eval", str(data), "--index", str(index), "--json", "--offline"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)  # progress went to stderr: stdout is one JSON document
+    assert payload["retrievers"].startswith("dense(") and " + bm25(" in payload["retrievers"]
+    assert payload["fusion"]["kind"] == "minmax", "the index's fuser"
+    assert payload["metrics"]["nDCG@10"] == pytest.approx(1.0)
+    assert "Searching: 1 queries in" in result.stderr
