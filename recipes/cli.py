@@ -210,6 +210,12 @@ ServerOpt = Annotated[
 TokenOpt = Annotated[
     str | None, typer.Option("--token", envvar="RAGLOOM_TOKEN", help="Bearer token for --server (env RAGLOOM_TOKEN).")
 ]
+ChromaUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="The Chroma server holding the index's vectors, if it moved (also where RAGLOOM_CHROMA_TOKEN goes)."
+    ),
+]
 PerPageOpt = Annotated[
     bool | None,
     typer.Option(
@@ -227,6 +233,7 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     server: ServerOpt = None,
     token: TokenOpt = None,
+    chroma_url: ChromaUrlOpt = None,
     offline: OfflineOpt = False,
 ) -> None:
     """Retrieve the passages that best match a query (every retriever of the index, fused)."""
@@ -238,8 +245,10 @@ def search(
             rows = ServerClient(server, token).search(query, k=k, group_by=group_by)
         else:
             from ragloom.recipes.config import open_pipeline
+            from ragloom.recipes.index_plan import spec_with_chroma_url
 
-            with open_pipeline(index, allow_download=not offline) as pipeline:
+            spec = spec_with_chroma_url(index, chroma_url)
+            with open_pipeline(index, spec=spec, allow_download=not offline) as pipeline:
                 rows = hit_rows(pipeline.retrieve(query, k=k, group_by=group_by))
     except RagloomError as exc:
         _fail(exc)
@@ -268,6 +277,7 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     server: ServerOpt = None,
     token: TokenOpt = None,
+    chroma_url: ChromaUrlOpt = None,
     offline: OfflineOpt = False,
 ) -> None:
     """Answer a question from the indexed documents, citing them as \\[n]."""
@@ -278,6 +288,7 @@ def ask(
     import dataclasses
 
     from ragloom.recipes.config import IndexSpec, build_generator, open_pipeline
+    from ragloom.recipes.index_plan import spec_with_chroma_url
     from ragloom.types import Answer
 
     try:
@@ -292,7 +303,8 @@ def ask(
             )
         with _loading("Loading models"):
             gen = build_generator(gen_spec, allow_download=not offline)
-            pipeline = open_pipeline(index, generator=gen, allow_download=not offline)
+            moved = spec_with_chroma_url(index, chroma_url)
+            pipeline = open_pipeline(index, spec=moved, generator=gen, allow_download=not offline)
         if group_by:
             pipeline.group_by = group_by  # type: ignore[assignment]
         with pipeline:

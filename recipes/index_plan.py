@@ -9,11 +9,20 @@ dense (else SPLADE, else ColBERT) model's tokenizer for the same reason.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from ragloom.errors import ConfigError
-from ragloom.recipes.config import CHROMA_KINDS, DEFAULT_MODELS, RETRIEVER_BUILDERS, RetrieverSpec
+from ragloom.recipes.config import CHROMA_KINDS, DEFAULT_MODELS, RETRIEVER_BUILDERS, IndexSpec, RetrieverSpec
 
-__all__ = ["PAGE_KINDS", "TEXT_KINDS", "chroma_collection", "parse_models", "plan_retrievers", "store_for"]
+__all__ = [
+    "PAGE_KINDS",
+    "TEXT_KINDS",
+    "chroma_collection",
+    "parse_models",
+    "plan_retrievers",
+    "spec_with_chroma_url",
+    "store_for",
+]
 
 TEXT_KINDS = ("dense", "splade", "bm25", "late", "colbert")
 """Kinds that cut documents into token chunks (their chunk ids must agree for fusion)."""
@@ -117,3 +126,24 @@ def chroma_collection(index: str, name: str) -> str:
 
     slug = re.sub(r"[^a-zA-Z0-9._-]+", "-", f"ragloom-{index}-{name}").strip("-._")
     return slug[:512]
+
+
+def spec_with_chroma_url(index: Path, url: str | None) -> IndexSpec | None:
+    """The index's spec with its Chroma server replaced by ``url`` (the server moved), or None without one.
+
+    The caller names this server, so it is also the one ``RAGLOOM_CHROMA_TOKEN`` may be sent to."""
+    if not url:
+        return None
+    import dataclasses
+    import os
+
+    from ragloom.recipes.config import CHROMA_URL_ENV
+
+    spec = IndexSpec.load(index)
+    if not any(r.chroma for r in spec.retrievers):
+        raise ConfigError(f"{index} keeps no vectors on a Chroma server; --chroma-url applies to indexes that do")
+    os.environ[CHROMA_URL_ENV] = url
+    retrievers = tuple(
+        dataclasses.replace(r, chroma={**r.chroma, "url": url}) if r.chroma else r for r in spec.retrievers
+    )
+    return dataclasses.replace(spec, retrievers=retrievers)

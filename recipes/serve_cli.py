@@ -35,11 +35,15 @@ def serve(
     max_k: Annotated[int, typer.Option(help="Largest k a request may ask for.")] = 50,
     max_body: Annotated[int, typer.Option(help="Largest request body in bytes.")] = 64 * 1024,
     mcp: Annotated[bool, typer.Option("--mcp/--no-mcp", help="Mount the MCP endpoint at /mcp.")] = True,
+    chroma_url: Annotated[
+        str | None, typer.Option(help="The Chroma server holding the index's vectors, if it moved.")
+    ] = None,
     offline: Annotated[bool, typer.Option("--offline", help="Never download models.")] = False,
 ) -> None:
     """Serve an index over HTTP: /v1/search, /v1/ask (JSON or SSE), /v1/chat/completions, MCP at /mcp."""
     from ragloom.errors import RagloomError
     from ragloom.recipes.config import IndexSpec, build_generator, open_pipeline
+    from ragloom.recipes.index_plan import spec_with_chroma_url
     from ragloom.recipes.serve import ServerLimits, build_app, check_exposure
 
     try:
@@ -53,7 +57,9 @@ def serve(
                     spec, kind=generator or spec.kind, model=llm or spec.model, base_url=base_url or spec.base_url
                 )
             gen = build_generator(spec, allow_download=not offline)
-        pipeline = open_pipeline(index, generator=gen, allow_download=not offline)
+        pipeline = open_pipeline(
+            index, spec=spec_with_chroma_url(index, chroma_url), generator=gen, allow_download=not offline
+        )
         if per_page:
             pipeline.group_by = "page"
         app = build_app(pipeline, limits=limits, token=token, host=host, mcp=mcp)

@@ -121,14 +121,20 @@ class ChromaVectorStore:
             server: dict[str, Any] = {"tenant": tenant} if tenant else {}
             if database:
                 server["database"] = database
-            self._client = chromadb.HttpClient(
-                host=parsed.hostname,
-                port=parsed.port or (443 if parsed.scheme == "https" else 8000),
-                ssl=parsed.scheme == "https",
-                headers=headers,
-                settings=settings,
-                **server,
-            )
+            try:
+                self._client = chromadb.HttpClient(
+                    host=parsed.hostname,
+                    port=parsed.port or (443 if parsed.scheme == "https" else 8000),
+                    ssl=parsed.scheme == "https",
+                    headers=headers,
+                    settings=settings,
+                    **server,
+                )
+            except ValueError as exc:  # chromadb's "Could not connect to a Chroma server"
+                raise EndpointError(
+                    f"The Chroma server at {url} did not answer ({exc}); start it (`chroma run --path DIR --port N`) "
+                    "or fix the URL (--chroma-url)"
+                ) from exc
         elif tenant or database:
             raise ConfigError("Chroma tenant and database apply to a Chroma server; pass url= as well")
         elif path is None:

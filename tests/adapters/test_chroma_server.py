@@ -187,6 +187,14 @@ def test_two_processes_ingest_into_one_server(chroma_server: ChromaServer, tiny_
     store = ChromaVectorStore(url=chroma_server.url, collection="shared")
     assert len(store) == 40
 
+    search = ["search", "knead dough", "--index", str(tmp_path / "index-a"), "--json", "--offline", "--chroma-url"]
+    moved = CliRunner().invoke(cli, [*search, f"http://localhost:{chroma_server.port}"])
+    assert moved.exit_code == 0 and json.loads(moved.stdout), moved.output
+    gone = CliRunner().invoke(cli, [*search, f"http://127.0.0.1:{_free_port()}"])
+    assert gone.exit_code == 2 and "did not answer" in gone.output
+    spec_after = json.loads((tmp_path / "index-a" / "ragloom.json").read_text())
+    assert spec_after == spec, "--chroma-url on a query command is for that call only"
+
 
 def test_server_restart_mid_ingest_loses_nothing(encoder: TransformersDenseEncoder, tmp_path: Path) -> None:
     with _server(tmp_path) as server:
