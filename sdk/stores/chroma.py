@@ -11,13 +11,14 @@ written to ``pending-replace.json`` (chunks and vectors); the next writer to ope
 from __future__ import annotations
 
 import base64
+import contextlib
 import errno
 import json
 import math
 import os
 import threading
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -104,6 +105,7 @@ class ChromaVectorStore:
             Path(path).mkdir(parents=True, exist_ok=True)
             self._client = chromadb.PersistentClient(path=str(path), settings=settings)
         self.url, self.path, self.metric, self.collection_name = url, path, metric, collection
+        self._settings = settings
         self.min_free_mb = min_free_mb
         self._collection = self._client.get_or_create_collection(
             name=collection,
@@ -178,9 +180,17 @@ class ChromaVectorStore:
             crash_point("chroma.added")
 
     def reload(self) -> None:
-        """Forget cached document ids and reopen the collection (another process committed meanwhile)."""
+        """Another process committed since this one opened the store: forget cached document ids and, when embedded,
+        reopen chroma (its in-process segments do not see another process's writes: a long-lived reader would keep
+        answering from the old state, or fail with "Nothing found on disk")."""
         with self._lock:
             self._known = None
+            if self.path is not None and not self.url:
+                import chromadb
+
+                with contextlib.suppress(Exception):
+                    self._client.close()
+                self._client = chromadb.PersistentClient(path=str(self.path), settings=self._settings)
             self._collection = self._client.get_or_create_collection(
                 name=self.collection_name, embedding_function=None, configuration={"hnsw": {"space": self.metric}}
             )
@@ -243,12 +253,13 @@ class ChromaVectorStore:
         count = len(self)
         if count == 0 or k <= 0:
             return [[] for _ in range(queries.shape[0])]
-        result = self._collection.query(
-            query_embeddings=queries,
-            n_results=min(k, count),
-            where=_where(filters),
-            include=["documents", "metadatas", "distances"],
-        )
+        with self._reading():
+            result = self._collection.query(
+                query_embeddings=queries,
+                n_results=min(k, count),
+                where=_where(filters),
+                include=["documents", "metadatas", "distances"],
+            )
         out: list[list[tuple[Chunk, float]]] = []
         for docs, metas, dists in zip(result["documents"], result["metadatas"], result["distances"]):
             row = []
@@ -256,6 +267,18 @@ class ChromaVectorStore:
                 row.append((self._checked_chunk(text or "", meta), self._checked_score(float(distance))))
             out.append(row)
         return out
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """chroma's own errors about its files (InternalError; sqlite's DatabaseError) become IndexCorruptError."""
+        import sqlite3
+
+        from chromadb.errors import InternalError
+
+        try:
+            yield
+        except (InternalError, sqlite3.DatabaseError) as exc:
+            raise self._damaged(f"chroma could not read its files ({type(exc).__name__}: {exc})") from exc
 
     def _damaged(self, what: str) -> IndexCorruptError:
         where = self.url or self.path
@@ -286,7 +309,8 @@ class ChromaVectorStore:
 
     def verify(self) -> dict[str, int]:
         """Read every chunk back and check its text checksum; returns counts, raises IndexCorruptError."""
-        found = self._collection.get(include=["metadatas", "documents"])
+        with self._reading():
+            found = self._collection.get(include=["metadatas", "documents"])
         for text, meta in zip(found["documents"] or [], found["metadatas"] or []):
             self._checked_chunk(text or "", meta)
         return {"chunks": len(found["ids"]), "documents": len({m["doc_id"] for m in found["metadatas"] or []})}
@@ -295,16 +319,20 @@ class ChromaVectorStore:
         with self._lock:
             if self._known is not None:
                 return set(self._known)
-            found = self._collection.get(include=["metadatas"])
+            with self._reading():
+                found = self._collection.get(include=["metadatas"])
             ids = {str(m["doc_id"]) for m in found["metadatas"] or []}
             if self._writer:
                 self._known = ids
             return set(ids)
 
     def __len__(self) -> int:
-        return int(self._collection.count())
+        with self._reading():
+            return int(self._collection.count())
 
     def close(self) -> None:
-        # PersistentClient has no close in chromadb 1.x; dropping references releases the system
+        if self._client is not None:  # releases chroma's shared system once its last client closes
+            with contextlib.suppress(Exception):
+                self._client.close()
         self._collection = None  # type: ignore[assignment]
         self._client = None  # type: ignore[assignment]
