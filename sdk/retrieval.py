@@ -18,7 +18,7 @@ from ragloom.chunking import TokenChunker, WordTokenizer
 from ragloom.errors import ConfigError, InvalidInputError, RagloomWarning
 from ragloom.index_folder import IndexFolder, stored_chunk_size
 from ragloom.persistence import Manifest, crash_point
-from ragloom.protocols import DenseEncoder, Filters
+from ragloom.protocols import DenseEncoder, Filters, PersistentStore, TokenAwareEncoder
 from ragloom.stores import InMemoryVectorStore, VectorStore
 from ragloom.types import Chunk, Document, Hit
 
@@ -110,8 +110,9 @@ def default_chunker(
     ``chunk_size``: the size an existing index was built with (``stored``) when it fits, else the capacity capped
     at :data:`DEFAULT_CHUNK_TOKENS` (256 when the capacity is unknown). By words, with a warning, for an encoder
     that exposes no tokenizer."""
-    counter = getattr(encoder, "token_counter", None)
-    capacity = getattr(encoder, "document_capacity", None)
+    aware = isinstance(encoder, TokenAwareEncoder)
+    counter = encoder.token_counter if aware else None
+    capacity = encoder.document_capacity if aware else None
     if chunk_size is None and stored and (not capacity or stored <= capacity):
         chunk_size = stored
     if counter is None:
@@ -222,14 +223,13 @@ class StoredRetrieverMethods(RetrieverMethods):
             self._folder.acquire(self.store, self._store_config(), self._counts, reload=self._reload_store)
 
     def _reload_store(self) -> None:
-        reload = getattr(self.store, "reload", None)
-        if callable(reload):
-            reload()
+        if isinstance(self.store, PersistentStore):
+            self.store.reload()
 
     def _check_store_on_open(self) -> None:
         """A store whose files vanished under a manifest that counts chunks is damage, not an empty index."""
-        if self._folder is not None and getattr(self.store, "state_missing", False):
-            self._folder.check_not_emptied(len(self.store), str(getattr(self.store, "path", None) or self.path))
+        if self._folder is not None and isinstance(self.store, PersistentStore) and self.store.state_missing:
+            self._folder.check_not_emptied(len(self.store), str(self.store.path or self.path))
 
     def _save_manifest(self) -> None:
         if self._folder is not None:
