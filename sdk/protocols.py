@@ -213,9 +213,8 @@ class PersistentStore(Protocol):
 
 @runtime_checkable
 class RecoverableStore(Protocol):
-    """A store with its own write-ahead record (chroma's pending replace), finished by the writer."""
-
-    def needs_recovery(self) -> bool: ...
+    """A store with its own write-ahead record (chroma's pending replace): the writer calls ``recover`` when it takes
+    the lock, and the store finishes an interrupted write if there is one (returns what it covered)."""
 
     def recover(self) -> int: ...
 
