@@ -187,9 +187,11 @@ class ChromaVectorStore:
             self._known = None
             if self.path is not None and not self.url:
                 import chromadb
+                from chromadb.api.shared_system_client import SharedSystemClient
 
-                with contextlib.suppress(Exception):
-                    self._client.close()
+                # chroma shares one system per path in a process and looks it up by path on every call: register a
+                # fresh one (every client of this path moves to it); the stale one is not stopped under anyone
+                SharedSystemClient._identifier_to_system.pop(self._client._identifier, None)
                 self._client = chromadb.PersistentClient(path=str(self.path), settings=self._settings)
             self._collection = self._client.get_or_create_collection(
                 name=self.collection_name, embedding_function=None, configuration={"hnsw": {"space": self.metric}}
@@ -331,8 +333,6 @@ class ChromaVectorStore:
             return int(self._collection.count())
 
     def close(self) -> None:
-        if self._client is not None:  # releases chroma's shared system once its last client closes
-            with contextlib.suppress(Exception):
-                self._client.close()
+        # not Client.close(): that stops the system chroma shares between every client of this path in the process
         self._collection = None  # type: ignore[assignment]
         self._client = None  # type: ignore[assignment]
