@@ -170,13 +170,16 @@ def open_pipeline(
 ) -> Pipeline:
     """Open (or create, when ``spec`` is given for a new directory) the pipeline of an index directory."""
     index_dir = Path(index_dir)
+    if index_dir.exists() and not index_dir.is_dir():
+        raise ConfigError(f"{index_dir} is a file, not an index directory; pass a directory path (new or existing)")
     existing = (index_dir / SPEC_NAME).exists()
     if spec is None:
         spec = IndexSpec.load(index_dir)
     elif not existing:
         index_dir.mkdir(parents=True, exist_ok=True)
-        spec.save(index_dir)
     retrievers = [build_retriever(r, index_dir, allow_download) for r in spec.retrievers]
+    if not existing:  # written only once every retriever was built: a typo in a model or store leaves no spec
+        spec.save(index_dir)
     if with_generator and generator is None:
         generator = build_generator(spec.generator, allow_download)
     fuser = fuser_from_config(spec.fusion) if len(retrievers) > 1 else None

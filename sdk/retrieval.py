@@ -21,7 +21,7 @@ from ragloom.index_folder import IndexFolder, stored_chunk_size
 from ragloom.persistence import Manifest, crash_point
 from ragloom.protocols import DenseEncoder, Filters
 from ragloom.stores import InMemoryVectorStore, VectorStore
-from ragloom.types import Chunk, Document, Hit
+from ragloom.types import _SURROGATE, Chunk, Document, Hit, escape_undecodable
 
 __all__ = [
     "DEFAULT_CHUNK_TOKENS",
@@ -55,6 +55,11 @@ def check_query(query: object, k: object) -> None:
     """Typed errors for the two most common search mistakes."""
     if not isinstance(query, str) or not query.strip():
         raise InvalidInputError(f"A query must be a non-empty string, got {query!r}")
+    if not query.isascii() and _SURROGATE.search(query) is not None:
+        raise InvalidInputError(
+            f"The query {escape_undecodable(query)!r} holds bytes that are not valid UTF-8 (shown as \\xNN); "
+            "re-type it or convert it to UTF-8 (e.g. with iconv)"
+        )
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise InvalidInputError(f"k must be a positive integer, got {k!r}")
 

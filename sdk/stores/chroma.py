@@ -25,6 +25,7 @@ import numpy as np
 from ragloom.errors import ConfigError, InvalidInputError, MissingExtraError
 from ragloom.persistence import atomic_write_json, crash_point, read_json, remove_durably
 from ragloom.protocols import Filters
+from ragloom.stores.memory import check_filters
 from ragloom.types import Chunk
 
 __all__ = ["ChromaVectorStore"]
@@ -45,6 +46,7 @@ def _import_chromadb() -> Any:
 
 
 def _where(filters: Filters | None) -> dict[str, Any] | None:
+    check_filters(filters)
     if not filters:
         return None
     clauses = [{(k if k in _RESERVED else f"m.{k}"): {"$eq": v}} for k, v in filters.items()]
@@ -220,13 +222,14 @@ class ChromaVectorStore:
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if not np.all(np.isfinite(queries)):
             raise InvalidInputError("Query vectors contain NaN or Inf; check the encoder's output")
+        where = _where(filters)
         count = len(self)
         if count == 0 or k <= 0:
             return [[] for _ in range(queries.shape[0])]
         result = self._collection.query(
             query_embeddings=queries,
             n_results=min(k, count),
-            where=_where(filters),
+            where=where,
             include=["documents", "metadatas", "distances"],
         )
         out: list[list[tuple[Chunk, float]]] = []
