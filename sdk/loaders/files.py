@@ -122,8 +122,9 @@ def load_file(
     The id is ``doc_id`` if given, else the path relative to ``root`` (POSIX form), else the file name;
     ``source`` is the absolute path. Bytes of a file name that are not UTF-8 appear as ``\\xNN`` escapes in the
     id, ``filename`` and ``source`` (see :func:`~ragloom.types.escape_undecodable`). Metadata always holds
-    ``filename``, ``format`` and the ``sha256`` of the file's bytes. Every problem with the file raises :class:`DocumentLoadError`
-    (:class:`UnsupportedFormatError` for unknown suffixes), so callers need to catch one class.
+    ``filename``, ``format`` and the ``sha256`` of the file's bytes. Every problem with the file raises
+    :class:`DocumentLoadError` (:class:`UnsupportedFormatError` for unknown suffixes), so callers need to catch
+    one class.
     """
     file = Path(path)
     where = os.path.abspath(file)
