@@ -328,10 +328,29 @@ class ChunkedVectorRetriever(StoredRetrieverMethods):
         if not self._searchable(queries, k):
             return [[] for _ in queries]
         vectors = self.encoder.encode_queries(list(queries))
+        return self._hits(self.store.search(vectors, k, filters))
+
+    async def asearch_many(
+        self, queries: Sequence[str], k: int = 10, filters: Filters | None = None
+    ) -> list[list[Hit]]:
+        """Async search; an encoder with ``aencode_queries`` (a framework's async embeddings) is awaited, the rest
+        runs in a worker thread."""
+        encode = getattr(self.encoder, "aencode_queries", None)
+        if encode is None:
+            return await asyncio.to_thread(self.search_many, queries, k, filters)
+        if not self._searchable(queries, k):
+            return [[] for _ in queries]
+        vectors = await encode(list(queries))
+        return self._hits(await asyncio.to_thread(self.store.search, vectors, k, filters))
+
+    async def asearch(self, query: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
+        return (await self.asearch_many([query], k, filters))[0]
+
+    def _hits(self, rows: Sequence[Sequence[tuple[Chunk, float]]]) -> list[list[Hit]]:
         return [
             [
                 Hit(chunk=chunk, score=score, score_kind=self._score_kind, retriever=self._name, rank=rank)  # type: ignore[arg-type]
                 for rank, (chunk, score) in enumerate(row, start=1)
             ]
-            for row in self.store.search(vectors, k, filters)
+            for row in rows
         ]
