@@ -106,7 +106,7 @@ def test_block_runs(block: Block, workdir: Path, monkeypatch: pytest.MonkeyPatch
     compiled = compile(block.code, f"{block.path}:{block.line}", "exec")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        exec(compiled, namespace)  # noqa: S102 - the repository's own documentation
+        exec(compiled, namespace)  # the repository's own documentation
     for value in namespace.values():  # release index locks and models before the next block
         close = getattr(value, "close", None)
         if callable(close) and not isinstance(value, type) and hasattr(value, "__enter__"):
