@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,13 +96,15 @@ def test_every_block_is_collected() -> None:
 
 
 @pytest.mark.parametrize("block", [_param(b) for b in BLOCKS])
-def test_block_runs(block: Block, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_block_runs(block: Block, workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if block.directive.startswith("skip="):
         pytest.skip(f"{block.id}: {block.directive[5:]}")
     missing = _missing_models(block.code)
     if missing:
         pytest.skip(f"{block.id} needs {missing}: build with ../shared/tools/offline-models")
-    monkeypatch.chdir(workdir)
+    here = tmp_path / "work"  # each block gets its own copy: no block sees another's indexes
+    shutil.copytree(workdir, here)
+    monkeypatch.chdir(here)
     namespace: dict[str, object] = {"__name__": "__docs__"}
     compiled = compile(block.code, f"{block.path}:{block.line}", "exec")
     with warnings.catch_warnings():
