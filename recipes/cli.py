@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from ragloom.errors import RagloomError
+from ragloom.recipes.console import console, err, fail, safe, safe_text, warn
 from ragloom.recipes.index_maintenance import index_app
 from ragloom.recipes.mcp_cli import mcp as mcp_command
 
@@ -34,8 +35,6 @@ models_app = typer.Typer(help="List and fetch the default models.", no_args_is_h
 app.add_typer(models_app, name="models")
 app.command("mcp")(mcp_command)
 app.add_typer(index_app, name="index")
-console = Console()
-err = Console(stderr=True)
 
 IndexOpt = Annotated[Path, typer.Option("--index", "-i", help="Index directory.")]
 OfflineOpt = Annotated[bool, typer.Option("--offline", help="Never download models.")]
@@ -62,8 +61,7 @@ def _progress(label: str):  # type: ignore[no-untyped-def]
 
 
 def _fail(exc: Exception) -> None:
-    err.print(f"[bold red]error:[/] {exc}", soft_wrap=True, highlight=False, markup=False)
-    raise typer.Exit(code=2)
+    fail(exc)
 
 
 def _hit_rows(hits: list[Any]) -> list[dict[str, Any]]:
@@ -85,38 +83,38 @@ def _hit_rows(hits: list[Any]) -> list[dict[str, Any]]:
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders to index.")],
     index: IndexOpt = Path(".ragloom/index"),
-    model: Annotated[str, typer.Option(help="Dense encoder: alias, hub id or folder.")] = "minilm",
-    store: Annotated[str, typer.Option(help="chroma (embedded) or memory (exact).")] = "chroma",
+    model: Annotated[str | None, typer.Option(help="Dense encoder: alias, hub id or folder (default minilm).")] = None,
+    store: Annotated[str | None, typer.Option(help="chroma (embedded, default) or memory (exact).")] = None,
     chunk_size: Annotated[
-        int | None, typer.Option(help="Tokens per chunk (default: the model's limit, at most 512).")
+        int | None, typer.Option(min=1, help="Tokens per chunk (default: the model's limit, at most 512).")
     ] = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first unreadable file.")] = False,
     include: Annotated[list[str] | None, typer.Option(help="Only files matching this glob (repeatable).")] = None,
     offline: OfflineOpt = False,
 ) -> None:
     """Index files and folders (PDF, text, Markdown, HTML) into an index directory."""
-    from ragloom.recipes.config import IndexSpec, RetrieverSpec, open_pipeline
+    from ragloom.recipes.config import open_pipeline
+    from ragloom.recipes.index_options import ingest_spec
 
     try:
-        spec = None
-        if not (index / "ragloom.json").exists():
-            spec = IndexSpec(retrievers=(RetrieverSpec(model=model, store=store, chunk_size=chunk_size),))
+        spec = ingest_spec(index, model, store, chunk_size)
         with _loading("Loading models"):
             pipeline = open_pipeline(index, spec=spec, allow_download=not offline)
         with pipeline, _progress("Indexing") as progress:
             report = pipeline.ingest(paths, strict=strict, include=include, progress=progress)
     except RagloomError as exc:
         _fail(exc)
+    chunks = ", ".join(f"{safe(n)}: {c} chunks" for n, c in report.chunks.items())
     console.print(
-        f"Indexed [bold]{len(report.documents)}[/] documents "
-        f"({', '.join(f'{n}: {c} chunks' for n, c in report.chunks.items())}) in {report.seconds:.1f}s"
-        f"{f', {len(report.unchanged)} unchanged' if report.unchanged else ''} "
-        f"→ {index}"
+        f"Indexed {len(report.documents)} documents ({chunks}) in {report.seconds:.1f}s"
+        f"{f', {len(report.unchanged)} unchanged' if report.unchanged else ''} → {safe(index)}",
+        markup=False,
+        highlight=False,
     )
     for failure in report.failures:
-        err.print(f"[yellow]skipped[/] {failure.path}: {failure.reason}")  # type: ignore[attr-defined]
+        warn(f"{safe(failure.path)}: {failure.reason}", label="skipped")  # type: ignore[attr-defined]
     if report.skipped:
-        err.print(f"[dim]{len(report.skipped)} file(s) of unsupported types ignored[/]")
+        warn(f"{len(report.skipped)} file(s) of unsupported types ignored", label="note")
 
 
 @contextmanager
@@ -134,14 +132,16 @@ def _nullcontext():  # type: ignore[no-untyped-def]
 def search(
     query: Annotated[str, typer.Argument(help="The query.")],
     index: IndexOpt = Path(".ragloom/index"),
-    k: Annotated[int, typer.Option("-k", help="Hits to show.")] = 5,
+    k: Annotated[int, typer.Option("-k", min=1, help="Hits to show.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     offline: OfflineOpt = False,
 ) -> None:
     """Retrieve the passages that best match a query."""
     from ragloom.recipes.config import open_pipeline
+    from ragloom.recipes.index_options import check_index_path
 
     try:
+        check_index_path(index)
         with open_pipeline(index, allow_download=not offline) as pipeline:
             hits = pipeline.retrieve(query, k=k)
     except RagloomError as exc:
@@ -152,7 +152,9 @@ def search(
     table = Table("#", "score", "document", "page", "text", show_lines=True)
     for row in _hit_rows(hits):
         text = row["text"] if len(row["text"]) < 300 else row["text"][:297] + "..."
-        table.add_row(str(row["rank"]), f"{row['score']:.3f}", row["doc_id"], str(row["page"] or ""), text)
+        table.add_row(
+            str(row["rank"]), f"{row['score']:.3f}", safe_text(row["doc_id"]), str(row["page"] or ""), Text(text)
+        )
     console.print(table)
 
 
@@ -160,7 +162,7 @@ def search(
 def ask(
     question: Annotated[str, typer.Argument(help="The question.")],
     index: IndexOpt = Path(".ragloom/index"),
-    k: Annotated[int, typer.Option("-k", help="Passages given to the model.")] = 4,
+    k: Annotated[int, typer.Option("-k", min=1, help="Passages given to the model.")] = 4,
     generator: Annotated[str | None, typer.Option(help="local or openai (default: the index's).")] = None,
     llm: Annotated[str | None, typer.Option(help="Generator model (alias, folder or endpoint model).")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint URL.")] = None,
@@ -172,9 +174,11 @@ def ask(
     import dataclasses
 
     from ragloom.recipes.config import IndexSpec, build_generator, open_pipeline
+    from ragloom.recipes.index_options import check_index_path
     from ragloom.types import Answer
 
     try:
+        check_index_path(index)
         spec = IndexSpec.load(index)
         gen_spec = spec.generator
         if generator or llm or base_url:
@@ -243,14 +247,14 @@ def _print_sources(answer: Any, streamed: bool) -> None:
         page = f", page {hit.chunk.page}" if hit.chunk.page else ""
         snippet = " ".join(hit.chunk.text.split())[:110]
         console.print(
-            f"{mark}\\[{n}] {escape(hit.chunk.doc_id)}{page} (chars {hit.chunk.start}-{hit.chunk.end}): "
+            f"{mark}\\[{n}] {escape(safe(hit.chunk.doc_id))}{page} (chars {hit.chunk.start}-{hit.chunk.end}): "
             f"[dim]{escape(snippet)}…[/]",
             highlight=False,
         )
     if answer.dangling_markers:
-        err.print(f"[yellow]warning:[/] the answer cites passages that do not exist: {answer.dangling_markers}")
+        warn(f"the answer cites passages that do not exist: {answer.dangling_markers}")
     if answer.unsupported_markers:
-        err.print(f"[yellow]warning:[/] citations with little support in their passage: {answer.unsupported_markers}")
+        warn(f"citations with little support in their passage: {answer.unsupported_markers}")
     console.print(
         f"[dim]retrieve {answer.timings.get('retrieve_s', 0):.2f}s · generate "
         f"{answer.timings.get('generate_s', 0):.2f}s[/]"
@@ -390,10 +394,10 @@ def models_pull(
 
     for name in names:
         try:
-            path = pull_model(name, progress=lambda m: err.print(f"[dim]{m}[/]"), force=force)
+            path = pull_model(name, progress=lambda m: err.print(safe_text(m, "dim")), force=force)
         except RagloomError as exc:
             _fail(exc)
-        console.print(f"{name}: {path}")
+        console.print(safe_text(f"{name}: {path}"))
 
 
 DEMO_QUESTION = "What is the maximum penalty for a nonwillful violation of the Bank Secrecy Act?"

@@ -352,14 +352,14 @@ class Pipeline:
 
     def retrieve(self, query: str, k: int | None = None, filters: Filters | None = None) -> list[Hit]:
         """Search every retriever for ``candidates`` hits, fuse, rerank, keep ``k``."""
-        k = k or self.k
+        k = self.k if k is None else k
         check_query(query, k)
         results = {r.name: r.search(query, max(self.candidates, k), filters) for r in self.retrievers}
         return self._combine(query, results, k)
 
     async def aretrieve(self, query: str, k: int | None = None, filters: Filters | None = None) -> list[Hit]:
         """Async twin of :meth:`retrieve`: retrievers run concurrently, none blocks the loop."""
-        k = k or self.k
+        k = self.k if k is None else k
         check_query(query, k)
         n = max(self.candidates, k)
 

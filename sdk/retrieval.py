@@ -20,7 +20,7 @@ from ragloom.index_folder import IndexFolder, stored_chunk_size
 from ragloom.persistence import Manifest, crash_point
 from ragloom.protocols import DenseEncoder, Filters, PersistentStore, TokenAwareEncoder
 from ragloom.stores import InMemoryVectorStore, VectorStore
-from ragloom.types import Chunk, Document, Hit
+from ragloom.types import _SURROGATE, Chunk, Document, Hit, escape_undecodable
 
 __all__ = [
     "DEFAULT_CHUNK_TOKENS",
@@ -54,6 +54,11 @@ def check_query(query: object, k: object) -> None:
     """Typed errors for the two most common search mistakes."""
     if not isinstance(query, str) or not query.strip():
         raise InvalidInputError(f"A query must be a non-empty string, got {query!r}")
+    if not query.isascii() and _SURROGATE.search(query) is not None:
+        raise InvalidInputError(
+            f"The query {escape_undecodable(query)!r} holds bytes that are not valid UTF-8 (shown as \\xNN); "
+            "re-type it or convert it to UTF-8 (e.g. with iconv)"
+        )
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise InvalidInputError(f"k must be a positive integer, got {k!r}")
 
@@ -338,10 +343,29 @@ class ChunkedVectorRetriever(StoredRetrieverMethods):
         if not self._searchable(queries, k):
             return [[] for _ in queries]
         vectors = self.encoder.encode_queries(list(queries))
+        return self._hits(self.store.search(vectors, k, filters))
+
+    async def asearch_many(
+        self, queries: Sequence[str], k: int = 10, filters: Filters | None = None
+    ) -> list[list[Hit]]:
+        """Async search; an encoder with ``aencode_queries`` (a framework's async embeddings) is awaited, the rest
+        runs in a worker thread."""
+        encode = getattr(self.encoder, "aencode_queries", None)
+        if encode is None:
+            return await asyncio.to_thread(self.search_many, queries, k, filters)
+        if not self._searchable(queries, k):
+            return [[] for _ in queries]
+        vectors = await encode(list(queries))
+        return self._hits(await asyncio.to_thread(self.store.search, vectors, k, filters))
+
+    async def asearch(self, query: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
+        return (await self.asearch_many([query], k, filters))[0]
+
+    def _hits(self, rows: Sequence[Sequence[tuple[Chunk, float]]]) -> list[list[Hit]]:
         return [
             [
                 Hit(chunk=chunk, score=score, score_kind=self._score_kind, retriever=self._name, rank=rank)  # type: ignore[arg-type]
                 for rank, (chunk, score) in enumerate(row, start=1)
             ]
-            for row in self.store.search(vectors, k, filters)
+            for row in rows
         ]

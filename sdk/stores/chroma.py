@@ -28,6 +28,7 @@ import numpy as np
 from ragloom.errors import ConfigError, IndexCorruptError, InvalidInputError, MissingExtraError
 from ragloom.persistence import atomic_write_json, crash_point, read_json, remove_durably
 from ragloom.protocols import Filters
+from ragloom.stores.memory import check_filters
 from ragloom.types import Chunk
 
 __all__ = ["ChromaVectorStore"]
@@ -52,6 +53,7 @@ def _text_crc(text: str, described: str) -> int:
 
 
 def _where(filters: Filters | None) -> dict[str, Any] | None:
+    check_filters(filters)
     if not filters:
         return None
     clauses = [{(k if k in _RESERVED else f"m.{k}"): {"$eq": v}} for k, v in filters.items()]
@@ -252,6 +254,7 @@ class ChromaVectorStore:
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if not np.all(np.isfinite(queries)):
             raise InvalidInputError("Query vectors contain NaN or Inf; check the encoder's output")
+        where = _where(filters)
         count = len(self)
         if count == 0 or k <= 0:
             return [[] for _ in range(queries.shape[0])]
@@ -259,7 +262,7 @@ class ChromaVectorStore:
             result = self._collection.query(
                 query_embeddings=queries,
                 n_results=min(k, count),
-                where=_where(filters),
+                where=where,
                 include=["documents", "metadatas", "distances"],
             )
         out: list[list[tuple[Chunk, float]]] = []
