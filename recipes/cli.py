@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from ragloom.errors import RagloomError
+from ragloom.recipes.console import console, err, fail, safe, safe_text, warn
 from ragloom.recipes.index_cli import add_retriever
 from ragloom.recipes.index_maintenance import index_app
 from ragloom.recipes.mcp_cli import mcp as mcp_command
@@ -39,16 +40,13 @@ app.command("mcp")(mcp_command)
 app.add_typer(index_app, name="index")
 index_app.command("add-retriever")(add_retriever)
 app.command("serve")(serve_command)
-console = Console()
-err = Console(stderr=True)
 
 IndexOpt = Annotated[Path, typer.Option("--index", "-i", help="Index directory.")]
 OfflineOpt = Annotated[bool, typer.Option("--offline", help="Never download models.")]
 
 
 def _fail(exc: Exception) -> None:
-    err.print(f"[bold red]error:[/] {exc}", soft_wrap=True, highlight=False, markup=False)
-    raise typer.Exit(code=2)
+    fail(exc)
 
 
 RetrieverOpt = Annotated[
@@ -110,6 +108,7 @@ def ingest(
 ) -> None:
     """Index files and folders (PDF, text, Markdown, HTML) into an index directory, with one or more retrievers."""
     from ragloom.recipes.config import IndexSpec, open_pipeline
+    from ragloom.recipes.index_options import check_index_path, ingest_spec
     from ragloom.recipes.index_plan import chroma_collection as chroma_collection_name
     from ragloom.recipes.index_plan import parse_models, plan_retrievers
     from ragloom.recipes.progress import progress_reporter
@@ -120,8 +119,11 @@ def ingest(
             os.environ["RAGLOOM_CHROMA_URL"] = chroma_url
     try:
         spec = None
+        check_index_path(index)
         if (index / "ragloom.json").exists():
             _check_same_retrievers(index, retriever)
+            bare = [m for m in model or () if "=" not in m]
+            ingest_spec(index, bare[0] if len(bare) == 1 else None, store, chunk_size)  # same models, or an error
         else:
             kinds = list(retriever or ["dense"])
             chroma = {}
@@ -132,7 +134,7 @@ def ingest(
             specs = plan_retrievers(
                 kinds,
                 parse_models(model, kinds),
-                store=store,
+                store=store or "chroma",
                 chunk_size=chunk_size,
                 allow_download=not offline,
                 chroma=chroma,
@@ -148,19 +150,20 @@ def ingest(
             report = pipeline.ingest(paths, strict=strict, include=include, progress=progress)
     except RagloomError as exc:
         _fail(exc)
-    chunks = sum(report.chunks.values())
-    rate = f"{len(report.documents) / report.seconds:.1f} docs/s, {chunks / report.seconds:.1f} chunks/s"
+    chunks = ", ".join(f"{safe(n)}: {c} chunks" for n, c in report.chunks.items())
+    total = sum(report.chunks.values())
+    seconds = max(report.seconds, 1e-9)
+    rate = f"{len(report.documents) / seconds:.1f} docs/s, {total / seconds:.1f} chunks/s"
     console.print(
-        f"Indexed [bold]{len(report.documents)}[/] documents "
-        f"({', '.join(f'{n}: {c} chunks' for n, c in report.chunks.items())}) in {report.seconds:.1f}s"
-        f"{f', {len(report.unchanged)} unchanged' if report.unchanged else ''} "
-        f"({rate}) → {escape(str(index))}",
+        f"Indexed {len(report.documents)} documents ({chunks}) in {report.seconds:.1f}s"
+        f"{f', {len(report.unchanged)} unchanged' if report.unchanged else ''} ({rate}) → {safe(index)}",
+        markup=False,
         highlight=False,
     )
     for failure in report.failures:
-        err.print(f"[yellow]skipped[/] {escape(str(failure.path))}: {escape(str(failure.reason))}")  # type: ignore[attr-defined]
+        warn(f"{safe(failure.path)}: {failure.reason}", label="skipped")  # type: ignore[attr-defined]
     if report.skipped:
-        err.print(f"[dim]{len(report.skipped)} file(s) of unsupported types ignored[/]")
+        warn(f"{len(report.skipped)} file(s) of unsupported types ignored", label="note")
 
 
 def _fusion_config(kind: str, key: str) -> dict[str, Any]:
@@ -228,7 +231,7 @@ PerPageOpt = Annotated[
 def search(
     query: Annotated[str, typer.Argument(help="The query.")],
     index: IndexOpt = Path(".ragloom/index"),
-    k: Annotated[int, typer.Option("-k", help="Hits to show.")] = 5,
+    k: Annotated[int, typer.Option("-k", min=1, help="Hits to show.")] = 5,
     per_page: PerPageOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     server: ServerOpt = None,
@@ -245,8 +248,10 @@ def search(
             rows = ServerClient(server, token).search(query, k=k, group_by=group_by)
         else:
             from ragloom.recipes.config import open_pipeline
+            from ragloom.recipes.index_options import check_index_path
             from ragloom.recipes.index_plan import spec_with_chroma_url
 
+            check_index_path(index)
             spec = spec_with_chroma_url(index, chroma_url)
             with open_pipeline(index, spec=spec, allow_download=not offline) as pipeline:
                 rows = hit_rows(pipeline.retrieve(query, k=k, group_by=group_by))
@@ -259,7 +264,7 @@ def search(
     for row in rows:
         text = row["text"] if len(row["text"]) < 300 else row["text"][:297] + "..."
         table.add_row(
-            str(row["rank"]), f"{row['score']:.3f}", escape(row["doc_id"]), str(row["page"] or ""), escape(text)
+            str(row["rank"]), f"{row['score']:.3f}", safe_text(row["doc_id"]), str(row["page"] or ""), Text(text)
         )
     console.print(table)
 
@@ -268,7 +273,7 @@ def search(
 def ask(
     question: Annotated[str, typer.Argument(help="The question.")],
     index: IndexOpt = Path(".ragloom/index"),
-    k: Annotated[int, typer.Option("-k", help="Passages given to the model.")] = 4,
+    k: Annotated[int, typer.Option("-k", min=1, help="Passages given to the model.")] = 4,
     per_page: PerPageOpt = None,
     generator: Annotated[str | None, typer.Option(help="local or openai (default: the index's).")] = None,
     llm: Annotated[str | None, typer.Option(help="Generator model (alias, folder or endpoint model).")] = None,
@@ -288,10 +293,12 @@ def ask(
     import dataclasses
 
     from ragloom.recipes.config import IndexSpec, build_generator, open_pipeline
+    from ragloom.recipes.index_options import check_index_path
     from ragloom.recipes.index_plan import spec_with_chroma_url
     from ragloom.types import Answer
 
     try:
+        check_index_path(index)
         spec = IndexSpec.load(index)
         gen_spec = spec.generator
         if generator or llm or base_url:
@@ -373,16 +380,14 @@ def _print_sources(answer: dict[str, Any], streamed: bool) -> None:
         page = f", page {row['page']}" if row["page"] else ""
         snippet = " ".join(row["text"].split())[:110]
         console.print(
-            f"{mark}\\[{n}] {escape(row['doc_id'])}{page} (chars {row['start']}-{row['end']}): "
+            f"{mark}\\[{n}] {escape(safe(row['doc_id']))}{page} (chars {row['start']}-{row['end']}): "
             f"[dim]{escape(snippet)}…[/]",
             highlight=False,
         )
     if answer["dangling_markers"]:
-        err.print(f"[yellow]warning:[/] the answer cites passages that do not exist: {answer['dangling_markers']}")
+        warn(f"the answer cites passages that do not exist: {answer['dangling_markers']}")
     if answer["unsupported_markers"]:
-        err.print(
-            f"[yellow]warning:[/] citations with little support in their passage: {answer['unsupported_markers']}"
-        )
+        warn(f"citations with little support in their passage: {answer['unsupported_markers']}")
     timings = answer["timings"]
     console.print(
         f"[dim]retrieve {timings.get('retrieve_s', 0):.2f}s · generate {timings.get('generate_s', 0):.2f}s[/]"
@@ -536,10 +541,10 @@ def models_pull(
 
     for name in names:
         try:
-            path = pull_model(name, progress=lambda m: err.print(f"[dim]{m}[/]"), force=force)
+            path = pull_model(name, progress=lambda m: err.print(safe_text(m, "dim")), force=force)
         except RagloomError as exc:
             _fail(exc)
-        console.print(f"{name}: {path}")
+        console.print(safe_text(f"{name}: {path}"))
 
 
 DEMO_QUESTION = "What is the maximum penalty for a nonwillful violation of the Bank Secrecy Act?"

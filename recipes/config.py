@@ -261,20 +261,22 @@ def open_pipeline(
 
     ``trust_remote_code`` lets the index's models run their own code; only the caller can say so (module docs)."""
     index_dir = Path(index_dir)
+    if index_dir.exists() and not index_dir.is_dir():
+        raise ConfigError(f"{index_dir} is a file, not an index directory; pass a directory path (new or existing)")
     existing = os.path.lexists(index_dir / SPEC_NAME)
     if spec is None:
         spec = IndexSpec.load(index_dir)
     elif not existing:
         index_dir.mkdir(parents=True, exist_ok=True)
-        spec.save(index_dir)
     check_index_tree(index_dir)
-    if trust_remote_code:
-        trusted = tuple(
-            r if r.kind == "bm25" else replace(r, options={**r.options, "trust_remote_code": True})
-            for r in spec.retrievers
+    building = spec.retrievers
+    if trust_remote_code:  # for this process only: the file never records it
+        building = tuple(
+            r if r.kind == "bm25" else replace(r, options={**r.options, "trust_remote_code": True}) for r in building
         )
-        spec = replace(spec, retrievers=trusted)
-    retrievers = [build_retriever(r, index_dir, allow_download) for r in spec.retrievers]
+    retrievers = [build_retriever(r, index_dir, allow_download) for r in building]
+    if not existing:  # written only once every retriever was built: a typo in a model or store leaves no spec
+        spec.save(index_dir)
     if with_generator and generator is None:
         generator = build_generator(spec.generator, allow_download)
     fuser = fuser_from_config(spec.fusion) if len(retrievers) > 1 else None

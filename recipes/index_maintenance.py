@@ -15,6 +15,8 @@ from typing import Annotated, Any
 import typer
 
 from ragloom.errors import RagloomError
+from ragloom.protocols import PersistentStore, VerifiableStore
+from ragloom.retrieval import StoredRetrieverMethods
 
 __all__ = ["RetrieverCheck", "VerifyReport", "index_app", "recover_index", "verify_index"]
 
@@ -62,13 +64,11 @@ def recover_index(index: Path, *, discard: bool = False, allow_download: bool = 
 
 def _read_back(retriever: Any) -> None:
     """Force a full read of a retriever's store: checksums are checked where the store keeps them."""
-    store = getattr(retriever, "store", None)
-    verify = getattr(store, "verify", None)
-    if callable(verify):
-        verify()
-    reload = getattr(store, "reload", None)
-    if callable(reload) and getattr(store, "path", None) is not None:
-        reload()
+    store = retriever.store if isinstance(retriever, StoredRetrieverMethods) else None
+    if isinstance(store, VerifiableStore):
+        store.verify()
+    if isinstance(store, PersistentStore) and store.path is not None:
+        store.reload()  # every row read back: checksums are checked on load
 
 
 def verify_index(index: Path, *, allow_download: bool = False) -> VerifyReport:

@@ -1,7 +1,8 @@
 """Progress for long CLI runs: a bar on a terminal, a periodic one-line report on a non-terminal stderr.
 
 A log file or CI console gets a line every ``RAGLOOM_PROGRESS_INTERVAL`` seconds (default 10) with the rate and
-the time left, e.g. ``Indexing: 120/1732 docs (7%) · 6.1 docs/s · ETA 4m23s``, and one when the step finishes.
+the time left, e.g. ``Indexing: 120/1732 docs (7%) · 6.1 docs/s · ETA 4m23s``, and one when a step that reported
+finishes (a step shorter than the interval prints nothing).
 ``quiet`` silences both. Everything goes to stderr, so ``--json`` output on stdout stays clean.
 """
 
@@ -38,6 +39,7 @@ class LineProgress:
         self.started = time.monotonic()
         self.last_report = self.started
         self.done = self.total = 0
+        self.reported = False
 
     def line(self, final: bool = False) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
@@ -52,11 +54,12 @@ class LineProgress:
         self.done, self.total = done, total
         now = time.monotonic()
         if now - self.last_report >= self.interval:
-            self.last_report = now
+            self.last_report, self.reported = now, True
             print(self.line(), file=self.stream, flush=True)
 
     def finish(self) -> None:
-        if self.done:
+        """The closing line, for a run long enough to have reported (a short one stays quiet)."""
+        if self.done and self.reported:
             print(self.line(final=True), file=self.stream, flush=True)
 
 

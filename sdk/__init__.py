@@ -1,8 +1,9 @@
 """ragloom: document question answering with pluggable retrievers.
 
 ``import ragloom`` is light: the core types load now; torch, transformers and chromadb load on first use by an
-adapter. The names below are the public API; adapters live in ``ragloom.adapters``, recipes and the CLI in
-``ragloom.recipes``.
+adapter. The names below are the public API — the value types, the pipeline and fusion, the errors every
+method raises, and the protocols a user's own component implements; adapters live in ``ragloom.adapters``, recipes
+and the CLI in ``ragloom.recipes``.
 """
 
 from __future__ import annotations
@@ -10,28 +11,84 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ragloom.errors import RagloomError
+from ragloom.errors import (
+    ConfigError,
+    DocumentLoadError,
+    EncoderMismatchError,
+    EndpointError,
+    IndexCorruptError,
+    IndexLockedError,
+    IndexRecoveryError,
+    InputTooLongError,
+    InvalidInputError,
+    MissingExtraError,
+    ModelNotFoundError,
+    RagloomError,
+    RagloomWarning,
+    TruncationWarning,
+    UnsupportedFormatError,
+)
+from ragloom.protocols import (
+    AsyncGenerator,
+    AsyncRetriever,
+    DenseEncoder,
+    Filters,
+    Fuser,
+    Generator,
+    MultiVectorEncoder,
+    PersistentRetriever,
+    Reranker,
+    Retriever,
+    SparseEncoder,
+    TokenCounter,
+)
 from ragloom.types import Answer, Chunk, Citation, Document, Hit, Message, Page, SparseVector
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Answer",
+    "AsyncGenerator",
+    "AsyncRetriever",
     "Chunk",
     "Citation",
+    "ConfigError",
     "ConvexFusion",
+    "DenseEncoder",
     "Document",
+    "DocumentLoadError",
+    "EncoderMismatchError",
+    "EndpointError",
+    "Filters",
+    "Fuser",
+    "Generator",
     "Hit",
+    "IndexCorruptError",
+    "IndexLockedError",
+    "IndexRecoveryError",
     "IngestReport",
+    "InputTooLongError",
+    "InvalidInputError",
     "Message",
     "MinMaxFusion",
+    "MissingExtraError",
+    "ModelNotFoundError",
+    "MultiVectorEncoder",
     "Page",
+    "PersistentRetriever",
     "Pipeline",
     "PromptBuilder",
     "RagloomError",
+    "RagloomWarning",
     "ReciprocalRankFusion",
+    "Reranker",
+    "Retriever",
+    "SparseEncoder",
     "SparseVector",
     "TokenChunker",
+    "TokenCounter",
+    "TruncationWarning",
+    "UnsupportedFormatError",
     "ZScoreFusion",
     "__version__",
     "load_file",

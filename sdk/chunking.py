@@ -28,6 +28,9 @@ __all__ = [
 # A sentence ends at . ! ? (optionally followed by closing quotes/brackets) before whitespace, or at a blank line.
 _SENTENCE_END = re.compile(r"""[.!?]['")\]]*(?=\s)|\n\s*\n""")
 _WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+SECTION_CHARS = 1 << 20
+"""Text longer than this is chunked one section at a time (cut at a blank line, else at a space), so a 40 MB
+file never holds all its tokens' offsets at once: memory stays bounded by the section, not the file."""
 
 
 def sentence_boundaries(text: str) -> list[int]:
@@ -156,8 +159,15 @@ class TokenChunker:
         """Character spans of the chunks of ``text``; each holds at most ``chunk_size`` tokens.
 
         Chunks start and end on word boundaries (never inside a word split into sub-word tokens), so a chunk
-        re-tokenised on its own yields the same tokens.
+        re-tokenised on its own yields the same tokens. Text over ``SECTION_CHARS`` is chunked section by
+        section (no chunk crosses a section cut) so that memory stays bounded.
         """
+        spans: list[tuple[int, int]] = []
+        for first, last in _sections(text, SECTION_CHARS):
+            spans.extend((first + a, first + b) for a, b in self._section_spans(text[first:last]))
+        return spans
+
+    def _section_spans(self, text: str) -> list[tuple[int, int]]:
         tokens = self.tokenizer.token_spans(text)
         n = len(tokens)
         if n == 0:
@@ -203,6 +213,20 @@ class TokenChunker:
         while start < last and not word_start[start]:
             start += 1
         return start
+
+
+def _sections(text: str, size: int) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` cuts of ``text`` at most ``size`` characters long, at a blank line, else a space."""
+    start, n = 0, len(text)
+    while n - start > size:
+        limit = start + size
+        cut = text.rfind("\n\n", start + size // 2, limit)
+        if cut < 0:
+            cut = max(text.rfind(" ", start + size // 2, limit), text.rfind("\n", start + size // 2, limit))
+        cut = cut + 1 if cut >= 0 else limit
+        yield start, cut
+        start = cut
+    yield start, n
 
 
 def _is_word_start(text: str, previous: tuple[int, int], current: tuple[int, int]) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 
 from ragloom.errors import IndexCorruptError
 from ragloom.persistence import MANIFEST_NAME, IndexLock, Manifest, check_index_tree, remove_stale_temp_files
+from ragloom.protocols import RecoverableStore
 
 __all__ = ["IndexFolder", "stored_chunk_size"]
 
@@ -115,11 +116,10 @@ class IndexFolder:
                 if self.manifest.generation != self.generation and reload is not None:
                     reload()
                 self.generation = self.manifest.generation
-            for folder in {self.path, getattr(store, "path", None)} - {None}:
+            for folder in {self.path, store.path if store is not None else None} - {None}:
                 remove_stale_temp_files(folder)  # left by a writer killed mid atomic write
-            recover = getattr(store, "recover", None)
-            if callable(recover):
-                recover()
+            if isinstance(store, RecoverableStore):
+                store.recover()
             if self.manifest is None:
                 self.save(store_config, counts())
         except BaseException:

@@ -41,6 +41,9 @@ __all__ = [
 FORMAT_VERSION = 1
 LATER_KEYS = frozenset({"chunker.tokenizer_sha256"})
 """Fingerprint keys added after format version 1: a manifest that lacks one is not a mismatch."""
+RETIRED_KEYS = frozenset({"encoder.class"})
+"""Fingerprint keys no longer recorded (a framework embedder's Python class path): a manifest holding one still
+opens."""
 MANIFEST_NAME = "manifest.json"
 LOCK_NAME = ".lock"
 
@@ -341,6 +344,9 @@ class Manifest:
         differences.update(compare_fingerprints(self.chunker, chunker, "chunker."))
         for key in LATER_KEYS:  # indexes written before ragloom recorded these keys still open
             if key in differences and differences[key][0] is None:
+                del differences[key]
+        for key in RETIRED_KEYS:  # nor do indexes holding keys ragloom stopped recording
+            if key in differences and differences[key][1] is None:
                 del differences[key]
         if differences:
             raise EncoderMismatchError(str(directory), differences)

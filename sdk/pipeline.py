@@ -28,7 +28,17 @@ from ragloom.grouping import GroupBy, check_group_by, group_by_page
 from ragloom.journal import JOURNAL_NAME, IngestJournal, JournalEntry
 from ragloom.persistence import IndexLock, check_index_tree, crash_point
 from ragloom.prompting import PromptBuilder, PromptParts, check_citations
-from ragloom.protocols import Filters, Fuser, Generator, PersistentRetriever, Reranker, Retriever
+from ragloom.protocols import (
+    AsyncGenerator,
+    AsyncRetriever,
+    Closeable,
+    Filters,
+    Fuser,
+    Generator,
+    PersistentRetriever,
+    Reranker,
+    Retriever,
+)
 from ragloom.retrieval import ProgressCallback, check_query
 from ragloom.tokens import default_token_counter
 from ragloom.types import Answer, Document, Hit
@@ -355,7 +365,7 @@ class Pipeline:
     ) -> list[Hit]:
         """Search every retriever for ``candidates`` hits, fuse, rerank, keep ``k`` (chunks, or pages with
         ``group_by="page"``; default: the pipeline's ``group_by``)."""
-        k = k or self.k
+        k = self.k if k is None else k
         check_query(query, k)
         group = check_group_by(group_by or self.group_by)
         results = {r.name: r.search(query, max(self.candidates, k), filters) for r in self.retrievers}
@@ -365,15 +375,14 @@ class Pipeline:
         self, query: str, k: int | None = None, filters: Filters | None = None, *, group_by: GroupBy | None = None
     ) -> list[Hit]:
         """Async twin of :meth:`retrieve`: retrievers run concurrently, none blocks the loop."""
-        k = k or self.k
+        k = self.k if k is None else k
         check_query(query, k)
         group = check_group_by(group_by or self.group_by)
         n = max(self.candidates, k)
 
         async def one(retriever: Retriever) -> list[Hit]:
-            asearch = getattr(retriever, "asearch", None)
-            if asearch is not None:
-                return list(await asearch(query, n, filters))
+            if isinstance(retriever, AsyncRetriever):
+                return list(await retriever.asearch(query, n, filters))
             return await asyncio.to_thread(retriever.search, query, n, filters)
 
         lists = await asyncio.gather(*(one(r) for r in self.retrievers))
@@ -438,9 +447,8 @@ class Pipeline:
         hits = await self.aretrieve(question, k, filters, group_by=group_by)
         t1 = time.perf_counter()
         parts = self._prompt(question, hits)
-        agenerate = getattr(generator, "agenerate", None)
-        if agenerate is not None:
-            text = await agenerate(parts.messages)
+        if isinstance(generator, AsyncGenerator):
+            text = await generator.agenerate(parts.messages)
         else:
             text = await asyncio.to_thread(generator.generate, parts.messages)
         t2 = time.perf_counter()
@@ -456,8 +464,11 @@ class Pipeline:
         t1 = time.perf_counter()
         parts = self._prompt(question, hits)
         pieces: list[str] = []
-        astream = getattr(generator, "astream", None)
-        source = astream(parts.messages) if astream is not None else _thread_stream(generator, parts)
+        source = (
+            generator.astream(parts.messages)
+            if isinstance(generator, AsyncGenerator)
+            else _thread_stream(generator, parts)
+        )
         async for piece in source:
             pieces.append(piece)
             yield piece
@@ -466,9 +477,8 @@ class Pipeline:
 
     def close(self) -> None:
         for component in (*self.retrievers, self.reranker, self.generator):
-            close = getattr(component, "close", None)
-            if callable(close):
-                close()
+            if isinstance(component, Closeable):
+                component.close()
         self._docstore.close()
         if self._state_lock is not None:
             self._state_lock.release()

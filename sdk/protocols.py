@@ -14,17 +14,23 @@ import numpy as np
 from ragloom.types import Chunk, Document, Hit, Message, MetadataValue, SparseVector
 
 __all__ = [
+    "AsyncGenerator",
     "AsyncRetriever",
+    "Closeable",
     "DenseEncoder",
     "Filters",
     "Fuser",
     "Generator",
     "MultiVectorEncoder",
     "PersistentRetriever",
+    "PersistentStore",
+    "RecoverableStore",
     "Reranker",
     "Retriever",
     "SparseEncoder",
+    "TokenAwareEncoder",
     "TokenCounter",
+    "VerifiableStore",
 ]
 
 Filters = Mapping[str, MetadataValue]
@@ -171,3 +177,50 @@ class AsyncGenerator(Protocol):
     async def agenerate(self, messages: Sequence[Message]) -> str: ...
 
     def astream(self, messages: Sequence[Message]) -> AsyncIterator[str]: ...
+
+
+@runtime_checkable
+class Closeable(Protocol):
+    """Holds resources (a model, a file lock, a connection) until ``close``."""
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class TokenAwareEncoder(Protocol):
+    """An encoder that exposes its tokenizer (chunks are measured in its tokens) and how many a document may hold."""
+
+    @property
+    def token_counter(self) -> TokenCounter: ...
+
+    @property
+    def document_capacity(self) -> int | None: ...
+
+
+@runtime_checkable
+class PersistentStore(Protocol):
+    """A store kept in a directory: it can tell that its files were missing when it opened (damage, when the
+    manifest counts chunks) and re-read what another process committed."""
+
+    @property
+    def path(self) -> Path | None: ...
+
+    @property
+    def state_missing(self) -> bool: ...
+
+    def reload(self) -> None: ...
+
+
+@runtime_checkable
+class RecoverableStore(Protocol):
+    """A store with its own write-ahead record (chroma's pending replace): the writer calls ``recover`` when it takes
+    the lock, and the store finishes an interrupted write if there is one (returns what it covered)."""
+
+    def recover(self) -> int: ...
+
+
+@runtime_checkable
+class VerifiableStore(Protocol):
+    """A store that can read everything back and check it (``ragloom index verify``)."""
+
+    def verify(self) -> Mapping[str, int]: ...

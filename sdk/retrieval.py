@@ -18,9 +18,9 @@ from ragloom.chunking import TokenChunker, WordTokenizer
 from ragloom.errors import ConfigError, InvalidInputError, RagloomWarning
 from ragloom.index_folder import IndexFolder, stored_chunk_size
 from ragloom.persistence import Manifest, crash_point
-from ragloom.protocols import DenseEncoder, Filters
+from ragloom.protocols import DenseEncoder, Filters, PersistentStore, TokenAwareEncoder
 from ragloom.stores import InMemoryVectorStore, VectorStore
-from ragloom.types import Chunk, Document, Hit
+from ragloom.types import _SURROGATE, Chunk, Document, Hit, escape_undecodable
 
 __all__ = [
     "DEFAULT_CHUNK_TOKENS",
@@ -54,6 +54,11 @@ def check_query(query: object, k: object) -> None:
     """Typed errors for the two most common search mistakes."""
     if not isinstance(query, str) or not query.strip():
         raise InvalidInputError(f"A query must be a non-empty string, got {query!r}")
+    if not query.isascii() and _SURROGATE.search(query) is not None:
+        raise InvalidInputError(
+            f"The query {escape_undecodable(query)!r} holds bytes that are not valid UTF-8 (shown as \\xNN); "
+            "re-type it or convert it to UTF-8 (e.g. with iconv)"
+        )
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise InvalidInputError(f"k must be a positive integer, got {k!r}")
 
@@ -110,8 +115,9 @@ def default_chunker(
     ``chunk_size``: the size an existing index was built with (``stored``) when it fits, else the capacity capped
     at :data:`DEFAULT_CHUNK_TOKENS` (256 when the capacity is unknown). By words, with a warning, for an encoder
     that exposes no tokenizer."""
-    counter = getattr(encoder, "token_counter", None)
-    capacity = getattr(encoder, "document_capacity", None)
+    aware = isinstance(encoder, TokenAwareEncoder)
+    counter = encoder.token_counter if aware else None
+    capacity = encoder.document_capacity if aware else None
     if chunk_size is None and stored and (not capacity or stored <= capacity):
         chunk_size = stored
     if counter is None:
@@ -222,14 +228,13 @@ class StoredRetrieverMethods(RetrieverMethods):
             self._folder.acquire(self.store, self._store_config(), self._counts, reload=self._reload_store)
 
     def _reload_store(self) -> None:
-        reload = getattr(self.store, "reload", None)
-        if callable(reload):
-            reload()
+        if isinstance(self.store, PersistentStore):
+            self.store.reload()
 
     def _check_store_on_open(self) -> None:
         """A store whose files vanished under a manifest that counts chunks is damage, not an empty index."""
-        if self._folder is not None and getattr(self.store, "state_missing", False):
-            self._folder.check_not_emptied(len(self.store), str(getattr(self.store, "path", None) or self.path))
+        if self._folder is not None and isinstance(self.store, PersistentStore) and self.store.state_missing:
+            self._folder.check_not_emptied(len(self.store), str(self.store.path or self.path))
 
     def _save_manifest(self) -> None:
         if self._folder is not None:
@@ -338,10 +343,29 @@ class ChunkedVectorRetriever(StoredRetrieverMethods):
         if not self._searchable(queries, k):
             return [[] for _ in queries]
         vectors = self.encoder.encode_queries(list(queries))
+        return self._hits(self.store.search(vectors, k, filters))
+
+    async def asearch_many(
+        self, queries: Sequence[str], k: int = 10, filters: Filters | None = None
+    ) -> list[list[Hit]]:
+        """Async search; an encoder with ``aencode_queries`` (a framework's async embeddings) is awaited, the rest
+        runs in a worker thread."""
+        encode = getattr(self.encoder, "aencode_queries", None)
+        if encode is None:
+            return await asyncio.to_thread(self.search_many, queries, k, filters)
+        if not self._searchable(queries, k):
+            return [[] for _ in queries]
+        vectors = await encode(list(queries))
+        return self._hits(await asyncio.to_thread(self.store.search, vectors, k, filters))
+
+    async def asearch(self, query: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
+        return (await self.asearch_many([query], k, filters))[0]
+
+    def _hits(self, rows: Sequence[Sequence[tuple[Chunk, float]]]) -> list[list[Hit]]:
         return [
             [
                 Hit(chunk=chunk, score=score, score_kind=self._score_kind, retriever=self._name, rank=rank)  # type: ignore[arg-type]
                 for rank, (chunk, score) in enumerate(row, start=1)
             ]
-            for row in self.store.search(vectors, k, filters)
+            for row in rows
         ]

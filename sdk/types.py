@@ -7,6 +7,7 @@ deep inside an index. Metadata values are JSON scalars (str, int, float, bool) s
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -28,11 +29,37 @@ __all__ = [
     "SparseVector",
     "chunk_id_for_page",
     "chunk_id_for_span",
+    "escape_undecodable",
 ]
 
 MetadataValue = str | int | float | bool
 ScoreKind = Literal["cosine", "dot", "bm25", "splade", "maxsim", "rrf", "fused", "rerank", "distance"]
 Role = Literal["system", "user", "assistant"]
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def escape_undecodable(text: str) -> str:
+    """``text`` with each lone surrogate written as an escape: ``\\xNN`` for a byte that was not UTF-8 (what
+    ``os.fsdecode`` makes of a non-UTF-8 file name), ``\\uNNNN`` for any other. Such text can be stored, printed
+    and sent as JSON; text without surrogates comes back unchanged."""
+    if text.isascii() or _SURROGATE.search(text) is None:
+        return text
+
+    def escape(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+    return _SURROGATE.sub(escape, text)
+
+
+def _check_text(value: str, what: str) -> None:
+    if not value.isascii() and _SURROGATE.search(value) is not None:
+        raise InvalidInputError(
+            f"{what} holds a lone surrogate (bytes that are not UTF-8, e.g. from a file name in another encoding), "
+            "which no store can save; clean it with ragloom.types.escape_undecodable (the loaders do this)"
+        )
 
 
 def _check_metadata(metadata: Mapping[str, object], where: str) -> dict[str, MetadataValue]:
@@ -47,6 +74,9 @@ def _check_metadata(metadata: Mapping[str, object], where: str) -> dict[str, Met
                 f"{where}: metadata[{key!r}] is {type(value).__name__}; values must be str, int, float or bool "
                 "(serialise lists or dicts to a string first)"
             )
+        _check_text(key, f"{where}: metadata key {key!r}")
+        if isinstance(value, str):
+            _check_text(value, f"{where}: metadata[{key!r}]")
         clean[key] = value
     return clean
 
@@ -85,6 +115,9 @@ class Document:
             raise InvalidInputError("Document.id must be a non-empty string")
         if not isinstance(self.text, str):
             raise InvalidInputError(f"Document {self.id!r}: text must be str, got {type(self.text).__name__}")
+        _check_text(self.id, f"Document.id {self.id!r}")
+        _check_text(self.source, f"Document {self.id!r}: source")
+        _check_text(self.text, f"Document {self.id!r}: text")
         object.__setattr__(self, "pages", tuple(self.pages))
         object.__setattr__(self, "metadata", _check_metadata(self.metadata, f"Document {self.id!r}"))
         previous_end = 0

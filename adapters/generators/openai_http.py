@@ -21,12 +21,20 @@ import re
 import threading
 import time
 import warnings
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 
+from ragloom.adapters.generators._http_limits import (
+    BodyTooLarge,
+    Deadline,
+    TotalTimeout,
+    abounded_response,
+    bounded_response,
+    secret_pattern,
+)
 from ragloom.errors import ConfigError, EndpointError, InvalidInputError, TruncationWarning
 from ragloom.types import Message
 
@@ -68,49 +76,7 @@ def _retry_after(headers: httpx.Headers) -> float | None:
     return None
 
 
-_T = TypeVar("_T")
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")  # server-sent events' line ends
-
-
-class _TotalTimeout(httpx.ReadTimeout):
-    """One attempt ran past ``total_timeout``: bytes kept arriving (each restarting ``read_timeout``) but the
-    answer never completed, e.g. a server dripping its body."""
-
-
-class _Deadline:
-    """Time one attempt spends waiting on the server, from the request to the last byte, checked at every piece
-    received: what the caller does between the pieces of a stream does not count."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds, self.spent, self._since = seconds, 0.0, time.monotonic()
-
-    def _tick(self) -> None:
-        now = time.monotonic()
-        self.spent, self._since = self.spent + now - self._since, now
-        if self.spent > self.seconds:
-            raise _TotalTimeout(f"no complete answer within total_timeout={self.seconds}s")
-
-    def iterate(self, pieces: Iterable[_T]) -> Iterator[_T]:
-        for piece in pieces:
-            self._tick()
-            yield piece
-            self._since = time.monotonic()  # the caller's time with the piece is not the server's
-
-    async def aiterate(self, pieces: AsyncIterable[_T]) -> AsyncIterator[_T]:
-        async for piece in pieces:
-            self._tick()
-            yield piece
-            self._since = time.monotonic()
-
-
-def _buffered(streamed: httpx.Response, raw: list[bytes]) -> httpx.Response:
-    """A streamed response's raw bytes as a whole response, decoded (gzip...) here, inside the transport-error
-    handling."""
-    response = httpx.Response(
-        streamed.status_code, headers=streamed.headers, content=b"".join(raw), request=streamed.request
-    )
-    response.read()
-    return response
 
 
 def _is_http_url(url: object) -> bool:
@@ -134,16 +100,24 @@ class _StreamState:
         self._data: list[str] = []
         self.done = self.finished = False  # saw [DONE] / saw a finish_reason
         self.chars = 0
-        self._pending = ""  # text after the last line break
+        self.received = 0  # characters of the body so far, bounded by the owner's max_response_bytes
+        self._pending: list[str] = []  # text after the last line break, in pieces (never re-scanned)
         self._after_cr = False  # the last piece ended in \r: a \n starting the next one ends no further line
 
     def feed_text(self, text: str) -> Iterator[str]:
         """Take decoded text as it arrives (any split); yield the tokens of the events it completes, each as soon
         as its event is decoded (a later bad event in the same piece cannot hold back earlier tokens)."""
+        self.received += len(text)
+        if self.received > self._owner.max_response_bytes:
+            raise self._owner._too_large(self.received, "stream")
         if self._after_cr and text.startswith("\n"):
             text = text[1:]
         self._after_cr = text.endswith("\r")
-        *lines, self._pending = _LINE_BREAK.split(self._pending + text)
+        *lines, rest = _LINE_BREAK.split(text)  # only the new text is scanned: linear in the body
+        if lines:
+            lines[0] = "".join(self._pending) + lines[0]
+            self._pending = []
+        self._pending.append(rest)
         for line in lines:
             if self.done:
                 return
@@ -176,9 +150,9 @@ class _StreamState:
 
     def end(self, cause: httpx.HTTPError | None = None) -> None:
         """The body ended (or broke): fine after [DONE] or a finish_reason, else the answer is incomplete."""
-        if self._pending:  # a last line without a line break: kept, but an event needs a blank line to complete
-            self.feed(self._pending)
-            self._pending = ""
+        if pending := "".join(self._pending):  # a last line without a line break: an event needs a blank line
+            self.feed(pending)
+            self._pending = []
         if self.done or self.finished or "\n".join(self._data).strip() == "[DONE]":
             return
         if cause is not None and not isinstance(cause, _TRANSIENT):
@@ -200,9 +174,10 @@ class OpenAICompatibleGenerator:
     attempt; waits grow as ``backoff * 2**attempt`` with jitter, or follow ``Retry-After``, capped at
     ``max_retry_delay`` seconds. ``extra_body`` is merged into each request (``top_p``, ``seed``, vLLM's
     ``guided_json``...). ``context_window`` (tokens) is for prompt builders; nothing here truncates.
-    ``read_timeout`` bounds each wait for bytes; ``total_timeout`` bounds the time each attempt waits on the
-    server from request to last byte (a server dripping bytes restarts ``read_timeout`` for ever), streams included
-    (the time a caller spends between tokens does not count).
+    ``read_timeout`` bounds each wait for bytes; ``total_timeout`` bounds the whole call: every attempt from
+    request to last byte and the waits between attempts (a server dripping bytes restarts ``read_timeout`` for
+    ever), streams included (the time a caller spends between tokens does not count). ``max_response_bytes``
+    bounds a body after decoding (a gzip bomb, an endless body or stream line is an error, not gigabytes held).
     """
 
     def __init__(
@@ -223,6 +198,7 @@ class OpenAICompatibleGenerator:
         max_retry_delay: float = 30.0,
         extra_body: Mapping[str, Any] | None = None,
         context_window: int = 8192,
+        max_response_bytes: int = 32 * 1024 * 1024,
     ) -> None:
         stop = (stop,) if isinstance(stop, str) else tuple(stop)
         extra = dict(extra_body or {})
@@ -236,6 +212,7 @@ class OpenAICompatibleGenerator:
             "max_retries must be >= 0": max_retries >= 0,
             "backoff and max_retry_delay must be >= 0": backoff >= 0 and max_retry_delay >= 0,
             "context_window must be > 0": context_window > 0,
+            "max_response_bytes must be >= 1024": max_response_bytes >= 1024,
             "stop must hold non-empty strings": all(isinstance(s, str) and s for s in stop),
             f"extra_body must not set {sorted(_RESERVED_BODY_KEYS)}": not _RESERVED_BODY_KEYS & extra.keys(),
         }
@@ -251,6 +228,7 @@ class OpenAICompatibleGenerator:
         self.max_retries, self.backoff, self.max_retry_delay = int(max_retries), backoff, max_retry_delay
         self.extra_body: Mapping[str, Any] = extra
         self.context_window = int(context_window)
+        self.max_response_bytes = int(max_response_bytes)
         self._api_key_env = api_key_env
         self._secret = (api_key if api_key is not None else os.environ.get(api_key_env, "")).strip() or None
         if self._secret and not (self._secret.isascii() and self._secret.isprintable() and " " not in self._secret):
@@ -260,9 +238,10 @@ class OpenAICompatibleGenerator:
                 f"cannot go in a header; check api_key= or ${api_key_env} for a stray quote or line break"
             )
         self._headers = {"Authorization": f"Bearer {self._secret}"} if self._secret else {}
+        self._secret_pattern = secret_pattern(self._secret)
         self._url = f"{self.base_url}/chat/completions"
         self._timeout = httpx.Timeout(read_timeout, connect=connect_timeout)
-        self.total_timeout = float(total_timeout)  # per attempt: read_timeout restarts with every byte received
+        self.total_timeout = float(total_timeout)  # the whole call: read_timeout restarts with every byte received
         self._lock = threading.Lock()
         self._client: httpx.Client | None = None
         self._aclient: httpx.AsyncClient | None = None
@@ -279,30 +258,33 @@ class OpenAICompatibleGenerator:
     def generate(self, messages: Sequence[Message]) -> str:
         """The whole answer to a chat."""
         body, client, attempt = self._body(messages, stream=False), self._sync_client(), 0
+        deadline = Deadline(self.total_timeout)
         while True:
             try:
                 try:
-                    deadline = _Deadline(self.total_timeout)
-                    with client.stream("POST", self._url, json=body) as streamed:
-                        response = _buffered(streamed, list(deadline.iterate(streamed.iter_raw())))
+                    deadline.start()
+                    with client.stream("POST", self._url, json=body, timeout=deadline.timeout(self._timeout)) as got:
+                        response = self._bounded(got, deadline.iterate(got.iter_bytes()))
                 except httpx.HTTPError as exc:
                     raise self._transport_error(exc) from exc
                 return self._whole(response)
             except _Retry as failure:
-                time.sleep(self._next_delay(attempt, failure))
+                time.sleep(self._next_delay(attempt, failure, deadline))
                 attempt += 1
 
     def stream(self, messages: Sequence[Message]) -> Iterator[str]:
         """The answer token by token, as the server sends it (``stream=true``, server-sent events)."""
         body, client, attempt = self._body(messages, stream=True), self._sync_client(), 0
+        deadline = Deadline(self.total_timeout)
         while True:
             state = _StreamState(self)
             try:
                 try:
-                    deadline = _Deadline(self.total_timeout)
-                    with client.stream("POST", self._url, json=body, headers=_SSE_HEADERS) as response:
+                    deadline.start()
+                    timeout = deadline.timeout(self._timeout)
+                    with client.stream("POST", self._url, json=body, headers=_SSE_HEADERS, timeout=timeout) as response:
                         if _is_json(response):
-                            whole = _buffered(response, list(deadline.iterate(response.iter_raw())))
+                            whole = self._bounded(response, deadline.iterate(response.iter_bytes()))
                             if text := self._whole(whole):
                                 yield text
                             return
@@ -316,38 +298,43 @@ class OpenAICompatibleGenerator:
                     state.end(exc)
                     return
             except _Retry as failure:
-                time.sleep(self._next_delay(attempt, failure))
+                time.sleep(self._next_delay(attempt, failure, deadline))
                 attempt += 1
 
     async def agenerate(self, messages: Sequence[Message]) -> str:
         """Async twin of :meth:`generate`, on an ``httpx.AsyncClient``: never blocks the event loop."""
         body, client, attempt = self._body(messages, stream=False), await self._async_client(), 0
+        deadline = Deadline(self.total_timeout)
         while True:
             try:
                 try:
-                    deadline = _Deadline(self.total_timeout)
-                    async with client.stream("POST", self._url, json=body) as streamed:
-                        raw = [chunk async for chunk in deadline.aiterate(streamed.aiter_raw())]
-                        response = _buffered(streamed, raw)
+                    deadline.start()
+                    timeout = deadline.timeout(self._timeout)
+                    async with client.stream("POST", self._url, json=body, timeout=timeout) as got:
+                        response = await self._abounded(got, deadline.aiterate(got.aiter_bytes()))
                 except httpx.HTTPError as exc:
                     raise self._transport_error(exc) from exc
                 return self._whole(response)
             except _Retry as failure:
-                await asyncio.sleep(self._next_delay(attempt, failure))
+                await asyncio.sleep(self._next_delay(attempt, failure, deadline))
                 attempt += 1
 
     async def astream(self, messages: Sequence[Message]) -> AsyncIterator[str]:
         """Async twin of :meth:`stream`: never blocks the event loop."""
         body, client, attempt = self._body(messages, stream=True), await self._async_client(), 0
+        deadline = Deadline(self.total_timeout)
         while True:
             state = _StreamState(self)
             try:
                 try:
-                    deadline = _Deadline(self.total_timeout)
-                    async with client.stream("POST", self._url, json=body, headers=_SSE_HEADERS) as response:
+                    deadline.start()
+                    timeout = deadline.timeout(self._timeout)
+                    async with client.stream(
+                        "POST", self._url, json=body, headers=_SSE_HEADERS, timeout=timeout
+                    ) as response:
                         if _is_json(response):
-                            raw = [chunk async for chunk in deadline.aiterate(response.aiter_raw())]
-                            if text := self._whole(_buffered(response, raw)):
+                            whole = await self._abounded(response, deadline.aiterate(response.aiter_bytes()))
+                            if text := self._whole(whole):
                                 yield text
                             return
                         async with contextlib.aclosing(deadline.aiterate(response.aiter_text())) as texts:
@@ -362,7 +349,7 @@ class OpenAICompatibleGenerator:
                     state.end(exc)
                     return
             except _Retry as failure:
-                await asyncio.sleep(self._next_delay(attempt, failure))
+                await asyncio.sleep(self._next_delay(attempt, failure, deadline))
                 attempt += 1
 
     def close(self) -> None:
@@ -426,8 +413,27 @@ class OpenAICompatibleGenerator:
             body["stop"] = list(self.stop)
         return {**body, **self.extra_body}
 
+    def _bounded(self, response: httpx.Response, pieces: Iterator[bytes]) -> httpx.Response:
+        try:
+            return bounded_response(response, pieces, self.max_response_bytes)
+        except BodyTooLarge as exc:
+            raise self._too_large(exc.args[0], "response") from None
+
+    async def _abounded(self, response: httpx.Response, pieces: Any) -> httpx.Response:
+        try:
+            return await abounded_response(response, pieces, self.max_response_bytes)
+        except BodyTooLarge as exc:
+            raise self._too_large(exc.args[0], "response") from None
+
+    def _too_large(self, size: int, what: str) -> EndpointError:
+        return self._error(
+            f"{self.name}: the {what} from {self._url} passed max_response_bytes={self.max_response_bytes} "
+            f"(over {size} bytes after decoding; a compression bomb or a runaway server?) and was stopped; raise "
+            "max_response_bytes if the server really sends that much"
+        )
+
     def _redact(self, text: str) -> str:
-        return text.replace(self._secret, "***") if self._secret else text
+        return self._secret_pattern.sub("***", text) if self._secret_pattern is not None else text
 
     def _error(self, message: str, status_code: int | None = None) -> EndpointError:
         return EndpointError(self._redact(message), status_code=status_code)
@@ -446,22 +452,25 @@ class OpenAICompatibleGenerator:
     def _describe(self, exc: httpx.HTTPError) -> str:
         if isinstance(exc, httpx.ConnectTimeout | httpx.ConnectError):
             return f"could not connect to {self.base_url} ({type(exc).__name__}: {exc}); is the server up?"
-        if isinstance(exc, _TotalTimeout):
+        if isinstance(exc, TotalTimeout):
             return f"the answer took longer than total_timeout={self.total_timeout}s ({type(exc).__name__})"
         if isinstance(exc, httpx.TimeoutException):
             return f"nothing received within read_timeout={self._timeout.read}s ({type(exc).__name__})"
         return f"{type(exc).__name__}: {exc}"
 
-    def _next_delay(self, attempt: int, failure: _Retry) -> float:
-        """Seconds to wait before the next attempt; raises once ``max_retries`` is spent."""
-        if attempt >= self.max_retries:
-            raise self._error(
-                f"{self.name}: gave up after {attempt + 1} attempt(s) at {self._url}; last: {failure.reason}",
-                failure.status_code,
-            ) from failure.__cause__
+    def _next_delay(self, attempt: int, failure: _Retry, deadline: Deadline) -> float:
+        """Seconds to wait before the next attempt; raises once ``max_retries`` or ``total_timeout`` is spent."""
         base = self.backoff * 2**attempt
         delay = failure.retry_after if failure.retry_after is not None else base / 2 + random.uniform(0, base / 2)
         delay = min(delay, self.max_retry_delay)
+        out_of_time = deadline.remaining <= delay
+        if attempt >= self.max_retries or out_of_time:
+            why = f"total_timeout={self.total_timeout}s spent" if out_of_time else f"{attempt + 1} attempt(s)"
+            raise self._error(
+                f"{self.name}: gave up after {attempt + 1} attempt(s) at {self._url} ({why}); last: {failure.reason}",
+                failure.status_code,
+            ) from failure.__cause__
+        deadline.wait(delay)
         logger.warning(
             "%s: attempt %d/%d failed (%s); retrying in %.2fs",
             *(self.name, attempt + 1, self.max_retries + 1, self._redact(failure.reason), delay),

@@ -208,13 +208,13 @@ class SearchSource:
         return self.is_pipeline and getattr(self.target, "generator", None) is not None
 
     def search(self, query: str, k: int | None = None, filters: Filters | None = None) -> list[Hit]:
-        k = k or self.default_k
+        k = self.default_k if k is None else k  # k=0 is an error downstream, never the default
         if self.is_pipeline:
             return list(self.target.retrieve(query, k, filters))
         return list(self.target.search(query, k, filters))
 
     async def asearch(self, query: str, k: int | None = None, filters: Filters | None = None) -> list[Hit]:
-        k = k or self.default_k
+        k = self.default_k if k is None else k  # k=0 is an error downstream, never the default
         if self.is_pipeline:
             return list(await self.target.aretrieve(query, k, filters))
         native = getattr(self.target, "asearch", None)
@@ -355,6 +355,27 @@ async def acut_stream(pieces: AsyncIterator[str], stop: Sequence[str] | None) ->
         yield text
 
 
+def refuse_call_options(owner: str, options: Mapping[str, Any]) -> None:
+    """Per-call generation settings (``max_tokens``, ``temperature``, ``seed``...) that a ragloom generator
+    cannot take per call are an error naming where to set them, never silently dropped."""
+    if options:
+        raise InvalidInputError(
+            f"{owner} cannot apply {sorted(options)} per call: a ragloom generator's settings are fixed when it is "
+            "built; set them there, e.g. OpenAICompatibleGenerator(model, max_tokens=..., temperature=..., "
+            "extra_body={'seed': ...}) or TransformersGenerator(model, max_new_tokens=...)"
+        )
+
+
+def usage_counts(generator: object, messages: Sequence[Message], text: str) -> dict[str, int] | None:
+    """Input/output/total tokens by the generator's own tokenizer, when it can count them (local models)."""
+    prompt_tokens = getattr(generator, "prompt_tokens", None)
+    count_tokens = getattr(generator, "count_tokens", None)
+    if not (callable(prompt_tokens) and callable(count_tokens)):
+        return None
+    given, written = int(prompt_tokens(messages)), int(count_tokens(text))
+    return {"input_tokens": given, "output_tokens": written, "total_tokens": given + written}
+
+
 def model_label(model: object) -> str:
     """A framework model's name: its ``model``/``model_name``/``model_id`` attribute, else its class."""
     for attribute in ("model", "model_name", "model_id", "deployment_name"):
@@ -410,8 +431,7 @@ class ForeignDenseEncoder:
     def fingerprint(self) -> Mapping[str, object]:
         return {
             "family": "dense",
-            "provider": self.provider,
-            "class": f"{type(self.model).__module__}.{type(self.model).__qualname__}",
+            "provider": self.provider,  # not the class path: a script's class and the same class imported match
             "model": self.name,
             "dim": self._dim,
             "normalize": self.normalize,
@@ -420,6 +440,14 @@ class ForeignDenseEncoder:
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
         return self._matrix(self._embed_queries(texts) if texts else [], len(texts))
+
+    async def aencode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Query vectors through the framework's own async embedding method (retrievers' ``asearch`` use it)."""
+        texts = list(texts)
+        return self._matrix(await self._aembed_queries(texts) if texts else [], len(texts))
+
+    async def _aembed_queries(self, texts: list[str]) -> list[Sequence[float]]:
+        return await asyncio.to_thread(self._embed_queries, texts)
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)

@@ -9,6 +9,7 @@ LangChain → ragloom: :class:`LangChainEncoder` (``Embeddings`` as a DenseEncod
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -42,9 +43,11 @@ from ragloom.adapters.integrations._common import (  # noqa: E402
     cut_stream,
     hit_metadata,
     model_label,
+    refuse_call_options,
     search_source,
+    usage_counts,
 )
-from ragloom.errors import EndpointError, InvalidInputError, RagloomError  # noqa: E402
+from ragloom.errors import EndpointError, InvalidInputError, RagloomError, RagloomWarning  # noqa: E402
 from ragloom.types import Hit, Message  # noqa: E402
 
 if TYPE_CHECKING:
@@ -74,6 +77,7 @@ class RagloomRetriever(BaseRetriever):
 
     ``invoke``/``ainvoke`` accept per-call ``k`` and ``filters`` keyword arguments. The async path awaits
     ragloom's ``aretrieve``/``asearch`` (model work runs in a worker thread), so the event loop keeps running.
+    LangChain's ``search_kwargs={"k": ..., "filter": {...}}`` is understood; any other setting is an error.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -84,13 +88,24 @@ class RagloomRetriever(BaseRetriever):
     """Hits per query (default: the pipeline's ``k``, or 5 for a bare retriever)."""
     filters: dict[str, str | int | float | bool] | None = None
     """Equality filters applied to every query unless a call passes its own."""
+    search_kwargs: dict[str, Any] | None = None
+    """LangChain's vector-store convention: ``{"k": 4, "filter": {...}}`` (``filters`` also accepted)."""
 
     _source: SearchSource = PrivateAttr()
 
     def __init__(self, source: Any = None, **kwargs: Any) -> None:
         searcher = search_source(source)  # a typed error here, not pydantic's wrapper
+        _check_retriever_options(kwargs)
         super().__init__(source=source, **kwargs)
         self._source = searcher
+
+    def _settings(self, k: int | None, filters: dict[str, Any] | None) -> tuple[int | None, Any]:
+        extra = self.search_kwargs or {}
+        if k is None:
+            k = extra.get("k", self.k)
+        if filters is None:
+            filters = extra.get("filter", extra.get("filters", self.filters))
+        return k, filters
 
     def _get_relevant_documents(
         self,
@@ -100,7 +115,7 @@ class RagloomRetriever(BaseRetriever):
         k: int | None = None,
         filters: dict[str, Any] | None = None,
     ) -> list[LCDocument]:
-        hits = self._source.search(query, k or self.k, filters if filters is not None else self.filters)
+        hits = self._source.search(query, *self._settings(k, filters))
         return [hit_to_document(h) for h in hits]
 
     async def _aget_relevant_documents(
@@ -111,8 +126,31 @@ class RagloomRetriever(BaseRetriever):
         k: int | None = None,
         filters: dict[str, Any] | None = None,
     ) -> list[LCDocument]:
-        hits = await self._source.asearch(query, k or self.k, filters if filters is not None else self.filters)
+        hits = await self._source.asearch(query, *self._settings(k, filters))
         return [hit_to_document(h) for h in hits]
+
+
+_SEARCH_KWARGS = frozenset({"k", "filter", "filters"})
+_RETRIEVER_FIELDS = frozenset({"k", "filters", "search_kwargs", "tags", "metadata", "name"})
+
+
+def _check_retriever_options(options: dict[str, Any]) -> None:
+    """Settings ragloom would not apply are errors, never silently ignored."""
+    unknown = sorted(set(options) - _RETRIEVER_FIELDS)
+    if unknown:
+        hint = " (ragloom calls it k)" if {"top_k", "similarity_top_k", "n"} & set(unknown) else ""
+        raise InvalidInputError(
+            f"RagloomRetriever does not take {unknown}{hint}; it takes k, filters, search_kwargs, tags, metadata"
+        )
+    extra = options.get("search_kwargs") or {}
+    if not isinstance(extra, dict) or set(extra) - _SEARCH_KWARGS:
+        raise InvalidInputError(
+            f"RagloomRetriever search_kwargs may hold k and filter, got {extra!r}; "
+            'e.g. search_kwargs={"k": 4, "filter": {"doc_id": "a.pdf"}}'
+        )
+    k = options.get("k", extra.get("k"))
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        raise InvalidInputError(f"RagloomRetriever k must be a positive integer, got {k!r}")
 
 
 _ROLES = {"system": "system", "human": "user", "ai": "assistant", "developer": "system"}
@@ -130,6 +168,16 @@ def from_langchain_messages(messages: Sequence[BaseMessage]) -> list[Message]:
                 f"ragloom generators take system, user and assistant messages, got a {message.type!r} message; "
                 "drop tool messages or use a LangChain chat model that supports tools"
             )
+        if isinstance(message.content, list):
+            dropped = sorted(
+                {str(b.get("type")) for b in message.content if isinstance(b, dict) and b.get("type") != "text"}
+            )
+            if dropped:
+                warnings.warn(
+                    f"ragloom generators take text only: {', '.join(dropped)} content in a {role} message was left out",
+                    RagloomWarning,
+                    stacklevel=3,
+                )
         out.append(Message(role, str(message.text)))  # type: ignore[arg-type]
     return out
 
@@ -167,8 +215,9 @@ class RagloomChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        text = cut_at_stop(self.generator.generate(from_langchain_messages(messages)), stop)
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
+        refuse_call_options(type(self).__name__, kwargs)
+        converted = from_langchain_messages(messages)
+        return self._result(converted, cut_at_stop(self.generator.generate(converted), stop))
 
     async def _agenerate(
         self,
@@ -177,8 +226,24 @@ class RagloomChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        text = cut_at_stop(await agenerate(self.generator, from_langchain_messages(messages)), stop)
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
+        refuse_call_options(type(self).__name__, kwargs)
+        converted = from_langchain_messages(messages)
+        return self._result(converted, cut_at_stop(await agenerate(self.generator, converted), stop))
+
+    def _result(self, messages: list[Message], text: str) -> ChatResult:
+        """The answer with LangChain's ``response_metadata`` (model name) and ``usage_metadata`` (when the
+        generator can count its tokens)."""
+        usage = usage_counts(self.generator, messages, text)
+        message = AIMessage(
+            content=text,
+            response_metadata={"model_name": self._model_name, "model_provider": "ragloom"},
+            usage_metadata=usage,  # type: ignore[arg-type]
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)], llm_output={"model_name": self._model_name})
+
+    @property
+    def _model_name(self) -> str:
+        return str(getattr(self.generator, "name", type(self.generator).__name__))
 
     def _stream(
         self,
@@ -187,6 +252,7 @@ class RagloomChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
+        refuse_call_options(type(self).__name__, kwargs)
         for piece in cut_stream(self.generator.stream(from_langchain_messages(messages)), stop):
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
             if run_manager is not None:
@@ -200,6 +266,7 @@ class RagloomChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
+        refuse_call_options(type(self).__name__, kwargs)
         async for piece in acut_stream(astream(self.generator, from_langchain_messages(messages)), stop):
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
             if run_manager is not None:
@@ -267,6 +334,9 @@ class LangChainEncoder(ForeignDenseEncoder):
 
     def _embed_documents(self, texts: list[str]) -> list[Sequence[float]]:
         return list(self.model.embed_documents(texts))  # type: ignore[attr-defined]
+
+    async def _aembed_queries(self, texts: list[str]) -> list[Sequence[float]]:
+        return [await self.model.aembed_query(t) for t in texts]  # type: ignore[attr-defined]
 
 
 class LangChainGenerator:

@@ -13,6 +13,7 @@ explicitly. llama-index-core ships its NLTK and tiktoken files, so it works offl
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +56,7 @@ from ragloom.adapters.integrations._common import (  # noqa: E402
     model_label,
     search_source,
 )
-from ragloom.errors import EndpointError, InvalidInputError, RagloomError  # noqa: E402
+from ragloom.errors import EndpointError, InvalidInputError, RagloomError, RagloomWarning  # noqa: E402
 from ragloom.types import Answer, Hit, Message  # noqa: E402
 
 if TYPE_CHECKING:
@@ -75,23 +76,29 @@ __all__ = [
 ]
 
 _SHOWN_TO_LLM = ("source", "page")
+_BOOKKEEPING = ("filename", "format", "sha256", "pages", "empty_pages", "encoding")
+"""What the loaders record about a file (not about its content): never shown to an LLM or embedded."""
 
 
 def hit_to_node(hit: Hit) -> NodeWithScore:
     """A ``NodeWithScore`` for a hit: a TextNode whose id is the chunk id, with the hit's fields in metadata.
 
-    Only ``source`` and ``page`` of ragloom's keys reach an LLM prompt or an embedding (the rest are excluded).
+    Only ``source`` and ``page`` of ragloom's keys reach an LLM prompt and none reaches an embedding; the
+    loaders' bookkeeping (``filename``, ``format``, ``sha256``, ``pages``, ...) reaches neither. A document's own
+    metadata (a title, front matter) is shown to both.
     """
     chunk = hit.chunk
+    metadata = hit_metadata(hit)
+    hidden = [k for k in (*METADATA_KEYS, *_BOOKKEEPING) if k in metadata or k in METADATA_KEYS]
     node = TextNode(
         id_=chunk.id,
         text=chunk.text,
-        metadata=hit_metadata(hit),
+        metadata=metadata,
         start_char_idx=chunk.start,
         end_char_idx=chunk.end,
         relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id=chunk.doc_id)},
-        excluded_llm_metadata_keys=[k for k in METADATA_KEYS if k not in _SHOWN_TO_LLM],
-        excluded_embed_metadata_keys=list(METADATA_KEYS),
+        excluded_llm_metadata_keys=[k for k in hidden if k not in _SHOWN_TO_LLM],
+        excluded_embed_metadata_keys=hidden,
     )
     return NodeWithScore(node=node, score=hit.score)
 
@@ -110,7 +117,10 @@ def node_to_hit(node: NodeWithScore, rank: int) -> Hit:
 
 # -- ragloom → LlamaIndex -----------------------------------------------------------------------------------------
 class RagloomNodeRetriever(BaseRetriever):
-    """A ragloom Retriever or Pipeline as a LlamaIndex retriever; ``aretrieve`` never blocks the event loop."""
+    """A ragloom Retriever or Pipeline as a LlamaIndex retriever; ``aretrieve`` never blocks the event loop.
+
+    ``similarity_top_k`` (LlamaIndex's name) is accepted for ``k``.
+    """
 
     def __init__(
         self,
@@ -120,10 +130,13 @@ class RagloomNodeRetriever(BaseRetriever):
         filters: dict[str, str | int | float | bool] | None = None,
         callback_manager: CallbackManager | None = None,
         verbose: bool = False,
+        similarity_top_k: int | None = None,
     ) -> None:
         super().__init__(callback_manager=callback_manager, verbose=verbose)
         self._source: SearchSource = search_source(source)
-        self.k = k
+        if k is not None and similarity_top_k is not None and k != similarity_top_k:
+            raise InvalidInputError(f"Pass k or similarity_top_k, not both ({k} and {similarity_top_k})")
+        self.k = _positive(k if k is not None else similarity_top_k, "RagloomNodeRetriever")
         self.filters = filters
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
@@ -171,6 +184,12 @@ class RagloomNodePostprocessor(BaseNodePostprocessor):
         return out
 
 
+def _positive(k: object, owner: str) -> int | None:
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        raise InvalidInputError(f"{owner}: k must be a positive integer or None (the default), got {k!r}")
+    return k  # type: ignore[return-value]
+
+
 def _response(answer: Answer) -> Response:
     details = answer_to_dict(answer)
     details.pop("passages")
@@ -189,6 +208,18 @@ class RagloomQueryEngine(CustomQueryEngine):
 
     def __init__(self, pipeline: Any = None, **kwargs: Any) -> None:
         search_source(pipeline)._need_answer()  # a typed error here, not pydantic's wrapper
+        if kwargs.get("streaming"):
+            raise InvalidInputError(
+                "RagloomQueryEngine does not stream: its Response carries the checked citations, known once the "
+                "answer is complete. Stream with pipeline.ask_stream(question) (or astream), or drop streaming=True"
+            )
+        if "similarity_top_k" in kwargs:
+            kwargs["k"] = kwargs.pop("similarity_top_k")
+        _positive(kwargs.get("k"), "RagloomQueryEngine")
+        unknown = sorted(set(kwargs) - {"k", "filters", "callback_manager", "streaming"})
+        if unknown:
+            raise InvalidInputError(f"RagloomQueryEngine does not take {unknown}; it takes k and filters")
+        kwargs.pop("streaming", None)
         super().__init__(pipeline=pipeline, **kwargs)
 
     def custom_query(self, query_str: str) -> Response:
@@ -217,6 +248,13 @@ def from_llama_messages(messages: Sequence[ChatMessage]) -> list[Message]:
         if role is None:
             raise InvalidInputError(
                 f"ragloom generators take system, user and assistant messages, got role {message.role.value!r}"
+            )
+        dropped = sorted({type(b).__name__ for b in message.blocks if type(b).__name__ != "TextBlock"})
+        if dropped:
+            warnings.warn(
+                f"ragloom generators take text only: {', '.join(dropped)} content in a {role} message was left out",
+                RagloomWarning,
+                stacklevel=3,
             )
         out.append(Message(role, message.content or ""))  # type: ignore[arg-type]
     return out
@@ -377,6 +415,9 @@ class LlamaIndexEncoder(ForeignDenseEncoder):
 
     def _embed_documents(self, texts: list[str]) -> list[Sequence[float]]:
         return list(self.model.get_text_embedding_batch(texts))  # type: ignore[attr-defined]
+
+    async def _aembed_queries(self, texts: list[str]) -> list[Sequence[float]]:
+        return [await self.model.aget_query_embedding(t) for t in texts]  # type: ignore[attr-defined]
 
 
 class LlamaIndexGenerator:

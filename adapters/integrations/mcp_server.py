@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import socket
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -63,6 +64,7 @@ def build_mcp_server(tools: RagloomTools, *, name: str = "ragloom", instructions
                     name=spec.name,
                     description=spec.description,
                     input_schema=spec.parameters,
+                    output_schema=spec.output_schema,
                     annotations=_READ_ONLY,
                 )
                 for spec in specs.values()
@@ -161,10 +163,18 @@ def http_app(server: Server, *, host: str = "127.0.0.1", token: str | None = Non
 
 
 async def serve_http(
-    server: Server, *, host: str = "127.0.0.1", port: int = 8765, token: str | None = None, path: str = "/mcp"
+    server: Server,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    token: str | None = None,
+    path: str = "/mcp",
+    sock: socket.socket | None = None,
 ) -> None:
-    """Serve streamable HTTP with uvicorn until interrupted."""
+    """Serve streamable HTTP with uvicorn until interrupted (on ``sock`` when given: a socket already bound, so
+    that a busy port was reported before anything else happened)."""
     import uvicorn
 
     app = http_app(server, host=host, token=token, path=path)
-    await uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).serve()
+    uv = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    await uv.serve(sockets=[sock] if sock is not None else None)

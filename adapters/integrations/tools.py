@@ -18,7 +18,7 @@ from ragloom._imports import require
 
 require("pydantic", "tools", "agent tools")
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError  # noqa: E402
+from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints, ValidationError  # noqa: E402
 
 from ragloom.adapters.integrations._common import (  # noqa: E402
     SearchSource,
@@ -32,10 +32,28 @@ if TYPE_CHECKING:
     from langchain_core.tools import StructuredTool
     from llama_index.core.tools import FunctionTool
 
-__all__ = ["AskInput", "RagloomTools", "SearchInput", "ToolSpec", "describe_validation_error", "openai_parameters"]
+__all__ = [
+    "MAX_QUERY_CHARS",
+    "AskInput",
+    "AskOutput",
+    "RagloomTools",
+    "SearchInput",
+    "SearchOutput",
+    "ToolSpec",
+    "describe_validation_error",
+    "openai_parameters",
+    "strict_parameters",
+]
 
-FilterValue = str | int | float | bool
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+MAX_QUERY_CHARS = 4096
+"""Longest query or question a tool accepts: far beyond any real question, far below what would cost seconds of
+encoding or push a reply past an MCP client's message limit."""
+
+FilterValue = (
+    Annotated[str, Strict()] | Annotated[bool, Strict()] | Annotated[int, Strict()] | Annotated[float, Strict()]
+)
+Text = Annotated[str, Strict(), StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_QUERY_CHARS)]
+Count = Annotated[int, Strict()]
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,50}$")
 
 
@@ -45,7 +63,7 @@ class SearchInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     query: Text = Field(description="What to look for: a question, a claim or keywords.")
-    k: int = Field(default=5, ge=1, le=50, description="How many passages to return, best first.")
+    k: Count = Field(default=5, ge=1, le=50, description="How many passages to return, best first.")
     filters: dict[str, FilterValue] | None = Field(
         default=None,
         description="Optional equality filters on doc_id, source or a document metadata key; all must match.",
@@ -58,7 +76,106 @@ class AskInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     question: Text = Field(description="The question to answer from the indexed documents.")
-    k: int = Field(default=4, ge=1, le=20, description="How many passages the answer may draw on.")
+    k: Count = Field(default=4, ge=1, le=20, description="How many passages the answer may draw on.")
+
+
+class PassageOutput(BaseModel):
+    """One passage found: where it is (document, source, page, character span) and its text."""
+
+    rank: int
+    score: float
+    score_kind: str
+    retriever: str
+    chunk_id: str
+    doc_id: str
+    source: str
+    page: int | None
+    start: int
+    end: int
+    text: str
+    metadata: dict[str, FilterValue]
+    explanation: str | None = None
+
+
+class SearchOutput(BaseModel):
+    """What the search tool returns."""
+
+    hits: list[PassageOutput]
+
+
+class CitationOutput(BaseModel):
+    marker: int
+    chunk_id: str
+    doc_id: str
+    source: str
+    page: int | None
+    start: int
+    end: int
+
+
+class AskOutput(BaseModel):
+    """What the ask tool returns."""
+
+    answer: str
+    grounded: bool
+    citations: list[CitationOutput]
+    dangling_markers: list[int]
+    unsupported_markers: list[int]
+    citations_inferred: bool
+    passages: list[PassageOutput]
+
+
+def _strict_text(description: str) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "maxLength": MAX_QUERY_CHARS, "description": description}
+
+
+_STRICT_FILTERS = {
+    "type": ["array", "null"],
+    "description": "Optional equality filters on doc_id, source or a document metadata key, all of which must "
+    "match; null for none.",
+    "items": {
+        "type": "object",
+        "properties": {"key": {"type": "string"}, "value": {"type": ["string", "number", "boolean"]}},
+        "required": ["key", "value"],
+        "additionalProperties": False,
+    },
+}
+
+
+def strict_parameters(model: type[BaseModel]) -> dict[str, Any]:
+    """The tool's schema in the subset OpenAI's ``strict: true`` (Structured Outputs) and the Responses API
+    accept: every property required, ``additionalProperties: false``, optional values as ``["T", "null"]``
+    (null means the default) and filters as a list of ``{"key", "value"}`` pairs."""
+    properties: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        description = info.description or ""
+        if name in ("query", "question"):
+            properties[name] = _strict_text(description)
+        elif name == "k":
+            default = info.default
+            properties[name] = {"type": ["integer", "null"], "description": f"{description} null for {default}."}
+        elif name == "filters":
+            properties[name] = _STRICT_FILTERS
+        else:  # pragma: no cover - every field of the tool models is listed above
+            raise AssertionError(name)
+    return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+
+
+def _from_strict(model: type[BaseModel], arguments: dict[str, Any]) -> dict[str, Any]:
+    """Arguments in the strict schema's form (nulls for defaults, filters as pairs) in the model's form."""
+    out = {k: v for k, v in arguments.items() if not (v is None and k in model.model_fields and k != "filters")}
+    pairs = out.get("filters")
+    if isinstance(pairs, list):
+        filters: dict[str, Any] = {}
+        for pair in pairs:
+            if not (isinstance(pair, Mapping) and set(pair) == {"key", "value"} and isinstance(pair["key"], str)):
+                raise InvalidInputError(
+                    'filters given as a list must hold {"key": "...", "value": ...} objects, e.g. '
+                    '[{"key": "doc_id", "value": "a.pdf"}]'
+                )
+            filters[pair["key"]] = pair["value"]
+        out["filters"] = filters
+    return out
 
 
 def _strip_titles(schema: Any) -> Any:
@@ -93,16 +210,36 @@ class ToolSpec:
     description: str
     input_model: type[BaseModel]
 
+    output_model: type[BaseModel] | None = None
+
     @property
     def parameters(self) -> dict[str, Any]:
         return openai_parameters(self.input_model)
 
-    def openai_schema(self) -> dict[str, Any]:
-        """``{"type": "function", "function": {"name", "description", "parameters"}}``."""
-        return {
-            "type": "function",
-            "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
+    @property
+    def output_schema(self) -> dict[str, Any] | None:
+        """The JSON schema of the tool's structured result (MCP ``outputSchema``)."""
+        return openai_parameters(self.output_model) if self.output_model is not None else None
+
+    def openai_schema(self, *, strict: bool = False) -> dict[str, Any]:
+        """``{"type": "function", "function": {"name", "description", "parameters"}}`` for chat completions;
+        ``strict=True`` gives the Structured Outputs form (``"strict": true``, :func:`strict_parameters`)."""
+        if not strict:
+            return {
+                "type": "function",
+                "function": {"name": self.name, "description": self.description, "parameters": self.parameters},
+            }
+        function = {
+            "name": self.name,
+            "description": self.description,
+            "parameters": strict_parameters(self.input_model),
+            "strict": True,
         }
+        return {"type": "function", "function": function}
+
+    def responses_schema(self) -> dict[str, Any]:
+        """The tool as the OpenAI Responses API lists it (flat, ``strict: true``)."""
+        return {"type": "function", **self.openai_schema(strict=True)["function"]}
 
 
 def describe_validation_error(tool: str, error: ValidationError) -> str:
@@ -151,6 +288,7 @@ class RagloomTools:
                 "Search the indexed documents and return the best-matching passages with their document id, "
                 f"source, page and character span, best first.{about}",
                 SearchInput,
+                SearchOutput,
             )
         ]
         if self.ask if self.ask is not None else self._source.can_answer:
@@ -160,6 +298,7 @@ class RagloomTools:
                     "Answer a question from the indexed documents; the answer cites passages as [n] and lists "
                     f"the cited documents, pages and spans.{about}",
                     AskInput,
+                    AskOutput,
                 )
             )
         return tuple(tools)
@@ -174,9 +313,14 @@ class RagloomTools:
                 return spec
         raise InvalidInputError(f"Unknown tool {name!r}; this toolset has {', '.join(self.names)}")
 
-    def openai_schemas(self) -> list[dict[str, Any]]:
-        """The ``tools`` list for an OpenAI-compatible chat-completions request."""
-        return [spec.openai_schema() for spec in self.specs]
+    def openai_schemas(self, *, strict: bool = False) -> list[dict[str, Any]]:
+        """The ``tools`` list for an OpenAI-compatible chat-completions request (``strict=True``: Structured
+        Outputs form, see :func:`strict_parameters`; calls in either form are accepted by :meth:`dispatch`)."""
+        return [spec.openai_schema(strict=strict) for spec in self.specs]
+
+    def responses_schemas(self) -> list[dict[str, Any]]:
+        """The ``tools`` list for an OpenAI Responses API request (strict)."""
+        return [spec.responses_schema() for spec in self.specs]
 
     # -- validation and dispatch --------------------------------------------------------------------------------
     def parse(self, name: str, arguments: Mapping[str, Any] | str | None) -> BaseModel:
@@ -196,7 +340,7 @@ class RagloomTools:
                 f"Arguments for tool {name!r} must be a JSON object, got {type(arguments).__name__}"
             )
         try:
-            return spec.input_model.model_validate(dict(arguments))
+            return spec.input_model.model_validate(_from_strict(spec.input_model, dict(arguments)))
         except ValidationError as exc:
             raise InvalidInputError(describe_validation_error(name, exc)) from exc
 
@@ -205,7 +349,7 @@ class RagloomTools:
         args = self.parse(name, arguments)
         if isinstance(args, SearchInput):
             hits = self._source.search(args.query, args.k, args.filters)
-            return {"query": args.query, "hits": [hit_to_dict(h) for h in hits]}
+            return {"hits": [hit_to_dict(h) for h in hits]}  # the agent has its query: never echoed back
         assert isinstance(args, AskInput)
         return answer_to_dict(self._source.ask(args.question, args.k))
 
@@ -214,7 +358,7 @@ class RagloomTools:
         args = self.parse(name, arguments)
         if isinstance(args, SearchInput):
             hits = await self._source.asearch(args.query, args.k, args.filters)
-            return {"query": args.query, "hits": [hit_to_dict(h) for h in hits]}
+            return {"hits": [hit_to_dict(h) for h in hits]}
         assert isinstance(args, AskInput)
         return answer_to_dict(await self._source.aask(args.question, args.k))
 

@@ -41,7 +41,7 @@ from ragloom.retrieval import (
     check_query,
     warn_empty,
 )
-from ragloom.stores.memory import chunk_matches
+from ragloom.stores.memory import check_filters, chunk_matches
 from ragloom.types import Chunk, Document, Hit
 
 __all__ = ["BM25Retriever", "tokenizer_chunker"]
@@ -217,6 +217,7 @@ class BM25Retriever(RetrieverMethods):
 
     def search(self, query: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
         check_query(query, k)
+        check_filters(filters)
         if self._folder is not None:  # a reader picks up what another process committed since it loaded
             self._folder.refresh(self._reload)
         if self._model is None:

@@ -2,8 +2,9 @@
 
 ``load_file`` loads one file, ``load_folder`` walks a folder and ``load_paths`` takes a mix; the last two
 return a :class:`LoadReport`, so one bad file is reported instead of aborting an ingest. Importing this
-package is cheap: pypdfium2 and selectolax load only when a PDF or HTML file is read. PDFs (and HTML pages
-with very many tags) are parsed in a worker process under time and memory limits: see :func:`configure_parsing`.
+package is cheap: pypdfium2 and selectolax load only when a PDF or HTML file is read. PDFs and HTML pages are
+parsed in a worker process under time and memory limits (see :func:`configure_parsing`); text and Markdown are
+decoded here, in linear time.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from ragloom.errors import DocumentLoadError, InvalidInputError, RagloomError, UnsupportedFormatError
-from ragloom.types import Document, MetadataValue
+from ragloom.types import Document, MetadataValue, escape_undecodable
 
 __all__ = ["DEFAULT_MAX_BYTES", "SUPPORTED_SUFFIXES", "format_for", "load_file"]
 
@@ -120,27 +120,30 @@ def load_file(
     """Load one text, Markdown, HTML or PDF file into a Document.
 
     The id is ``doc_id`` if given, else the path relative to ``root`` (POSIX form), else the file name;
-    ``source`` is the absolute path. Metadata always holds ``filename``, ``format`` and the ``sha256`` of the
-    file's bytes. Every problem with the file raises :class:`DocumentLoadError`
-    (:class:`UnsupportedFormatError` for unknown suffixes), so callers need to catch one class.
+    ``source`` is the absolute path. Bytes of a file name that are not UTF-8 appear as ``\\xNN`` escapes in the
+    id, ``filename`` and ``source`` (see :func:`~ragloom.types.escape_undecodable`). Metadata always holds
+    ``filename``, ``format`` and the ``sha256`` of the file's bytes. Every problem with the file raises
+    :class:`DocumentLoadError` (:class:`UnsupportedFormatError` for unknown suffixes), so callers need to catch
+    one class.
     """
     file = Path(path)
     where = os.path.abspath(file)
+    shown = escape_undecodable(where)  # a name that is not UTF-8 must not reach a store, a terminal or JSON
     fmt = format_for(file)
     if fmt is None:
         if file.is_dir() or not os.path.lexists(file):
             _read(file, where, max_bytes)  # raises the "folder" or "not found" error
         raise _unsupported(file)
-    data = _read(file, where, max_bytes)
-    identifier = doc_id if doc_id is not None else _default_id(file, root)
+    data = _read(file, shown, max_bytes)
+    identifier = doc_id if doc_id is not None else escape_undecodable(_default_id(file, root))
     meta: dict[str, MetadataValue] = {
-        "filename": file.name,
+        "filename": escape_undecodable(file.name),
         "format": fmt,
         "sha256": hashlib.sha256(data).hexdigest(),
     }
     try:
-        return _parse(fmt, data, where, identifier, meta)
+        return _parse(fmt, data, shown, identifier, meta)
     except RagloomError:
         raise
     except Exception as exc:  # a parser bug or an odd file must not escape as a foreign exception
-        raise DocumentLoadError(where, f"the {fmt} parser failed: {type(exc).__name__}: {exc}") from exc
+        raise DocumentLoadError(shown, f"the {fmt} parser failed: {type(exc).__name__}: {exc}") from exc

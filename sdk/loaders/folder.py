@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ragloom.errors import DocumentLoadError, RagloomError
 from ragloom.loaders.files import DEFAULT_MAX_BYTES, format_for, load_file
-from ragloom.types import Document
+from ragloom.types import Document, escape_undecodable
 
 __all__ = ["LoadFailure", "LoadReport", "load_folder", "load_paths"]
 
@@ -56,7 +56,8 @@ class _Collector:
                 raise exc
             raise DocumentLoadError(path, f"{type(exc).__name__}: {exc}") from exc
         reason = exc.reason if isinstance(exc, DocumentLoadError) else str(exc) or type(exc).__name__
-        self.failures.append(LoadFailure(path, reason, type(exc).__name__))
+        shown = escape_undecodable(path)
+        self.failures.append(LoadFailure(shown, escape_undecodable(reason), type(exc).__name__))
 
     def load(self, path: Path, root: Path | None) -> None:
         try:
@@ -65,7 +66,8 @@ class _Collector:
             self.fail(os.path.abspath(path), exc)
 
     def report(self) -> LoadReport:
-        return LoadReport(tuple(self.documents), tuple(self.failures), tuple(self.skipped))
+        skipped = tuple(escape_undecodable(path) for path in self.skipped)
+        return LoadReport(tuple(self.documents), tuple(self.failures), skipped)
 
 
 def _inside(path: str, base: str) -> bool:

@@ -63,6 +63,7 @@ def decode_text(data: bytes, path: str) -> tuple[str, str]:
 _FRONT_MATTER = re.compile(r"---[ \t]*\n(.*?\n)?(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
 _FM_LINE = re.compile(r"([A-Za-z0-9_][A-Za-z0-9_.-]*)[ \t]*:(?:[ \t]+(.*))?")
 _INT = re.compile(r"[-+]?[0-9]{1,18}")
+_COMMENT = re.compile(r"[ \t]#")
 _FLOAT = re.compile(r"[-+]?(?:[0-9]+\.[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 
 
@@ -72,7 +73,9 @@ def _scalar(raw: str) -> MetadataValue | None:
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
         inner = value[1:-1]
         return None if value[0] == '"' and "\\" in inner else inner
-    value = re.sub(r"[ \t]+#.*$", "", value)  # trailing comment
+    comment = _COMMENT.search(value)  # a trailing comment; found without backtracking over long blank runs
+    if comment is not None:
+        value = value[: comment.start()].rstrip(" \t")
     if not value or value[0] in "[{|>&*!%@`'\"#" or value in ("~", "null", "Null", "NULL"):
         return None
     if value in ("true", "True", "TRUE", "false", "False", "FALSE"):

@@ -11,13 +11,14 @@ written to ``pending-replace.json`` (chunks and vectors); the next writer to ope
 from __future__ import annotations
 
 import base64
+import contextlib
 import errno
 import json
 import math
 import os
 import threading
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -27,6 +28,7 @@ import numpy as np
 from ragloom.errors import ConfigError, EndpointError, IndexCorruptError, InvalidInputError, MissingExtraError
 from ragloom.persistence import atomic_write_json, crash_point, read_json, remove_durably
 from ragloom.protocols import Filters
+from ragloom.stores.memory import check_filters
 from ragloom.types import Chunk
 
 __all__ = ["ChromaVectorStore"]
@@ -51,6 +53,7 @@ def _text_crc(text: str, described: str) -> int:
 
 
 def _where(filters: Filters | None) -> dict[str, Any] | None:
+    check_filters(filters)
     if not filters:
         return None
     clauses = [{(k if k in _RESERVED else f"m.{k}"): {"$eq": v}} for k, v in filters.items()]
@@ -145,6 +148,7 @@ class ChromaVectorStore:
             Path(path).mkdir(parents=True, exist_ok=True)
             self._client = chromadb.PersistentClient(path=str(path), settings=settings)
         self.url, self.path, self.metric, self.collection_name = url, path, metric, collection
+        self._settings = settings
         self.min_free_mb = min_free_mb
         if url:
             self._client = _ServerCalls(self._client, url)
@@ -223,9 +227,19 @@ class ChromaVectorStore:
             crash_point("chroma.added")
 
     def reload(self) -> None:
-        """Forget cached document ids and reopen the collection (another process committed meanwhile)."""
+        """Another process committed since this one opened the store: forget cached document ids and, when embedded,
+        reopen chroma (its in-process segments do not see another process's writes: a long-lived reader would keep
+        answering from the old state, or fail with "Nothing found on disk")."""
         with self._lock:
             self._known = None
+            if self.path is not None and not self.url:
+                import chromadb
+                from chromadb.api.shared_system_client import SharedSystemClient
+
+                # chroma shares one system per path in a process and looks it up by path on every call: register a
+                # fresh one (every client of this path moves to it); the stale one is not stopped under anyone
+                SharedSystemClient._identifier_to_system.pop(self._client._identifier, None)
+                self._client = chromadb.PersistentClient(path=str(self.path), settings=self._settings)
             self._collection = self._client.get_or_create_collection(
                 name=self.collection_name, embedding_function=None, configuration={"hnsw": {"space": self.metric}}
             )
@@ -285,15 +299,17 @@ class ChromaVectorStore:
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if not np.all(np.isfinite(queries)):
             raise InvalidInputError("Query vectors contain NaN or Inf; check the encoder's output")
+        where = _where(filters)
         count = len(self)
         if count == 0 or k <= 0:
             return [[] for _ in range(queries.shape[0])]
-        result = self._collection.query(
-            query_embeddings=queries,
-            n_results=min(k, count),
-            where=_where(filters),
-            include=["documents", "metadatas", "distances"],
-        )
+        with self._reading():
+            result = self._collection.query(
+                query_embeddings=queries,
+                n_results=min(k, count),
+                where=where,
+                include=["documents", "metadatas", "distances"],
+            )
         out: list[list[tuple[Chunk, float]]] = []
         for docs, metas, dists in zip(result["documents"], result["metadatas"], result["distances"]):
             row = []
@@ -301,6 +317,18 @@ class ChromaVectorStore:
                 row.append((self._checked_chunk(text or "", meta), self._checked_score(float(distance))))
             out.append(row)
         return out
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """chroma's own errors about its files (InternalError; sqlite's DatabaseError) become IndexCorruptError."""
+        import sqlite3
+
+        from chromadb.errors import InternalError
+
+        try:
+            yield
+        except (InternalError, sqlite3.DatabaseError) as exc:
+            raise self._damaged(f"chroma could not read its files ({type(exc).__name__}: {exc})") from exc
 
     def _damaged(self, what: str) -> IndexCorruptError:
         where = self.url or self.path
@@ -331,7 +359,8 @@ class ChromaVectorStore:
 
     def verify(self) -> dict[str, int]:
         """Read every chunk back and check its text checksum; returns counts, raises IndexCorruptError."""
-        found = self._collection.get(include=["metadatas", "documents"])
+        with self._reading():
+            found = self._collection.get(include=["metadatas", "documents"])
         for text, meta in zip(found["documents"] or [], found["metadatas"] or []):
             self._checked_chunk(text or "", meta)
         return {"chunks": len(found["ids"]), "documents": len({m["doc_id"] for m in found["metadatas"] or []})}
@@ -340,16 +369,18 @@ class ChromaVectorStore:
         with self._lock:
             if self._known is not None:
                 return set(self._known)
-            found = self._collection.get(include=["metadatas"])
+            with self._reading():
+                found = self._collection.get(include=["metadatas"])
             ids = {str(m["doc_id"]) for m in found["metadatas"] or []}
             if self._writer:
                 self._known = ids
             return set(ids)
 
     def __len__(self) -> int:
-        return int(self._collection.count())
+        with self._reading():
+            return int(self._collection.count())
 
     def close(self) -> None:
-        # PersistentClient has no close in chromadb 1.x; dropping references releases the system
+        # not Client.close(): that stops the system chroma shares between every client of this path in the process
         self._collection = None  # type: ignore[assignment]
         self._client = None  # type: ignore[assignment]

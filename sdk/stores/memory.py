@@ -9,7 +9,7 @@ import json
 import sqlite3
 import threading
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ from ragloom.persistence import crash_point
 from ragloom.protocols import Filters
 from ragloom.types import Chunk
 
-__all__ = ["InMemoryVectorStore", "chunk_matches", "top_k"]
+__all__ = ["InMemoryVectorStore", "check_filters", "chunk_matches", "top_k"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunks (
@@ -31,6 +31,32 @@ CREATE TABLE IF NOT EXISTS chunks (
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
 """
+
+
+def check_filters(filters: object) -> None:
+    """Refuse what no store supports, identically in every store: filters are ``{key: value}`` equality tests
+    (all must match) on ``doc_id``, ``source``, ``page`` or a metadata key, with a str, int, float or bool value.
+    Operators (``$in``, ``$or``...), lists and nested objects raise instead of being misread or silently matching
+    nothing."""
+    if filters is None:
+        return
+    if not isinstance(filters, Mapping):
+        raise InvalidInputError(
+            f"filters must be a mapping of key -> value, got {type(filters).__name__}; e.g. {{'doc_id': 'a.pdf'}}"
+        )
+    for key, value in filters.items():
+        if not isinstance(key, str) or not key:
+            raise InvalidInputError(f"filter keys must be non-empty strings, got {key!r}")
+        if key.startswith("$"):
+            raise InvalidInputError(
+                f"filter operator {key!r} is not supported: filters are equality tests that must all match, e.g. "
+                "{'doc_id': 'a.pdf', 'lang': 'en'}; run one search per alternative and fuse the results instead"
+            )
+        if not isinstance(value, (str, int, float, bool)):
+            raise InvalidInputError(
+                f"filter {key!r}: value must be a str, int, float or bool, got {type(value).__name__} ({value!r}); "
+                "operators such as $in or lists of values are not supported, run one search per value instead"
+            )
 
 
 def chunk_matches(chunk: Chunk, filters: Filters) -> bool:
@@ -196,6 +222,7 @@ class InMemoryVectorStore:
             return removed
 
     def search(self, queries: np.ndarray, k: int, filters: Filters | None = None) -> list[list[tuple[Chunk, float]]]:
+        check_filters(filters)
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if not np.all(np.isfinite(queries)):
             raise InvalidInputError("Query vectors contain NaN or Inf; check the encoder's output")

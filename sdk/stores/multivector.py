@@ -36,7 +36,7 @@ from ragloom.errors import ConfigError, IndexCorruptError, InvalidInputError
 from ragloom.muvera import Muvera
 from ragloom.persistence import atomic_write_json, read_json
 from ragloom.protocols import Filters
-from ragloom.stores.memory import chunk_matches, top_k
+from ragloom.stores.memory import check_filters, chunk_matches, top_k
 from ragloom.types import Chunk
 
 __all__ = ["MultiVectorStore", "segment_max"]
@@ -457,6 +457,7 @@ class MultiVectorStore:
         With a first stage configured and more live pages than ``candidates``, each query's best ``candidates``
         pages by the approximate score are rescored exactly; ``exact=True`` scores every page exactly.
         """
+        check_filters(filters)
         queries = [self._check_query(q) for q in queries]
         segments = self._segments
         selections = [

@@ -40,7 +40,7 @@ from ragloom._imports import require
 from ragloom.errors import IndexCorruptError, InvalidInputError
 from ragloom.persistence import atomic_write_bytes, atomic_write_json, read_json
 from ragloom.protocols import Filters
-from ragloom.stores.memory import chunk_matches
+from ragloom.stores.memory import check_filters, chunk_matches
 from ragloom.types import Chunk, SparseVector
 
 __all__ = ["SparseIndex", "SparseMatch", "sparse_matrix"]
@@ -388,6 +388,7 @@ class SparseIndex:
         recomputed exactly (float64, term order) for the returned chunks, so they do not depend on how the index is
         segmented; ties are broken by insertion order.
         """
+        check_filters(filters)
         with self._lock:
             segments = list(self._segments)
         if not segments or not queries or k <= 0:

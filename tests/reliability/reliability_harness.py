@@ -116,6 +116,7 @@ class Tally:
     diverged: int = 0
     open_errors: int = 0
     recovered: int = 0
+    recovery_kills: int = 0
     failures: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -207,8 +208,10 @@ def crash_once(
     crash_at: str | None = None,
     kill_after: float | None = None,
     trace: Path | None = None,
+    recovery_kills: tuple[str, ...] = (),
 ) -> int:
-    """One ingest, killed at a named step (``crash_at``) or after ``kill_after`` seconds, then one reopen."""
+    """One ingest, killed at a named step (``crash_at``) or after ``kill_after`` seconds, then one reopen. With
+    ``recovery_kills``, the recovering reopen is itself killed at each of those steps first (when it gets there)."""
     run_dir = workdir / label
     run_dir.mkdir(parents=True)
     ack = run_dir / "acks"
@@ -236,6 +239,12 @@ def crash_once(
     acked = acked_steps(ack)
     _, _, versions = candidates_for(plan, acked)
     result_file = run_dir / "verify.json"
+    for step in recovery_kills:
+        env = {"RAGLOOM_CRASH_AT": step}
+        cmd = {"op": "verify", **base, "candidates": versions, "result": str(result_file), "env": env, "probe": False}
+        code = server.run(cmd)
+        tally.recovery_kills += code == -signal.SIGKILL
+        result_file.unlink(missing_ok=True)
     server.run({"op": "verify", **base, "candidates": versions, "result": str(result_file)})
     result = json.loads(result_file.read_text()) if result_file.exists() else {"error": "verify child died"}
     judge(result, plan, acked, tally, label)

@@ -90,6 +90,34 @@ def _random_kills(
     assert tally.killed >= max(1, runs // 2), f"only {tally.killed}/{runs} runs were still ingesting when killed"
 
 
+def _killed_recoveries(forkserver: ForkServer, tmp_path: Path, record: Any, runs: int, seed: int) -> Tally:
+    """A pipeline ingest SIGKILLed at a random moment, then its recovery SIGKILLed twice (mid-replay, and before
+    the document store commit), then a clean reopen: nothing acknowledged may be lost or split."""
+    kind, store = MODES["pipeline"]
+    rng = random.Random(seed)
+    tally = Tally()
+    plan = make_plan(seed=seed, steps=12)
+    window = ingest_seconds(forkserver, tmp_path, "rk-calibrate", kind, store, plan)
+    kills = ("pipeline.added:1", "docstore.put:1")
+    for number in range(runs):
+        delay = rng.uniform(0.05, 0.9) * window
+        crash_once(
+            forkserver, tmp_path, f"rk{number}", kind, store, plan, tally, kill_after=delay, recovery_kills=kills
+        )
+    _report(record, "SIGKILL, then the recovery SIGKILLed twice: pipeline", tally)
+    return tally
+
+
+def test_killed_recovery_loses_nothing(forkserver: ForkServer, tmp_path: Path, record: Any) -> None:
+    _killed_recoveries(forkserver, tmp_path, record, runs=2, seed=11)
+
+
+@pytest.mark.slow
+def test_killed_recovery_loses_nothing_many(forkserver: ForkServer, tmp_path: Path, record: Any) -> None:
+    tally = _killed_recoveries(forkserver, tmp_path, record, runs=12, seed=12)
+    assert tally.recovery_kills >= 4, "too few kills landed inside a recovery"
+
+
 @pytest.mark.parametrize("mode", ["memory", "pipeline"])
 def test_random_kills(forkserver: ForkServer, tmp_path: Path, record: Any, mode: str) -> None:
     _random_kills(forkserver, tmp_path, record, mode, runs=1, seed=11, steps=12)

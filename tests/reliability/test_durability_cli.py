@@ -151,6 +151,24 @@ def test_stale_writer_loses_no_other_process_documents(built: tuple[Path, Path],
     assert report["ok"] and _held(report) == [36, 36], report
 
 
+def test_a_long_lived_chroma_reader_sees_later_ingests(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    """Item 5 on chroma: a reader kept open (a server, an MCP process) answers from what another process ingested
+    after it opened, without chroma errors, and never blocks that ingest."""
+    from ragloom.recipes.config import open_pipeline
+
+    index = tmp_path / "index"
+    first = _run("ingest", str(_corpus(tmp_path / "a", n=10)), "--index", str(index), "--model", str(tiny_bert_dir))
+    assert first.returncode == 0, first.stderr
+    with open_pipeline(index) as reader:
+        assert len({h.chunk.doc_id for h in reader.retrieve("Document", k=30)}) == 10
+        more = _corpus(tmp_path / "b", n=10)
+        for path in more.iterdir():
+            path.rename(more / f"b-{path.name}")
+        second = _run("ingest", str(more), "--index", str(index), "--offline")
+        assert second.returncode == 0, second.stderr
+        assert len({h.chunk.doc_id for h in reader.retrieve("Document", k=30)}) == 20
+
+
 def test_index_folder_cannot_run_code_or_spend_credentials(built: tuple[Path, Path], tmp_path: Path) -> None:
     """Items 6 and 7: ragloom.json asking for remote code is refused before any model loads; its generator URL and
     key variable are ignored, so a secret in the environment never reaches the index's endpoint."""

@@ -228,6 +228,7 @@ def test_parser_crash_becomes_load_error(tmp_path: Path, monkeypatch: pytest.Mon
         raise ValueError("parser exploded")
 
     monkeypatch.setattr(html_module, "html_to_text", boom)
+    monkeypatch.setenv("RAGLOOM_PARSER_ISOLATION", "0")  # in this process, where the monkeypatch applies
     with pytest.raises(DocumentLoadError, match="html parser failed: ValueError: parser exploded"):
         load_file(write(tmp_path / "a.html", "<p>x</p>"))
 
