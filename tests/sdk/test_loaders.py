@@ -227,10 +227,15 @@ def test_parser_crash_becomes_load_error(tmp_path: Path, monkeypatch: pytest.Mon
     def boom(html: str) -> tuple[str, str]:
         raise ValueError("parser exploded")
 
+    from ragloom.loaders import configure_parsing
+
     monkeypatch.setattr(html_module, "html_to_text", boom)
-    monkeypatch.setenv("RAGLOOM_PARSER_ISOLATION", "0")  # in this process, where the monkeypatch applies
-    with pytest.raises(DocumentLoadError, match="html parser failed: ValueError: parser exploded"):
-        load_file(write(tmp_path / "a.html", "<p>x</p>"))
+    previous = configure_parsing(isolate=False)  # in this process, where the monkeypatch applies
+    try:
+        with pytest.raises(DocumentLoadError, match="html parser failed: ValueError: parser exploded"):
+            load_file(write(tmp_path / "a.html", "<p>x</p>"))
+    finally:
+        configure_parsing(isolate=previous.isolate, timeout=previous.timeout, memory_mb=previous.memory_mb)
 
 
 @pytest.mark.parametrize(
