@@ -168,6 +168,7 @@ def dense(args: argparse.Namespace) -> None:
             try:
                 import faiss
 
+                faiss.omp_set_num_threads(1)  # as ragloom's scans: OpenMP spinning on a busy 2-core box costs 20x
                 flat = faiss.IndexFlatIP(args.dim)
                 flat.add(matrix)
                 systems["faiss IndexFlatIP"] = lambda q: flat.search(q[None, :], args.k)
@@ -192,7 +193,8 @@ def dense(args: argparse.Namespace) -> None:
             except ImportError:
                 print("- faiss not installed: faiss peers skipped (pip install faiss-cpu)")
         for label, store in stores.items():
-            for over in args.oversample if store.rescore is not None else [1]:
+            overs = args.oversample if store.first_stage == "binary" else args.int8_oversample
+            for over in overs if store.rescore is not None else [1]:
 
                 def run(q: np.ndarray, store: Any = store, over: int = over) -> Any:
                     store.oversample = over
@@ -340,6 +342,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--batch", type=int, default=250_000, help="rows generated and written at a time")
     parser.add_argument("--settings", nargs="+", default=["binary:fp32", "int8:fp32"], help="first_stage:rescore pairs")
     parser.add_argument("--oversample", type=int, nargs="+", default=[2, 5, 10, 20])
+    parser.add_argument("--int8-oversample", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--quality-oversample", type=int, default=10)
     parser.add_argument("--dims", type=int, nargs="+", default=[384])
     parser.add_argument("--no-peers", action="store_true", help="skip numpy/faiss peers (they hold fp32 in RAM)")
