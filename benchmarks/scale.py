@@ -290,14 +290,17 @@ def quality(args: argparse.Namespace) -> None:
     docs, doc_ids, queries, qids = emb["docs"], emb["doc_ids"], emb["queries"], emb["qids"]
     print(f"# scale quality · SciFact test ({len(qids)} queries, {len(docs):,} MiniLM chunk vectors) · {machine()}")
     print(
-        "| setting | dims | nDCG@10 | Δ vs fp32 exact | Recall@100 | bytes/vector in RAM |\n|---|---|---|---|---|---|"
+        "| setting | dims | oversample | nDCG@10 | Δ vs fp32 exact | Recall@100 | chunk recall@10 vs exact "
+        "| bytes/vector in RAM |"
     )
+    print("|---|---|---|---|---|---|---|---|")
     chunks = [Chunk(id=f"c{i}", doc_id=str(d), text="", start=0, end=1) for i, d in enumerate(doc_ids)]
     reference = None
     for dims in args.dims:
         d = min(dims, docs.shape[1])
         x = docs[:, :d] / np.linalg.norm(docs[:, :d], axis=1, keepdims=True)
         q = queries[:, :d] / np.linalg.norm(queries[:, :d], axis=1, keepdims=True)
+        exact_top = None
         for first, rescore in [
             ("fp32", "none"),
             ("int8", "none"),
@@ -305,31 +308,38 @@ def quality(args: argparse.Namespace) -> None:
             ("binary", "int8"),
             ("binary", "fp32"),
         ]:
-            store = CompressedVectorStore(
-                None,
-                d,
-                first_stage=first,
-                rescore=None if rescore == "none" else rescore,  # type: ignore[arg-type]
-                oversample=args.quality_oversample,
-                flush_rows=len(chunks),
-            )
-            store.replace_documents([], chunks, x)
-            run: dict[str, dict[str, float]] = {}
-            for qid, row in zip(qids, store.search(q, 300)):
-                best: dict[str, float] = {}
-                for chunk, score in row:
-                    best[chunk.doc_id] = max(best.get(chunk.doc_id, -1e9), score)
-                run[str(qid)] = dict(sorted(best.items(), key=lambda kv: -kv[1])[:100])
-            means, _ = evaluate_run(run, emb["data"].qrels)
-            if reference is None:
-                reference = means["nDCG@10"]
-            per = {"fp32": 4 * d, "int8": d, "binary": d / 8}[first]
-            label = f"{first} + {rescore} rescoring" if rescore != "none" else f"{first} (no rescoring)"
-            print(
-                f"| {label} | {d} | {means['nDCG@10']:.4f} | {means['nDCG@10'] - reference:+.4f} | "
-                f"{means['Recall@100']:.4f} | {per:g} |",
-                flush=True,
-            )
+            for over in args.quality_oversample if rescore != "none" else [1]:
+                store = CompressedVectorStore(
+                    None,
+                    d,
+                    first_stage=first,
+                    rescore=None if rescore == "none" else rescore,  # type: ignore[arg-type]
+                    oversample=over,
+                    flush_rows=len(chunks),
+                )
+                store.replace_documents([], chunks, x)
+                results = store.search(q, 300)
+                top10 = [{c.id for c, _ in row[:10]} for row in results]
+                if first == "fp32":
+                    exact_top = top10
+                assert exact_top is not None
+                chunk_recall = np.mean([len(a & b) / 10 for a, b in zip(top10, exact_top)])
+                run: dict[str, dict[str, float]] = {}
+                for qid, row in zip(qids, results):
+                    best: dict[str, float] = {}
+                    for chunk, score in row:
+                        best[chunk.doc_id] = max(best.get(chunk.doc_id, -1e9), score)
+                    run[str(qid)] = dict(sorted(best.items(), key=lambda kv: -kv[1])[:100])
+                means, _ = evaluate_run(run, emb["data"].qrels)
+                if reference is None:
+                    reference = means["nDCG@10"]
+                per = {"fp32": 4 * d, "int8": d, "binary": d / 8}[first]
+                label = f"{first} + {rescore} rescoring" if rescore != "none" else f"{first} (no rescoring)"
+                print(
+                    f"| {label} | {d} | {over if rescore != 'none' else '-'} | {means['nDCG@10']:.4f} | "
+                    f"{means['nDCG@10'] - reference:+.4f} | {means['Recall@100']:.4f} | {chunk_recall:.3f} | {per:g} |",
+                    flush=True,
+                )
 
 
 def main(argv: list[str]) -> None:
@@ -341,15 +351,16 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--batch", type=int, default=250_000, help="rows generated and written at a time")
     parser.add_argument("--settings", nargs="+", default=["binary:fp32", "int8:fp32"], help="first_stage:rescore pairs")
-    parser.add_argument("--oversample", type=int, nargs="+", default=[2, 5, 10, 20])
+    parser.add_argument("--oversample", type=int, nargs="+", default=[10, 30, 100, 200])
     parser.add_argument("--int8-oversample", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--quality-oversample", type=int, default=10)
+    parser.add_argument("--quality-oversample", type=int, nargs="+", default=[4, 10, 30])
     parser.add_argument("--dims", type=int, nargs="+", default=[384])
     parser.add_argument("--no-peers", action="store_true", help="skip numpy/faiss peers (they hold fp32 in RAM)")
     parser.add_argument("--hnsw", action="store_true", help="also build faiss HNSW (slow to build at 1M)")
     parser.add_argument("--workdir", default=None, help="where the index is written (default: the temp dir)")
     parser.add_argument("--keep", action="store_true")
-    parser.add_argument("--docs", type=int, default=1_000_000)
+    parser.add_argument("--docs", type=int, default=1_000_000, help="sparse: synthetic documents")
+    parser.add_argument("--doc-terms", type=int, default=128, help="sparse: terms kept per document")
     args = parser.parse_args(argv)
     args.settings = [tuple(s.split(":")) for s in args.settings]
     if args.part == "dense":

@@ -274,18 +274,31 @@ class CompressedVectorStore:
                 self.flush()
 
     def _insert(self, chunks: Sequence[Chunk], vectors: np.ndarray | None) -> np.ndarray:
-        """Insert chunks (with their float32 vectors, or none when they go straight to a segment): their rowids."""
-        rows = np.empty(len(chunks), dtype=np.int64)
+        """Insert chunks (with their float32 vectors, or none when they go straight to a segment): their rowids.
+
+        One ``executemany``: the writer lock and the open transaction make the new rowids consecutive
+        (AUTOINCREMENT), which is checked rather than assumed."""
+        if not chunks:
+            return np.zeros(0, dtype=np.int64)
+        rows = (
+            (
+                c.id,
+                c.doc_id,
+                json.dumps(c.to_dict(), ensure_ascii=False),
+                vectors[i].tobytes() if vectors is not None else None,
+            )
+            for i, c in enumerate(chunks)
+        )
         try:
-            for i, chunk in enumerate(chunks):
-                blob = vectors[i].tobytes() if vectors is not None else None
-                rows[i] = self._db.execute(
-                    "INSERT INTO chunks(id, doc_id, chunk, vector) VALUES (?, ?, ?, ?)",
-                    (chunk.id, chunk.doc_id, json.dumps(chunk.to_dict(), ensure_ascii=False), blob),
-                ).lastrowid
+            self._db.executemany("INSERT INTO chunks(id, doc_id, chunk, vector) VALUES (?, ?, ?, ?)", rows)
         except sqlite3.IntegrityError as exc:
             raise InvalidInputError(f"Chunk id already indexed under another document ({exc})") from exc
-        return rows
+        last = int(self._db.execute("SELECT last_insert_rowid()").fetchone()[0])
+        first = last - len(chunks) + 1
+        found = self._db.execute("SELECT rowid FROM chunks WHERE id = ?", (chunks[0].id,)).fetchone()
+        if found is None or int(found[0]) != first:  # pragma: no cover - SQLite guarantees it under our lock
+            raise IndexCorruptError(f"{self.path}: rowids of a batch are not consecutive; re-index")
+        return np.arange(first, last + 1, dtype=np.int64)
 
     def _drop(self, doc_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Delete the chunks of ``doc_ids`` inside the caller's transaction: (rows in segments, rows in the tail)."""

@@ -109,7 +109,8 @@ def approx_top_rows(
         terms, weights = terms[keep], weights[keep]
     heads = _heads(seg, _head_cap(settings.postings))
     indptr, rows, data = seg.postings.indptr, seg.postings.indices, seg.postings.data
-    parts_rows, parts_scores = [], []
+    scores = np.zeros(seg.n_rows, dtype=np.float32)  # calloc: only the pages touched are ever zeroed
+    reached = []
     for term, weight in zip(terms.tolist(), weights.tolist()):
         start, end = int(indptr[term]), int(indptr[term + 1])
         if end - start > heads.cap:
@@ -121,19 +122,21 @@ def approx_top_rows(
             if end - start > settings.postings:
                 top = np.argpartition(-span, settings.postings - 1)[: settings.postings]
                 span_rows, span = span_rows[top], span[top]
-        parts_rows.append(span_rows)
-        parts_scores.append(span * np.float32(weight))
-    touched = np.concatenate(parts_rows).astype(np.int64)
-    contributions = np.concatenate(parts_scores)
-    order = np.argsort(touched, kind="stable")  # sum per row: sort, then reduce runs
-    touched, contributions = touched[order], contributions[order]
-    starts = np.flatnonzero(np.concatenate(([True], touched[1:] != touched[:-1])))
-    candidates, partial = touched[starts], np.add.reduceat(contributions, starts)
+        np.add.at(scores, span_rows, span * np.float32(weight))
+        reached.append(span_rows)
+    touched = np.concatenate(reached)
+    partial = scores[touched]
     if allowed is not None:
-        keep = allowed[candidates]
-        candidates, partial = candidates[keep], partial[keep]
+        partial = np.where(allowed[touched], partial, np.float32(0))
     want = k * settings.rescore
+    pool = want * len(reached)  # a row appears at most once per term: this many hold `want` distinct rows
+    if touched.size > pool:
+        best = np.argpartition(-partial, pool - 1)[:pool]
+        touched, partial = touched[best], partial[best]
+    candidates, first = np.unique(touched, return_index=True)
+    partial = partial[first]
+    keep = partial > 0
+    candidates, partial = candidates[keep], partial[keep]
     if candidates.size > want:
-        best = np.argpartition(-partial, want - 1)[:want]
-        candidates = candidates[best]
-    return candidates
+        candidates = candidates[np.argpartition(-partial, want - 1)[:want]]
+    return candidates.astype(np.int64)
