@@ -146,8 +146,9 @@ def dense(args: argparse.Namespace) -> None:
         first_store = next(iter(stores.values()))
 
         def blocks() -> Iterator[tuple[int, np.ndarray]]:
-            for seg in first_store._segments:  # the float32 rescoring vectors, memory-mapped
-                yield int(seg.rows[0]) - 1, seg.vectors  # rowids are 1-based and contiguous here
+            for seg in first_store._segments:  # the float32 rescoring vectors, read (not mapped: RSS stays honest)
+                assert first_store.path is not None
+                yield int(seg.rows[0]) - 1, np.load(first_store.path / f"seg-{seg.id:06d}.vectors.npy")
 
         fp32_label = next((label for label, s in stores.items() if s.rescore == "fp32"), None)
         started = time.perf_counter()
@@ -156,7 +157,7 @@ def dense(args: argparse.Namespace) -> None:
             exact = _exact_topk(blocks, queries, args.k)
         else:
             exact = _exact_topk(lambda: ((s, draw(n, s)) for s, n in _batches(size, step)), queries, args.k)
-        print(f"- exact reference (blocked scan): {time.perf_counter() - started:.0f} s")
+        print(f"- exact reference (blocked scan): {time.perf_counter() - started:.0f} s; RSS {rss_mib():,.0f} MiB")
 
         systems: dict[str, Callable[[np.ndarray], Any]] = {}
         matrix = None
@@ -242,7 +243,10 @@ def dense(args: argparse.Namespace) -> None:
                 f"memory-mapped {stats['bytes_memory_mapped'] / 2**20:,.0f} MiB, disk {disk:,.0f} MiB, "
                 f"build {build[label]:.0f} s, first stage: {stats['first_stage_backend']}"
             )
-        print(f"- process RSS now {rss_mib():,.0f} MiB (peak figure includes the peers' fp32 matrix when run)")
+        print(
+            f"- process RSS after the searches {rss_mib():,.0f} MiB (includes the peers' fp32 copies when run, and "
+            "the memory-mapped pages the rescoring touched)"
+        )
         matrix = None  # the peers' float32 copy goes before the next size
         for store in stores.values():
             store.close()

@@ -43,17 +43,13 @@ def collection(n_docs: int, doc_terms: int, seed: int = 0) -> Any:
         draws = int(doc_terms * 1.4)
         terms = np.searchsorted(cdf, rng.random(n * draws)).clip(0, VOCAB - 1).astype(np.int64)
         rows = np.repeat(np.arange(n, dtype=np.int64), draws)
-        packed = np.unique((rows << 15) | terms)
+        packed = np.sort((rows << 15) | terms)  # sort-based dedup (numpy's hash unique is slow here)
+        packed = packed[np.concatenate(([True], packed[1:] != packed[:-1]))]
         rows, terms = packed >> 15, packed & 0x7FFF
+        first = np.searchsorted(rows, np.arange(n))
+        keep = np.arange(rows.size) - first[rows] < doc_terms  # a random doc_terms of the distinct terms
+        rows, terms = rows[keep], terms[keep]
         weights = (rng.lognormal(-0.3, 0.5, rows.size) * (0.3 + rarity[terms])).astype(np.float32)
-        # keep each document's doc_terms largest weights
-        order = np.lexsort((-weights, rows))
-        rows, terms, weights = rows[order], terms[order], weights[order]
-        rank = np.arange(rows.size) - np.searchsorted(rows, rows)
-        keep = rank < doc_terms
-        rows, terms, weights = rows[keep], terms[keep], weights[keep]
-        order = np.lexsort((terms, rows))
-        rows, terms, weights = rows[order], terms[order], weights[order]
         counts = np.bincount(rows, minlength=n)
         indptr.append(offset + np.cumsum(counts))
         offset += int(counts.sum())
