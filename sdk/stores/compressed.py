@@ -166,6 +166,13 @@ class CompressedVectorStore:
             if self._dim is not None and self._dim != dim:
                 raise StoreMismatchError(str(self.path), {"dim": (dim, self._dim)})
             self._dim = int(dim)
+        self._db.execute("BEGIN")  # one read snapshot: a concurrent writer's commit lands wholly or not at all
+        try:
+            self._load_snapshot()
+        finally:
+            self._db.execute("COMMIT")
+
+    def _load_snapshot(self) -> None:
         threshold = self._meta("threshold")
         if threshold is not None:
             self._threshold = np.asarray(threshold, dtype=np.float32)
