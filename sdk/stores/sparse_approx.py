@@ -91,6 +91,21 @@ def _heads(seg: Any, cap: int) -> _Heads:
         return found
 
 
+_LOCAL = threading.local()
+
+
+def _accumulator(seg: Any) -> np.ndarray:
+    """A zeroed float32 score array for ``seg``, reused across this thread's queries (a fresh 4 MB array per
+    query at 1M rows cost page faults that dominated the latency under memory pressure)."""
+    arrays: dict[int, np.ndarray] = _LOCAL.__dict__.setdefault("arrays", {})
+    found = arrays.get(id(seg))
+    if found is None or found.size != seg.n_rows:
+        if len(arrays) > 64:  # segments come and go with merges: forget old ones
+            arrays.clear()
+        found = arrays[id(seg)] = np.zeros(seg.n_rows, dtype=np.float32)
+    return found
+
+
 def _head_cap(postings: int) -> int:
     """Heads are built for the next power of two at or above ``postings`` (one cache serves nearby settings)."""
     return 1 << max(8, (postings - 1).bit_length())
@@ -109,23 +124,28 @@ def approx_top_rows(
         terms, weights = terms[keep], weights[keep]
     heads = _heads(seg, _head_cap(settings.postings))
     indptr, rows, data = seg.postings.indptr, seg.postings.indices, seg.postings.data
-    scores = np.zeros(seg.n_rows, dtype=np.float32)  # calloc: only the pages touched are ever zeroed
-    reached = []
-    for term, weight in zip(terms.tolist(), weights.tolist()):
-        start, end = int(indptr[term]), int(indptr[term + 1])
-        if end - start > heads.cap:
-            at = int(heads.indptr[term])
-            span_rows = heads.rows[at : at + settings.postings]
-            span = heads.weights[at : at + settings.postings]
-        else:
-            span_rows, span = rows[start:end], data[start:end]
-            if end - start > settings.postings:
-                top = np.argpartition(-span, settings.postings - 1)[: settings.postings]
-                span_rows, span = span_rows[top], span[top]
-        np.add.at(scores, span_rows, span * np.float32(weight))
-        reached.append(span_rows)
-    touched = np.concatenate(reached)
-    partial = scores[touched]
+    scores = _accumulator(seg)
+    try:
+        reached = []
+        for term, weight in zip(terms.tolist(), weights.tolist()):
+            start, end = int(indptr[term]), int(indptr[term + 1])
+            if end - start > heads.cap:
+                at = int(heads.indptr[term])
+                span_rows = heads.rows[at : at + settings.postings]
+                span = heads.weights[at : at + settings.postings]
+            else:
+                span_rows, span = rows[start:end], data[start:end]
+                if end - start > settings.postings:
+                    top = np.argpartition(-span, settings.postings - 1)[: settings.postings]
+                    span_rows, span = span_rows[top], span[top]
+            np.add.at(scores, span_rows, span * np.float32(weight))
+            reached.append(span_rows)
+        touched = np.concatenate(reached)
+        partial = scores[touched]
+    except BaseException:
+        _LOCAL.__dict__.get("arrays", {}).pop(id(seg), None)  # never reuse a half-filled accumulator
+        raise
+    scores[touched] = 0.0  # back to all zeros for the next query (cheaper than a fresh array per query)
     if allowed is not None:
         partial = np.where(allowed[touched], partial, np.float32(0))
     want = k * settings.rescore
