@@ -33,9 +33,9 @@ __all__ = ["DEFAULT", "ApproxSearch", "approx_top_rows"]
 class ApproxSearch:
     """The recall/speed knob of approximate sparse search (see the module docstring)."""
 
-    query_terms: int | None = 16
-    postings: int = 4096
-    rescore: int = 10
+    query_terms: int | None = 8
+    postings: int = 1024
+    rescore: int = 5
 
     def __post_init__(self) -> None:
         if self.query_terms is not None and self.query_terms < 1:
@@ -45,7 +45,9 @@ class ApproxSearch:
 
 
 DEFAULT = ApproxSearch()
-"""The default approximate setting (from the ``benchmarks scale sparse`` table)."""
+"""The default approximate setting, from the ``benchmarks scale sparse`` table (docs/compression.md): at 1M
+synthetic SPLADE-like documents it kept recall@10 1.000 (0.999 at 300k) at the lowest latency of the settings
+measured."""
 
 _HEADS_LOCK = threading.Lock()
 

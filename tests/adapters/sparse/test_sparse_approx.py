@@ -64,7 +64,7 @@ def test_pruned_search_is_near_exact_with_exact_scores(
     index, queries = index_and_queries
     exact = index.search(queries, 10)
     recalls = []
-    for setting, floor in ((ApproxSearch(query_terms=8, postings=256, rescore=10), 0.8), (ApproxSearch(), 0.95)):
+    for setting, floor in ((ApproxSearch(query_terms=4, postings=256, rescore=2), 0.6), (ApproxSearch(), 0.95)):
         approx = index.search(queries, 10, approx=setting)
         recalls.append(np.mean([len(set(_ids(a)) & set(_ids(e))) / max(1, len(e)) for a, e in zip(approx, exact)]))
         assert recalls[-1] >= floor
