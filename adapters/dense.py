@@ -170,7 +170,10 @@ class DenseRetriever(ChunkedVectorRetriever):
     """Chunk documents with the encoder's tokenizer, embed the chunks, and search a vector store.
 
     ``store``: ``"memory"`` (exact, persisted in SQLite under ``path``), ``"chroma"`` (embedded chromadb under
-    ``path``, or a Chroma server when ``chroma_url`` is given), or any :class:`ragloom.stores.VectorStore`.
+    ``path``, or a Chroma server when ``chroma_url`` is given), ``"binary"`` / ``"int8"`` / ``"compressed"``
+    (compact first-stage codes in RAM, rescored with float32 vectors memory-mapped from disk; ``store_options``
+    such as ``{"first_stage": "binary", "rescore": "int8", "oversample": 10}``, see
+    :class:`ragloom.stores.compressed.CompressedVectorStore`), or any :class:`ragloom.stores.VectorStore`.
     """
 
     kind = "dense"

@@ -21,6 +21,7 @@ __all__ = [
     "ModelNotFoundError",
     "RagloomError",
     "RagloomWarning",
+    "StoreMismatchError",
     "TruncationWarning",
     "UnsupportedFormatError",
 ]
@@ -72,6 +73,19 @@ class EncoderMismatchError(RagloomError):
         super().__init__(
             f"The index at {index_path} was built with a different encoder or chunker ({parts}). "
             "Open it with the encoder it was built with, or re-index into a new directory."
+        )
+        self.index_path = index_path
+        self.differences = differences
+
+
+class StoreMismatchError(ConfigError):
+    """An index's store was built with other settings (compression, rescoring, dimension) than it is opened with."""
+
+    def __init__(self, index_path: str, differences: dict[str, tuple[object, object]]) -> None:
+        parts = "; ".join(f"{k}: index has {a!r}, given {b!r}" for k, (a, b) in sorted(differences.items()))
+        super().__init__(
+            f"The store at {index_path} was built with other settings ({parts}). Open it with the settings it "
+            "was built with, or re-index into a new directory."
         )
         self.index_path = index_path
         self.differences = differences

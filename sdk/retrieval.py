@@ -44,6 +44,14 @@ ChunkEmbedder = Callable[[Sequence[tuple[Document, list[Chunk]]]], np.ndarray]
 
 _BATCH_CHUNKS = 256
 
+COMPRESSED_STORES: dict[str, dict[str, Any]] = {
+    "binary": {"first_stage": "binary", "rescore": "fp32"},
+    "int8": {"first_stage": "int8", "rescore": "fp32"},
+    "compressed": {},
+}
+"""Store names served by :class:`ragloom.stores.compressed.CompressedVectorStore` and the settings each implies
+(``store_options`` override them)."""
+
 DEFAULT_CHUNK_TOKENS = 512
 """The chunk size when none is given: a long-context encoder (nomic: 8,192 tokens) would otherwise make chunks too
 large to cite or to fit several in a prompt."""
@@ -266,6 +274,7 @@ class ChunkedVectorRetriever(StoredRetrieverMethods):
         chroma_collection: str = "ragloom",
         chunk_embedder: ChunkEmbedder | None = None,
         manifest_extra: Mapping[str, Any] | None = None,
+        store_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.encoder = encoder
         self.path = Path(path) if path is not None else None
@@ -286,18 +295,37 @@ class ChunkedVectorRetriever(StoredRetrieverMethods):
             if self._folder.manifest is not None:
                 stored_store = self._folder.manifest.store.get("kind")
                 wanted = store if isinstance(store, str) else store.config.get("kind")
+                wanted = "compressed" if wanted in COMPRESSED_STORES else wanted
                 if stored_store and wanted != stored_store and not chroma_url:
                     raise ConfigError(
                         f"The index at {self.path} uses the {stored_store!r} store; open it with store="
                         f"{stored_store!r} (asked for {wanted!r})"
                     )
-        self.store = self._make_store(store, normalized, chroma_url, chroma_collection)
+        self.store = self._make_store(store, normalized, chroma_url, chroma_collection, store_options or {})
         self._check_store_on_open()  # a reader never writes: an interrupted store write is finished by a writer
 
     # -- construction helpers -----------------------------------------------------------------------------------
-    def _make_store(self, store: str | VectorStore, normalized: bool, url: str | None, collection: str) -> VectorStore:
+    def _make_store(
+        self, store: str | VectorStore, normalized: bool, url: str | None, collection: str, options: Mapping[str, Any]
+    ) -> VectorStore:
         if not isinstance(store, str):
             return store
+        if options and store not in COMPRESSED_STORES:
+            raise ConfigError(
+                f"store_options apply to the compressed stores {sorted(COMPRESSED_STORES)}, not {store!r}"
+            )
+        if store in COMPRESSED_STORES:
+            from ragloom.stores.compressed import CompressedVectorStore
+
+            settings = {**COMPRESSED_STORES[store], **options}
+            try:
+                return CompressedVectorStore(
+                    self.path / "compressed" if self.path else None, dim=self.encoder.dim, **settings
+                )
+            except TypeError as exc:
+                raise ConfigError(
+                    f"Unknown store option ({exc}); use first_stage, rescore, oversample, flush_rows, use_faiss"
+                ) from exc
         if store == "memory":
             return InMemoryVectorStore(self.path / "memory" if self.path else None, dim=self.encoder.dim)
         if store == "chroma":
@@ -309,7 +337,9 @@ class ChunkedVectorRetriever(StoredRetrieverMethods):
                 collection=collection,
                 metric="cosine" if normalized else "ip",
             )
-        raise ConfigError(f"Unknown store {store!r}; use 'memory', 'chroma' or a VectorStore instance")
+        raise ConfigError(
+            f"Unknown store {store!r}; use 'memory', 'chroma', 'binary', 'int8', 'compressed' or a VectorStore instance"
+        )
 
     def _embed_texts(self, pairs: Sequence[tuple[Document, list[Chunk]]]) -> np.ndarray:
         return self.encoder.encode_documents([c.text for _, chunks in pairs for c in chunks])

@@ -24,6 +24,8 @@ from ragloom.retrieval import (
     warn_empty,
 )
 from ragloom.stores.sparse import SparseIndex, SparseMatch
+from ragloom.stores.sparse_approx import DEFAULT as DEFAULT_APPROX
+from ragloom.stores.sparse_approx import ApproxSearch
 from ragloom.types import Chunk, Document, Hit
 
 __all__ = ["SparseRetriever", "explain_terms"]
@@ -40,7 +42,9 @@ class SparseRetriever(StoredRetrieverMethods):
     """Chunk documents with the encoder's tokenizer, encode the chunks, and search a sparse inverted index.
 
     ``path=None`` keeps the index in memory. ``explain`` is the number of top contributing terms each hit names
-    in ``Hit.explanation`` (0 turns explanations off).
+    in ``Hit.explanation`` (0 turns explanations off). ``approximate``: ``True`` (the default setting) or an
+    :class:`ragloom.stores.sparse_approx.ApproxSearch` for Seismic-style approximate search (a search-time choice:
+    the index is the same; ``None`` is exact).
     """
 
     kind = "sparse"
@@ -56,8 +60,10 @@ class SparseRetriever(StoredRetrieverMethods):
         name: str | None = None,
         explain: int = 5,
         manifest_extra: Mapping[str, Any] | None = None,
+        approximate: ApproxSearch | bool | None = None,
     ) -> None:
         self.encoder = encoder
+        self.approximate = DEFAULT_APPROX if approximate is True else (approximate or None)
         self.path = Path(path) if path is not None else None
         self.chunker = chunker or default_chunker(encoder, chunk_size, overlap, stored=stored_chunk_size(path))
         family = str(encoder.fingerprint.get("family", ""))
@@ -106,7 +112,10 @@ class SparseRetriever(StoredRetrieverMethods):
         if not self._searchable(queries, k):
             return [[] for _ in queries]
         vectors = self.encoder.encode_queries(list(queries))
-        return [self._hits(matches) for matches in self.store.search(vectors, k, filters, explain=self.explain)]
+        return [
+            self._hits(matches)
+            for matches in self.store.search(vectors, k, filters, explain=self.explain, approx=self.approximate)
+        ]
 
     def _hits(self, matches: list[SparseMatch]) -> list[Hit]:
         name = getattr(self.encoder, "term", str)

@@ -1,4 +1,4 @@
-"""Vector stores: exact in-memory (persisted in SQLite) and chromadb (embedded or HTTP).
+"""Vector stores: exact in-memory (persisted in SQLite), compressed (binary/int8 codes + rescoring) and chromadb.
 
 A store keeps chunks with their vectors and answers top-k inner-product queries. It knows nothing about
 encoders: the retriever that owns it writes the manifest and checks the encoder fingerprint.
@@ -15,7 +15,7 @@ from ragloom.protocols import Filters
 from ragloom.stores.memory import InMemoryVectorStore, chunk_matches
 from ragloom.types import Chunk
 
-__all__ = ["ChromaVectorStore", "InMemoryVectorStore", "VectorStore", "chunk_matches"]
+__all__ = ["ChromaVectorStore", "CompressedVectorStore", "InMemoryVectorStore", "VectorStore", "chunk_matches"]
 
 
 @runtime_checkable
@@ -47,4 +47,8 @@ def __getattr__(name: str) -> object:
         from ragloom.stores.chroma import ChromaVectorStore
 
         return ChromaVectorStore
+    if name == "CompressedVectorStore":
+        from ragloom.stores.compressed import CompressedVectorStore
+
+        return CompressedVectorStore
     raise AttributeError(name)

@@ -41,6 +41,7 @@ from ragloom.errors import IndexCorruptError, InvalidInputError
 from ragloom.persistence import atomic_write_bytes, atomic_write_json, read_json
 from ragloom.protocols import Filters
 from ragloom.stores.memory import check_filters, chunk_matches
+from ragloom.stores.sparse_approx import ApproxSearch, approx_top_rows
 from ragloom.types import Chunk, SparseVector
 
 __all__ = ["SparseIndex", "SparseMatch", "sparse_matrix"]
@@ -379,6 +380,7 @@ class SparseIndex:
         filters: Filters | None = None,
         explain: int = 0,
         prune: bool = False,
+        approx: ApproxSearch | None = None,
     ) -> list[list[SparseMatch]]:
         """Top ``k`` chunks by dot product for each query, best first; ``explain`` top terms per match.
 
@@ -386,7 +388,8 @@ class SparseIndex:
         skips postings that cannot change the top ``k`` (same result); it is off by default because on SPLADE
         data it measured slower than plain accumulation (``python -m benchmarks sparse_search``). Scores are
         recomputed exactly (float64, term order) for the returned chunks, so they do not depend on how the index is
-        segmented; ties are broken by insertion order.
+        segmented; ties are broken by insertion order. ``approx`` switches to approximate search (Seismic-style
+        query and postings pruning, then the same exact rescoring; see :mod:`ragloom.stores.sparse_approx`).
         """
         check_filters(filters)
         with self._lock:
@@ -401,7 +404,10 @@ class SparseIndex:
             for order, (seg, mask) in enumerate(zip(segments, allowed)):
                 if mask is not None and not mask.any():
                     continue
-                rows = _top_rows(seg, query, k, mask, prune)
+                if approx is not None:
+                    rows = approx_top_rows(seg, *_query_terms(seg, query), k, mask, approx)
+                else:
+                    rows = _top_rows(seg, query, k, mask, prune)
                 terms, contributions = _contributions(seg, query, rows)
                 scored[order] = (terms, contributions)
                 scores = (-contributions.sum(axis=1)).tolist()

@@ -1,0 +1,377 @@
+"""Search at scale: compressed dense search (binary / int8 first stage + rescoring from memory-mapped float32) and
+approximate sparse search, each beside its peers in the same run, plus the memory-bandwidth floor.
+
+    python -m benchmarks scale dense --sizes 1000000            # synthetic clustered unit vectors, 384 dims
+    python -m benchmarks scale dense --sizes 10000000 --no-peers  # streamed: fp32 never held in RAM
+    python -m benchmarks scale quality                           # SciFact nDCG@10, MiniLM, per compression setting
+    python -m benchmarks scale sparse --docs 1000000             # exact vs approximate SPLADE-like search
+
+Synthetic vectors: unit vectors around 2,000 cluster centres that share a common offset (real embedding sets are
+anisotropic: their mean is far from zero), generated and written in chunks so the process never holds more than
+one chunk of float32. Latency: single queries, p50/p99 over the same queries for every system, alternating
+systems query by query. Recall@10 against the exact answer. Timings on a shared, loaded machine: compare ratios
+within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks._common import machine, median, percentile
+
+CACHE = Path(os.environ.get("RAGLOOM_BENCH_CACHE", "/tmp/ragloom-bench-cache"))
+
+
+def rss_mib() -> float:
+    """Current resident memory of this process (MiB)."""
+    with open("/proc/self/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def bandwidth_gbs(size_mib: int = 512) -> float:
+    """Measured read bandwidth (GB/s): a float32 array summed, best of five (what an exact scan is bound by)."""
+    data = np.ones(size_mib * 1024 * 1024 // 4, dtype=np.float32)
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        data.sum()
+        best = min(best, time.perf_counter() - started)
+    return data.nbytes / best / 1e9
+
+
+def clustered(dim: int, seed: int = 0, n_centres: int = 2000) -> Callable[[int, int], np.ndarray]:
+    """A generator of unit vectors around shared cluster centres: ``draw(n, seed)``."""
+    rng = np.random.default_rng(seed)
+    offset = rng.standard_normal(dim).astype(np.float32)
+    offset *= 0.9 / np.linalg.norm(offset)
+    centres = rng.standard_normal((n_centres, dim)).astype(np.float32)
+    centres = centres / np.linalg.norm(centres, axis=1, keepdims=True) + offset
+
+    def draw(n: int, part_seed: int) -> np.ndarray:
+        part = np.random.default_rng(part_seed)
+        x = centres[part.integers(0, n_centres, n)]
+        x = x + 0.045 * part.standard_normal((n, dim), dtype=np.float32)
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    return draw
+
+
+def _chunks(start: int, n: int) -> list[Any]:
+    from ragloom.types import Chunk
+
+    return [Chunk(id=f"d{i}#0-1", doc_id=f"d{i}", text="", start=0, end=1) for i in range(start, start + n)]
+
+
+def _row(chunk: Any) -> int:
+    return int(chunk.doc_id[1:])
+
+
+def _batches(size: int, step: int) -> Iterator[tuple[int, int]]:
+    for start in range(0, size, step):
+        yield start, min(step, size - start)
+
+
+def _exact_topk(read_blocks: Callable[[], Iterator[tuple[int, np.ndarray]]], queries: np.ndarray, k: int) -> np.ndarray:
+    """Exact top-k rows for all queries by a blocked scan (works on memory-mapped data)."""
+    best_scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    best_rows = np.zeros((len(queries), k), dtype=np.int64)
+    for start, block in read_blocks():
+        scores = queries @ np.asarray(block).T
+        rows = np.broadcast_to(np.arange(start, start + block.shape[0]), scores.shape)
+        merged_s = np.concatenate([best_scores, scores], axis=1)
+        merged_r = np.concatenate([best_rows, rows], axis=1)
+        keep = np.argpartition(-merged_s, k - 1, axis=1)[:, :k]
+        best_scores = np.take_along_axis(merged_s, keep, 1)
+        best_rows = np.take_along_axis(merged_r, keep, 1)
+    return best_rows
+
+
+def _recall(found: list[set[int]], exact: np.ndarray, k: int) -> float:
+    return float(np.mean([len(f & set(e.tolist())) / k for f, e in zip(found, exact)]))
+
+
+def _time_alternating(systems: dict[str, Callable[[np.ndarray], Any]], queries: np.ndarray) -> dict[str, list[float]]:
+    for fn in systems.values():
+        fn(queries[0])  # warm-up
+    lat: dict[str, list[float]] = {name: [] for name in systems}
+    for q in queries:
+        for name, fn in systems.items():
+            started = time.perf_counter()
+            fn(q)
+            lat[name].append((time.perf_counter() - started) * 1000)
+    return lat
+
+
+def dense(args: argparse.Namespace) -> None:
+    from ragloom.stores.compressed import CompressedVectorStore
+
+    gbs = bandwidth_gbs()
+    print(f"# scale dense · dim {args.dim} · k {args.k} · {args.queries} single queries · {machine()}")
+    print(f"# measured read bandwidth {gbs:.1f} GB/s (float32 sum, 512 MiB, best of 5); machine shared and loaded")
+    draw = clustered(args.dim)
+    queries = draw(args.queries, 10**9)
+    for size in args.sizes:
+        folder = Path(tempfile.mkdtemp(prefix="rl-scale-", dir=args.workdir))
+        print(f"\n## n = {size:,} (index under {folder})")
+        step = args.batch
+        stores: dict[str, CompressedVectorStore] = {}
+        build: dict[str, float] = {}
+        for first, rescore in args.settings:
+            label = f"{first}+{rescore}" if rescore != "none" else first
+            store = CompressedVectorStore(
+                folder / label,
+                args.dim,
+                first_stage=first,
+                rescore=None if rescore == "none" else rescore,
+                flush_rows=step,
+            )
+            started = time.perf_counter()
+            for start, n in _batches(size, step):
+                store.replace_documents([], _chunks(start, n), draw(n, start))
+            build[label] = time.perf_counter() - started
+            stores[label] = store
+            print(f"- built {label}: {build[label]:.0f} s, process RSS {rss_mib():.0f} MiB", flush=True)
+
+        first_store = next(iter(stores.values()))
+
+        def blocks() -> Iterator[tuple[int, np.ndarray]]:
+            for seg in first_store._segments:  # the float32 rescoring vectors, read (not mapped: RSS stays honest)
+                assert first_store.path is not None
+                yield int(seg.rows[0]) - 1, np.load(first_store.path / f"seg-{seg.id:06d}.vectors.npy")
+
+        fp32_label = next((label for label, s in stores.items() if s.rescore == "fp32"), None)
+        started = time.perf_counter()
+        if fp32_label is not None:
+            first_store = stores[fp32_label]
+            exact = _exact_topk(blocks, queries, args.k)
+        else:
+            exact = _exact_topk(lambda: ((s, draw(n, s)) for s, n in _batches(size, step)), queries, args.k)
+        print(f"- exact reference (blocked scan): {time.perf_counter() - started:.0f} s; RSS {rss_mib():,.0f} MiB")
+
+        systems: dict[str, Callable[[np.ndarray], Any]] = {}
+        matrix = None
+        if not args.no_peers:
+            matrix = np.empty((size, args.dim), dtype=np.float32)
+            for start, n in _batches(size, step):
+                matrix[start : start + n] = draw(n, start)
+            systems["numpy exact (fp32 in RAM)"] = lambda q: np.argpartition(-(matrix @ q), args.k)[: args.k]
+            try:
+                import faiss
+
+                faiss.omp_set_num_threads(1)  # as ragloom's scans: OpenMP spinning on a busy 2-core box costs 20x
+                flat = faiss.IndexFlatIP(args.dim)
+                flat.add(matrix)
+                systems["faiss IndexFlatIP"] = lambda q: flat.search(q[None, :], args.k)
+                bits = faiss.IndexBinaryFlat(args.dim)
+                bits.add(
+                    first_store._binary._codes
+                    if first_store._binary is not None
+                    else np.zeros((0, args.dim // 8), np.uint8)
+                )
+                if bits.ntotal:
+                    thr = first_store._threshold
+                    systems["faiss IndexBinaryFlat (Hamming only)"] = lambda q: bits.search(
+                        np.packbits(q > thr)[None, :], args.k
+                    )
+                if args.hnsw:
+                    started = time.perf_counter()
+                    hnsw = faiss.IndexHNSWFlat(args.dim, 32, faiss.METRIC_INNER_PRODUCT)
+                    hnsw.add(matrix)
+                    hnsw.hnsw.efSearch = 64
+                    print(f"- faiss HNSW built in {time.perf_counter() - started:.0f} s")
+                    systems["faiss IndexHNSWFlat (M=32, ef=64)"] = lambda q: hnsw.search(q[None, :], args.k)
+            except ImportError:
+                print("- faiss not installed: faiss peers skipped (pip install faiss-cpu)")
+        for label, store in stores.items():
+            overs = args.oversample if store.first_stage == "binary" else args.int8_oversample
+            for over in overs if store.rescore is not None else [1]:
+
+                def run(q: np.ndarray, store: Any = store, over: int = over) -> Any:
+                    store.oversample = over
+                    return store.search(q, args.k)
+
+                name = f"ragloom {label}" + (f" (oversample {over})" if store.rescore is not None else "")
+                systems[name] = run
+        lat = _time_alternating(systems, queries)
+        print("\n| system | p50 ms | p99 ms | recall@10 | bandwidth floor ms | RAM for search |")
+        print("|---|---|---|---|---|---|")
+        fp32_floor = size * args.dim * 4 / (gbs * 1e9) * 1000
+        for name, values in lat.items():
+            fn = systems[name]
+            found = []
+            for q in queries:
+                out = fn(q)
+                if isinstance(out, list):
+                    found.append({_row(c) for c, _ in out[0]})
+                elif isinstance(out, tuple):
+                    found.append({int(x) for x in out[1][0]})
+                else:
+                    found.append({int(x) for x in out})
+            recall = _recall(found, exact, args.k)
+            label = name.removeprefix("ragloom ").split(" ")[0]
+            if label in stores:
+                ram = stores[label].stats()["bytes_in_ram"]
+                ram_mib = sum(ram.values()) / 2**20
+                scanned = stores[label].stats()["bytes_in_ram"]["codes"] or size * args.dim * 4
+                floor = scanned / (gbs * 1e9) * 1000
+            else:
+                ram_mib, floor = size * args.dim * 4 / 2**20, fp32_floor
+                if "Binary" in name:
+                    ram_mib, floor = size * args.dim / 8 / 2**20, size * args.dim / 8 / (gbs * 1e9) * 1000
+            print(
+                f"| {name} | {median(values):.2f} | {percentile(values, 99):.2f} | {recall:.3f} | {floor:.2f} | "
+                f"{ram_mib:,.0f} MiB |",
+                flush=True,
+            )
+        for label, store in stores.items():
+            stats = store.stats()
+            disk = sum(stats["bytes_on_disk"].values()) / 2**20
+            print(
+                f"- {label}: RAM {sum(stats['bytes_in_ram'].values()) / 2**20:,.0f} MiB "
+                f"({', '.join(f'{k} {v / 2**20:,.0f}' for k, v in stats['bytes_in_ram'].items())}), "
+                f"memory-mapped {stats['bytes_memory_mapped'] / 2**20:,.0f} MiB, disk {disk:,.0f} MiB, "
+                f"build {build[label]:.0f} s, first stage: {stats['first_stage_backend']}"
+            )
+        print(
+            f"- process RSS after the searches {rss_mib():,.0f} MiB (includes the peers' fp32 copies when run, and "
+            "the memory-mapped pages the rescoring touched)"
+        )
+        matrix = None  # the peers' float32 copy goes before the next size
+        for store in stores.values():
+            store.close()
+        if not args.keep:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _scifact_embeddings() -> dict[str, Any]:
+    """MiniLM chunk vectors and query vectors for SciFact, encoded once and cached under CACHE."""
+    from benchmarks._common import SHARED_DATA, offline_model
+    from ragloom.eval import load_beir
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    cached = CACHE / "scifact-minilm.npz"
+    data = load_beir(SHARED_DATA / "scifact", "test")
+    if not cached.exists():
+        from ragloom.adapters.dense import DenseRetriever, TransformersDenseEncoder
+
+        encoder = TransformersDenseEncoder(offline_model("minilm"), batch_size=64)
+        retriever = DenseRetriever(encoder, None, store="memory")
+        started = time.perf_counter()
+        retriever.add(list(data.documents))
+        print(f"- encoded {len(retriever)} SciFact chunks in {time.perf_counter() - started:.0f} s (cached)")
+        store = retriever.store
+        qids = list(data.queries)
+        np.savez(
+            cached,
+            docs=store._matrix,
+            doc_ids=np.array([c.doc_id for c in store._chunks]),
+            queries=encoder.encode_queries([data.queries[q] for q in qids]),
+            qids=np.array(qids),
+        )
+    loaded = np.load(cached, allow_pickle=False)
+    return {"data": data, **{k: loaded[k] for k in loaded.files}}
+
+
+def quality(args: argparse.Namespace) -> None:
+    from ragloom.eval import evaluate_run
+    from ragloom.stores.compressed import CompressedVectorStore
+    from ragloom.types import Chunk
+
+    emb = _scifact_embeddings()
+    docs, doc_ids, queries, qids = emb["docs"], emb["doc_ids"], emb["queries"], emb["qids"]
+    print(f"# scale quality · SciFact test ({len(qids)} queries, {len(docs):,} MiniLM chunk vectors) · {machine()}")
+    print(
+        "| setting | dims | oversample | nDCG@10 | Δ vs fp32 exact | Recall@100 | chunk recall@10 vs exact "
+        "| bytes/vector in RAM |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    chunks = [Chunk(id=f"c{i}", doc_id=str(d), text="", start=0, end=1) for i, d in enumerate(doc_ids)]
+    reference = None
+    for dims in args.dims:
+        d = min(dims, docs.shape[1])
+        x = docs[:, :d] / np.linalg.norm(docs[:, :d], axis=1, keepdims=True)
+        q = queries[:, :d] / np.linalg.norm(queries[:, :d], axis=1, keepdims=True)
+        exact_top = None
+        for first, rescore in [
+            ("fp32", "none"),
+            ("int8", "none"),
+            ("int8", "fp32"),
+            ("binary", "int8"),
+            ("binary", "fp32"),
+        ]:
+            for over in args.quality_oversample if rescore != "none" else [1]:
+                store = CompressedVectorStore(
+                    None,
+                    d,
+                    first_stage=first,
+                    rescore=None if rescore == "none" else rescore,  # type: ignore[arg-type]
+                    oversample=over,
+                    flush_rows=len(chunks),
+                )
+                store.replace_documents([], chunks, x)
+                results = store.search(q, 300)
+                top10 = [{c.id for c, _ in row[:10]} for row in results]
+                if first == "fp32":
+                    exact_top = top10
+                assert exact_top is not None
+                chunk_recall = np.mean([len(a & b) / 10 for a, b in zip(top10, exact_top)])
+                run: dict[str, dict[str, float]] = {}
+                for qid, row in zip(qids, results):
+                    best: dict[str, float] = {}
+                    for chunk, score in row:
+                        best[chunk.doc_id] = max(best.get(chunk.doc_id, -1e9), score)
+                    run[str(qid)] = dict(sorted(best.items(), key=lambda kv: -kv[1])[:100])
+                means, _ = evaluate_run(run, emb["data"].qrels)
+                if reference is None:
+                    reference = means["nDCG@10"]
+                per = {"fp32": 4 * d, "int8": d, "binary": d / 8}[first]
+                label = f"{first} + {rescore} rescoring" if rescore != "none" else f"{first} (no rescoring)"
+                print(
+                    f"| {label} | {d} | {over if rescore != 'none' else '-'} | {means['nDCG@10']:.4f} | "
+                    f"{means['nDCG@10'] - reference:+.4f} | {means['Recall@100']:.4f} | {chunk_recall:.3f} | {per:g} |",
+                    flush=True,
+                )
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks scale", description=__doc__)
+    parser.add_argument("part", choices=["dense", "quality", "sparse"])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000])
+    parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=250_000, help="rows generated and written at a time")
+    parser.add_argument("--settings", nargs="+", default=["binary:fp32", "int8:fp32"], help="first_stage:rescore pairs")
+    parser.add_argument("--oversample", type=int, nargs="+", default=[10, 30, 100, 200])
+    parser.add_argument("--int8-oversample", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--quality-oversample", type=int, nargs="+", default=[4, 10, 30])
+    parser.add_argument("--dims", type=int, nargs="+", default=[384])
+    parser.add_argument("--no-peers", action="store_true", help="skip numpy/faiss peers (they hold fp32 in RAM)")
+    parser.add_argument("--hnsw", action="store_true", help="also build faiss HNSW (slow to build at 1M)")
+    parser.add_argument("--workdir", default=None, help="where the index is written (default: the temp dir)")
+    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--docs", type=int, default=1_000_000, help="sparse: synthetic documents")
+    parser.add_argument("--doc-terms", type=int, default=128, help="sparse: terms kept per document")
+    args = parser.parse_args(argv)
+    args.settings = [tuple(s.split(":")) for s in args.settings]
+    if args.part == "dense":
+        dense(args)
+    elif args.part == "quality":
+        quality(args)
+    else:
+        from benchmarks.scale_sparse import sparse
+
+        sparse(args)
