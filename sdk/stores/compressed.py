@@ -39,7 +39,7 @@ from ragloom.errors import IndexCorruptError, InvalidInputError, StoreMismatchEr
 from ragloom.persistence import atomic_write_bytes, crash_point
 from ragloom.protocols import Filters
 from ragloom.stores.codes import BinaryCodes, Int8Calibration, Int8Codes, load_faiss, pack_bits
-from ragloom.stores.memory import chunk_matches, top_k
+from ragloom.stores.memory import check_filters, chunk_matches, top_k
 from ragloom.types import Chunk
 
 __all__ = ["CompressedVectorStore", "FirstStage", "Rescore"]
@@ -129,9 +129,13 @@ class CompressedVectorStore:
         self._alive = np.zeros(0, dtype=bool)
         self._tail_rows = np.zeros(0, dtype=np.int64)
         self._tail = np.zeros((0, dim or 0), dtype=np.float32)
+        self.state_missing = True
+        """True when the store had no database file (or an empty one) when opened."""
         if self.path is not None:
             self.path.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path / "chunks.sqlite", check_same_thread=False)
+            database = self.path / "chunks.sqlite"
+            self.state_missing = not database.exists() or database.stat().st_size == 0
+            self._db = sqlite3.connect(database, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
         else:
@@ -165,6 +169,18 @@ class CompressedVectorStore:
             raise StoreMismatchError(str(self.path), differences)
 
     # -- loading --------------------------------------------------------------------------------------------------
+    def reload(self) -> None:
+        """Re-read the committed state (another process wrote since this one loaded)."""
+        with self._lock:
+            self._segments, self._binary, self._threshold = [], None, None
+            self._rowids, self._alive = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
+            self._tail_rows = np.zeros(0, dtype=np.int64)
+            self._tail = np.zeros((0, self._dim or 0), dtype=np.float32)
+            try:
+                self._load()
+            except sqlite3.DatabaseError as exc:
+                raise IndexCorruptError(f"{self.path}/chunks.sqlite is unreadable ({exc}); re-index") from exc
+
     def _load(self) -> None:
         self._check_settings()
         dim = self._meta("dim")
@@ -416,6 +432,7 @@ class CompressedVectorStore:
 
     # -- search ---------------------------------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int, filters: Filters | None = None) -> list[list[tuple[Chunk, float]]]:
+        check_filters(filters)
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if not np.all(np.isfinite(queries)):
             raise InvalidInputError("Query vectors contain NaN or Inf; check the encoder's output")
