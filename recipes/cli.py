@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ragloom.errors import RagloomError
+from ragloom.recipes.answer_view import print_support
 from ragloom.recipes.mcp_cli import mcp as mcp_command
 
 app = typer.Typer(
@@ -223,6 +224,8 @@ def _answer_json(answer: Any) -> dict[str, Any]:
         "dangling_markers": list(answer.dangling_markers),
         "unsupported_markers": list(answer.unsupported_markers),
         "citations_inferred": answer.citations_inferred,
+        "verdict": answer.verdict,
+        "support": answer.support.to_dict() if answer.support is not None else None,
         "context": _hit_rows(list(answer.context)),
         "timings": dict(answer.timings),
     }
@@ -248,6 +251,7 @@ def _print_sources(answer: Any, streamed: bool) -> None:
         err.print(f"[yellow]warning:[/] the answer cites passages that do not exist: {answer.dangling_markers}")
     if answer.unsupported_markers:
         err.print(f"[yellow]warning:[/] citations with little support in their passage: {answer.unsupported_markers}")
+    print_support(answer, err)
     console.print(
         f"[dim]retrieve {answer.timings.get('retrieve_s', 0):.2f}s · generate "
         f"{answer.timings.get('generate_s', 0):.2f}s[/]"
