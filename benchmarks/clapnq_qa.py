@@ -143,7 +143,16 @@ def main(argv: list[str] | None = None) -> None:
         default="smollm2",
         choices=["smollm2", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "extractive"],
     )
-    parser.add_argument("--decline-fit", action="store_true", help="decline on weak retrieval (label-free fit)")
+    parser.add_argument(
+        "--index-dir", type=Path, default=None, help="persist the MiniLM index here and reuse it on later runs"
+    )
+    parser.add_argument("--index-only", action="store_true", help="build --index-dir and stop")
+    parser.add_argument(
+        "--decline-fit",
+        action="store_true",
+        help="also report declining on weak retrieval (threshold fitted label-free on pseudo-queries; applied "
+        "post hoc to the same answers, exactly what Pipeline(decline=...) would do)",
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -159,9 +168,14 @@ def main(argv: list[str] | None = None) -> None:
         f"{os.cpu_count()} CPUs, {args.threads} torch thread(s), load average {os.getloadavg()[0]:.1f}"
     )
     started = time.perf_counter()
-    retriever = DenseRetriever(TransformersDenseEncoder("minilm"))
-    retriever.add(documents)
-    print(f"indexed {len(retriever)} chunks with MiniLM in {time.perf_counter() - started:.0f}s")
+    retriever = DenseRetriever(TransformersDenseEncoder("minilm"), args.index_dir)
+    if len(retriever) == 0:
+        retriever.add(documents)
+        print(f"indexed {len(retriever)} chunks with MiniLM in {time.perf_counter() - started:.0f}s")
+    else:
+        print(f"opened {len(retriever)} MiniLM chunks from {args.index_dir}")
+    if args.index_only:
+        return
     generator: Any
     if args.generator == "extractive":
         from ragloom.adapters.generators.extractive import ExtractiveGenerator
@@ -175,7 +189,6 @@ def main(argv: list[str] | None = None) -> None:
 
         started = time.perf_counter()
         policy = DeclinePolicy.fit(lambda q: pipeline.retrieve(q, k=1), [d.text for d in documents], seed=args.seed)
-        pipeline.decline = policy
         print(f"decline threshold {policy.min_score:.3f} ({policy.fitted}) in {time.perf_counter() - started:.0f}s")
 
     rows = []
@@ -207,8 +220,12 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  {number}/{len(questions)} answered ({time.perf_counter() - started:.0f}s)", flush=True)
     elapsed = time.perf_counter() - started
 
+    threshold = policy.min_score if args.decline_fit else None
     ans = [r for r in rows if r["answerable"]]
     una = [r for r in rows if not r["answerable"]]
+
+    def declined_with_threshold(r: dict[str, Any]) -> bool:
+        return r["declined"] or (threshold is not None and (r["top_score"] or 0.0) < threshold)
 
     def rate(values: list[bool]) -> str:
         return f"{sum(values) / len(values):.3f} ({sum(values)}/{len(values)})" if values else "n/a"
@@ -231,6 +248,8 @@ def main(argv: list[str] | None = None) -> None:
         "verdicts": dict(collections.Counter(r["verdict"] for r in rows)),
         "unanswerable_declined": rate([r["declined"] for r in una]),
         "answerable_declined_false": rate([r["declined"] for r in ans]),
+        "with_retrieval_threshold_unanswerable_declined": rate([declined_with_threshold(r) for r in una]),
+        "with_retrieval_threshold_answerable_declined": rate([declined_with_threshold(r) for r in ans]),
         "tokens_per_s_incl_prefill": sum(r["tokens"] for r in rows) / max(1e-9, sum(r["generate_s"] for r in rows)),
         "seconds_per_question": elapsed / len(rows),
         "latency_p50_s": sorted(r["total_s"] for r in rows)[len(rows) // 2],
@@ -242,6 +261,8 @@ def main(argv: list[str] | None = None) -> None:
     for name, value in figures.items():
         shown = value if isinstance(value, (str, dict)) else f"{value:.3f}"
         print(f"  {name:42s} {shown}")
+    if threshold is None:
+        figures = {k: v for k, v in figures.items() if not k.startswith("with_retrieval_threshold")}
     result: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "figures": figures}
     if args.compare_dtypes:
         sample = ans[: args.compare_dtypes] or rows[: args.compare_dtypes]

@@ -45,6 +45,7 @@ __all__ = [
 _MARKER_GROUP = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 _INSERTED = re.compile(r" \[\d{1,3}\]")
 _ONLY_MARKERS = re.compile(r"^[\s\[\]\d,.;:!?]*$")
+_LEADING_MARKERS = re.compile(r"^\s*(?:\[\d{1,3}(?:\s*,\s*\d{1,3})*\]\s*)+")
 _WORD = re.compile(r"[a-z0-9]+")
 _DIGITS = re.compile(r"\d+")
 _STOP = frozenset(
@@ -163,6 +164,11 @@ def _claims(text: str) -> list[tuple[str, list[int]]]:
         if pieces and markers and _ONLY_MARKERS.match(sentence):
             pieces[-1][1].extend(markers)
             continue
+        leading = _LEADING_MARKERS.match(sentence)
+        if pieces and leading:  # "claim. [1] Next claim.": the marker after the full stop is the claim's
+            pieces[-1][1].extend(citation_markers(leading.group(0)))
+            sentence = sentence[leading.end() :]
+            markers = citation_markers(sentence)
         pieces.append((_MARKER_GROUP.sub(" ", sentence).strip(), markers))
     return pieces
 

@@ -109,6 +109,12 @@ def test_validator_keeps_abbreviations_in_one_claim() -> None:
     assert [c.marker for c in citations] == [1] and not dangling and not unsupported
 
 
+def test_markers_after_the_full_stop_belong_to_the_claim_before() -> None:
+    text = "Revenues were $1.11 billion in 2021 . [1] Bread rises after kneading . [2]"
+    support = assess(text, "What were the revenues?", [FILING, BREAD])
+    assert support.verdict == "supported" and support.claims == 2, support
+
+
 def test_verdicts() -> None:
     context = [FILING, BREAD]
     question = "What were Pfizer's revenues in 2021?"
