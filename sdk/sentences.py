@@ -81,10 +81,21 @@ def _pysbd_boundaries(text: str, segmenter: Any) -> list[int] | None:
 
 def sentence_spans(text: str, *, use_pysbd: bool = True) -> list[tuple[int, int]]:
     """``(start, end)`` spans of the sentences of ``text``; they tile it exactly (whitespace included)."""
+    return list(_spans(text, use_pysbd))
+
+
+@lru_cache(maxsize=512)
+def _spans(text: str, use_pysbd: bool) -> tuple[tuple[int, int], ...]:
+    """Cached: attribution, validation and the verdict segment the same answer in turn."""
     if not text:
-        return []
+        return ()
     segmenter = _pysbd() if use_pysbd else None
-    cuts = _pysbd_boundaries(text, segmenter) if segmenter is not None else None
+    cuts = None
+    if segmenter is not None:
+        try:
+            cuts = _pysbd_boundaries(text, segmenter)
+        except Exception:  # pysbd's regexes on unusual input: the rule set takes over
+            cuts = None
     if cuts is None:
         cuts = _rule_boundaries(text)
     cuts += [m.end() for m in re.finditer(r"\n", text)]
@@ -103,7 +114,7 @@ def sentence_spans(text: str, *, use_pysbd: bool = True) -> list[tuple[int, int]
         if end > start:
             spans.append((start, end))
             start = end
-    return spans
+    return tuple(spans)
 
 
 def split_sentences(text: str, *, use_pysbd: bool = True) -> list[str]:
