@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import itertools
 import json
 import os
 import platform
@@ -163,6 +164,8 @@ def main(argv: list[str] | None = None) -> None:
     from ragloom.pipeline import Pipeline
 
     questions, documents = load_questions(args.answerable, args.unanswerable, args.seed)
+    kinds = [[q for q in questions if q["answerable"]], [q for q in questions if not q["answerable"]]]
+    questions = [q for pair in itertools.zip_longest(*kinds) for q in pair if q is not None]  # alternate kinds
     print(
         f"ClapNQ dev: {len(questions)} questions, corpus of {len(documents)} passages | {platform.machine()}, "
         f"{os.cpu_count()} CPUs, {args.threads} torch thread(s), load average {os.getloadavg()[0]:.1f}"
@@ -216,7 +219,10 @@ def main(argv: list[str] | None = None) -> None:
                 "top_score": answer.context[0].score if answer.context else None,
             }
         )
-        if number % 25 == 0:
+        if args.json:  # rows as they come, so a run cut short still leaves its answers
+            with open(args.json.with_suffix(".rows.jsonl"), "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(rows[-1]) + "\n")
+        if number % 5 == 0:
             print(f"  {number}/{len(questions)} answered ({time.perf_counter() - started:.0f}s)", flush=True)
     elapsed = time.perf_counter() - started
 
