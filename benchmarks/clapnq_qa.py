@@ -122,6 +122,54 @@ def compare_dtypes(pipeline: Any, questions: list[dict[str, Any]], max_new_token
     } | {"identical_answers": f"{same}/{len(questions)}"}
 
 
+def summarize(rows: list[dict[str, Any]], threshold: float | None = None) -> dict[str, Any]:
+    """The figures of a run from its answer rows (also for a run cut short: ``--summarize ROWS.jsonl``).
+
+    ``threshold``: also count as declined the answers whose best hit scored under it (what
+    ``Pipeline(decline=DeclinePolicy(threshold))`` would have declined before generating).
+    """
+    ans = [r for r in rows if r["answerable"]]
+    una = [r for r in rows if not r["answerable"]]
+
+    def declined_with_threshold(r: dict[str, Any]) -> bool:
+        return r["declined"] or (threshold is not None and (r["top_score"] or 0.0) < threshold)
+
+    def rate(values: list[bool]) -> str:
+        return f"{sum(values) / len(values):.3f} ({sum(values)}/{len(values)})" if values else "n/a"
+
+    def precision(subset: list[dict[str, Any]]) -> str:
+        return rate([c for r in subset for c in r["cited"]])
+
+    figures: dict[str, Any] = {
+        "answer_token_f1": sum(r["f1"] for r in ans) / len(ans) if ans else None,
+        "answer_token_f1_not_declined": (
+            sum(r["f1"] for r in ans if not r["declined"]) / max(1, sum(not r["declined"] for r in ans))
+        ),
+        "retrieval_recall_at_k": rate([r["retrieved_gold"] for r in ans]),
+        "citation_precision_all": precision(ans),
+        "citation_precision_model_written": precision([r for r in ans if not r["inferred"]]),
+        "citation_precision_inferred": precision([r for r in ans if r["inferred"]]),
+        "answers_with_model_written_markers": rate([bool(r["cited"]) and not r["inferred"] for r in ans + una]),
+        "answers_flagged_unsupported_or_dangling": rate([bool(r["unsupported"] or r["dangling"]) for r in rows]),
+        "citation_recall": rate([any(r["cited"]) for r in ans if r["retrieved_gold"]]),
+        "verdicts": dict(collections.Counter(r["verdict"] for r in rows)),
+        "unanswerable_declined": rate([r["declined"] for r in una]),
+        "answerable_declined_false": rate([r["declined"] for r in ans]),
+        "tokens_per_s_incl_prefill": sum(r["tokens"] for r in rows) / max(1e-9, sum(r["generate_s"] for r in rows)),
+        "latency_p50_s": sorted(r["total_s"] for r in rows)[len(rows) // 2],
+    }
+    if threshold is not None:
+        figures["with_retrieval_threshold_unanswerable_declined"] = rate([declined_with_threshold(r) for r in una])
+        figures["with_retrieval_threshold_answerable_declined"] = rate([declined_with_threshold(r) for r in ans])
+    return figures
+
+
+def _print_figures(figures: dict[str, Any]) -> None:
+    for name, value in figures.items():
+        shown = value if isinstance(value, (str, dict)) or value is None else f"{value:.3f}"
+        print(f"  {name:46s} {shown}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks clapnq_qa", description=__doc__.split("\n")[0])
     parser.add_argument("--answerable", type=int, default=100, help="answerable questions (of 300)")
@@ -154,7 +202,14 @@ def main(argv: list[str] | None = None) -> None:
         help="also report declining on weak retrieval (threshold fitted label-free on pseudo-queries; applied "
         "post hoc to the same answers, exactly what Pipeline(decline=...) would do)",
     )
+    parser.add_argument("--summarize", type=Path, default=None, help="print the figures of a ROWS.jsonl and stop")
+    parser.add_argument("--threshold", type=float, default=None, help="with --summarize: a retrieval threshold")
     args = parser.parse_args(argv)
+    if args.summarize:
+        rows = [json.loads(line) for line in args.summarize.read_text().splitlines() if line.strip()]
+        print(f"{args.summarize}: {len(rows)} answers")
+        _print_figures(summarize(rows, args.threshold))
+        return
 
     import torch
 
@@ -228,47 +283,13 @@ def main(argv: list[str] | None = None) -> None:
 
     threshold = policy.min_score if args.decline_fit else None
     ans = [r for r in rows if r["answerable"]]
-    una = [r for r in rows if not r["answerable"]]
-
-    def declined_with_threshold(r: dict[str, Any]) -> bool:
-        return r["declined"] or (threshold is not None and (r["top_score"] or 0.0) < threshold)
-
-    def rate(values: list[bool]) -> str:
-        return f"{sum(values) / len(values):.3f} ({sum(values)}/{len(values)})" if values else "n/a"
-
-    def precision(subset: list[dict[str, Any]]) -> str:
-        return rate([c for r in subset for c in r["cited"]])
-
-    figures = {
-        "answer_token_f1": sum(r["f1"] for r in ans) / len(ans) if ans else None,
-        "answer_token_f1_not_declined": (
-            sum(r["f1"] for r in ans if not r["declined"]) / max(1, sum(not r["declined"] for r in ans))
-        ),
-        "retrieval_recall_at_k": rate([r["retrieved_gold"] for r in ans]),
-        "citation_precision_all": precision(ans),
-        "citation_precision_model_written": precision([r for r in ans if not r["inferred"]]),
-        "citation_precision_inferred": precision([r for r in ans if r["inferred"]]),
-        "answers_with_model_written_markers": rate([bool(r["cited"]) and not r["inferred"] for r in ans + una]),
-        "answers_flagged_unsupported_or_dangling": rate([bool(r["unsupported"] or r["dangling"]) for r in rows]),
-        "citation_recall": rate([any(r["cited"]) for r in ans if r["retrieved_gold"]]),
-        "verdicts": dict(collections.Counter(r["verdict"] for r in rows)),
-        "unanswerable_declined": rate([r["declined"] for r in una]),
-        "answerable_declined_false": rate([r["declined"] for r in ans]),
-        "with_retrieval_threshold_unanswerable_declined": rate([declined_with_threshold(r) for r in una]),
-        "with_retrieval_threshold_answerable_declined": rate([declined_with_threshold(r) for r in ans]),
-        "tokens_per_s_incl_prefill": sum(r["tokens"] for r in rows) / max(1e-9, sum(r["generate_s"] for r in rows)),
-        "seconds_per_question": elapsed / len(rows),
-        "latency_p50_s": sorted(r["total_s"] for r in rows)[len(rows) // 2],
-    }
+    figures = summarize(rows, threshold)
+    figures["seconds_per_question"] = elapsed / len(rows)
     print(
         f"\n{args.generator} ({getattr(generator, 'dtype', '-')}), k={args.k}, max_new_tokens={args.max_new_tokens}, "
         f"seed={args.seed}, decline fit={args.decline_fit}"
     )
-    for name, value in figures.items():
-        shown = value if isinstance(value, (str, dict)) else f"{value:.3f}"
-        print(f"  {name:42s} {shown}")
-    if threshold is None:
-        figures = {k: v for k, v in figures.items() if not k.startswith("with_retrieval_threshold")}
+    _print_figures(figures)
     result: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "figures": figures}
     if args.compare_dtypes:
         sample = ans[: args.compare_dtypes] or rows[: args.compare_dtypes]
