@@ -159,7 +159,7 @@ def ask(
     question: Annotated[str, typer.Argument(help="The question.")],
     index: IndexOpt = Path(".ragloom/index"),
     k: Annotated[int, typer.Option("-k", help="Passages given to the model.")] = 4,
-    generator: Annotated[str | None, typer.Option(help="local or openai (default: the index's).")] = None,
+    generator: Annotated[str | None, typer.Option(help="local, openai or extractive (default: the index's).")] = None,
     llm: Annotated[str | None, typer.Option(help="Generator model (alias, folder or endpoint model).")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint URL.")] = None,
     stream: Annotated[bool, typer.Option(help="Print the answer as it is generated.")] = True,

@@ -49,7 +49,8 @@ class RetrieverSpec:
 
 @dataclass(frozen=True)
 class GeneratorSpec:
-    """The generator ``ask`` uses unless told otherwise: ``local`` (transformers) or ``openai`` (HTTP)."""
+    """The generator ``ask`` uses unless told otherwise: ``local`` (transformers), ``openai`` (HTTP) or
+    ``extractive`` (no model)."""
 
     kind: str = "local"
     model: str = "smollm2"
@@ -157,7 +158,11 @@ def build_generator(spec: GeneratorSpec, allow_download: bool = False) -> Genera
             api_key_env=spec.api_key_env,
             max_tokens=spec.max_new_tokens,
         )
-    raise ConfigError(f"Unknown generator kind {spec.kind!r}; use 'local' or 'openai'")
+    if spec.kind == "extractive":  # no model: the best passage sentences, verbatim and cited
+        from ragloom.adapters.generators.extractive import ExtractiveGenerator
+
+        return ExtractiveGenerator()
+    raise ConfigError(f"Unknown generator kind {spec.kind!r}; use 'local', 'openai' or 'extractive'")
 
 
 def open_pipeline(
