@@ -204,9 +204,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--summarize", type=Path, default=None, help="print the figures of a ROWS.jsonl and stop")
     parser.add_argument("--threshold", type=float, default=None, help="with --summarize: a retrieval threshold")
+    parser.add_argument(
+        "--questions-of", type=Path, default=None, help="with --summarize: only the questions of this ROWS.jsonl"
+    )
     args = parser.parse_args(argv)
     if args.summarize:
         rows = [json.loads(line) for line in args.summarize.read_text().splitlines() if line.strip()]
+        if args.questions_of:  # compare generators on the same questions (a run cut short answered fewer)
+            wanted = {json.loads(line)["id"] for line in args.questions_of.read_text().splitlines() if line.strip()}
+            rows = [r for r in rows if r["id"] in wanted]
         print(f"{args.summarize}: {len(rows)} answers")
         _print_figures(summarize(rows, args.threshold))
         return
