@@ -44,6 +44,7 @@ __all__ = [
 # [1], [1][2], [1, 2], [1,2,3]: the forms models write
 _MARKER_GROUP = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 _INSERTED = re.compile(r" \[\d{1,3}\]")
+_LIST_ITEM = re.compile(r"^\s*(?:\d{1,3}[.)]|[-*•])\s+")  # "1. ", "2) ", "- ": numbering, not a figure
 _ONLY_MARKERS = re.compile(r"^[\s\[\]\d,.;:!?]*$")
 _LEADING_MARKERS = re.compile(r"^\s*(?:\[\d{1,3}(?:\s*,\s*\d{1,3})*\]\s*)+")
 _WORD = re.compile(r"[a-z0-9]+")
@@ -123,21 +124,26 @@ def insert_marker(sentence: str, number: int) -> str:
 
 
 def attribute_sentences(text: str, context: Sequence[Hit], min_overlap: float = 0.5) -> str:
-    """Insert `` [n]`` after each sentence whose content words are at least ``min_overlap`` covered by passage n.
+    """Insert `` [n]`` after each sentence whose content words are at least ``min_overlap`` covered by passage n
+    (only passages holding every number the sentence states qualify).
 
     The text is never rewritten: only `` [n]`` strings are inserted, at sentence ends (see the module docs).
     Sentences no passage supports stay unmarked: an unsupported claim stays visibly uncited.
     """
     if not context or has_markers(text):
         return text
-    passages = [{w for w in _content_words(hit.chunk.text)} for hit in context]
+    passages = [_content_words(hit.chunk.text) for hit in context]
+    figures = [_numbers(hit.chunk.text) for hit in context]
     out: list[str] = []
     for start, end in sentence_spans(text):
         piece = text[start:end]
         body = piece.rstrip()
         words = {w for w in _content_words(body) if w not in _ATTRIBUTION_STOP}
+        stated = _numbers(_LIST_ITEM.sub("", body))
         best, best_score = 0, 0.0
         for number, passage in enumerate(passages, start=1):
+            if not stated <= figures[number - 1]:
+                continue  # a passage without the sentence's figures cannot support it (the validator agrees)
             score = len(words & passage) / len(words) if words else 0.0
             if score > best_score:
                 best, best_score = number, score

@@ -71,6 +71,14 @@ def test_markers_go_at_sentence_ends_only(answer: str, expected: str | None) -> 
     assert not re.search(r"\d \[\d\]\.\d", out)  # never "1 [1].11"
 
 
+def test_attribution_prefers_the_passage_holding_the_figure() -> None:
+    wordy = make_hit(2, "The maximum penalty for a nonwillful violation of the Act is set out in section 5321.")
+    figure = make_hit(3, "He is subject to a single penalty of $10,000.")
+    text = "The maximum penalty for a nonwillful violation of the Act is $10,000."
+    assert attribute_sentences(text, [wordy, figure], min_overlap=0.2) == text[:-1] + " [2]."
+    assert attribute_sentences("It is $99,999.", [wordy, figure], min_overlap=0.0) == "It is $99,999."
+
+
 def test_existing_markers_are_left_alone() -> None:
     text = "Bread rises [1]."
     assert has_markers(text) and attribute_sentences(text, [BREAD]) == text
