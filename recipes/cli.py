@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ragloom.errors import RagloomError
+from ragloom.recipes.answer_view import print_support
 from ragloom.recipes.console import console, err, fail, safe, safe_text, warn
 from ragloom.recipes.index_cli import add_retriever
 from ragloom.recipes.index_maintenance import index_app
@@ -275,7 +276,7 @@ def ask(
     index: IndexOpt = Path(".ragloom/index"),
     k: Annotated[int, typer.Option("-k", min=1, help="Passages given to the model.")] = 4,
     per_page: PerPageOpt = None,
-    generator: Annotated[str | None, typer.Option(help="local or openai (default: the index's).")] = None,
+    generator: Annotated[str | None, typer.Option(help="local, openai or extractive (default: the index's).")] = None,
     llm: Annotated[str | None, typer.Option(help="Generator model (alias, folder or endpoint model).")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint URL.")] = None,
     stream: Annotated[bool, typer.Option(help="Print the answer as it is generated.")] = True,
@@ -388,6 +389,7 @@ def _print_sources(answer: dict[str, Any], streamed: bool) -> None:
         warn(f"the answer cites passages that do not exist: {answer['dangling_markers']}")
     if answer["unsupported_markers"]:
         warn(f"citations with little support in their passage: {answer['unsupported_markers']}")
+    print_support(answer, err)
     timings = answer["timings"]
     console.print(
         f"[dim]retrieve {timings.get('retrieve_s', 0):.2f}s · generate {timings.get('generate_s', 0):.2f}s[/]"

@@ -98,7 +98,8 @@ def chroma_server_store(chroma: Mapping[str, str], normalized: bool) -> Any:
 
 @dataclass(frozen=True)
 class GeneratorSpec:
-    """The generator ``ask`` uses unless told otherwise: ``local`` (transformers) or ``openai`` (HTTP)."""
+    """The generator ``ask`` uses unless told otherwise: ``local`` (transformers), ``openai`` (HTTP) or
+    ``extractive`` (no model)."""
 
     kind: str = "local"
     model: str = "smollm2"
@@ -245,7 +246,11 @@ def build_generator(
             api_key_env=api_key_env or spec.api_key_env,
             max_tokens=spec.max_new_tokens,
         )
-    raise ConfigError(f"Unknown generator kind {spec.kind!r}; use 'local' or 'openai'")
+    if spec.kind == "extractive":  # no model: the best passage sentences, verbatim and cited
+        from ragloom.adapters.generators.extractive import ExtractiveGenerator
+
+        return ExtractiveGenerator()
+    raise ConfigError(f"Unknown generator kind {spec.kind!r}; use 'local', 'openai' or 'extractive'")
 
 
 def open_pipeline(

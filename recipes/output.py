@@ -52,6 +52,8 @@ def answer_json(answer: Any) -> dict[str, Any]:
         "dangling_markers": list(answer.dangling_markers),
         "unsupported_markers": list(answer.unsupported_markers),
         "citations_inferred": answer.citations_inferred,
+        "verdict": answer.verdict,
+        "support": answer.support.to_dict() if answer.support is not None else None,
         "context": hit_rows(list(answer.context)),
         "timings": dict(answer.timings),
     }

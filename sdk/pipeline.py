@@ -17,17 +17,18 @@ import threading
 import time
 import warnings
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ragloom.attribution import attribute_sentences, has_markers
+from ragloom.abstention import DeclinePolicy, describe_search
+from ragloom.citations import assess, attribute_sentences, check_citations, has_markers
 from ragloom.docstore import DOCSTORE_NAME, DocumentStore, document_digest
 from ragloom.errors import ConfigError, IndexRecoveryError, RagloomWarning
 from ragloom.fusion import ReciprocalRankFusion
 from ragloom.grouping import GroupBy, check_group_by, group_by_page
 from ragloom.journal import JOURNAL_NAME, IngestJournal, JournalEntry
 from ragloom.persistence import IndexLock, check_index_tree, crash_point
-from ragloom.prompting import PromptBuilder, PromptParts, check_citations
+from ragloom.prompting import PromptBuilder, PromptParts
 from ragloom.protocols import (
     AsyncGenerator,
     AsyncRetriever,
@@ -41,7 +42,7 @@ from ragloom.protocols import (
 )
 from ragloom.retrieval import ProgressCallback, check_query
 from ragloom.tokens import default_token_counter
-from ragloom.types import Answer, Document, Hit
+from ragloom.types import Answer, Document, Hit, Support
 
 __all__ = ["JOURNAL_NAME", "IngestReport", "Pipeline"]
 
@@ -95,6 +96,8 @@ class Pipeline:
     without a page stay one per chunk.
     ``path`` is the index folder that keeps the pipeline's own state (document store, ingest journal); without it
     the first persistent retriever's folder does; a pipeline of in-memory retrievers keeps none.
+    ``decline`` (a :class:`ragloom.abstention.DeclinePolicy`) makes ``ask`` decline, without calling the
+    generator, when retrieval evidence is weak.
     """
 
     retrievers: Sequence[Retriever]
@@ -107,6 +110,7 @@ class Pipeline:
     ingest_batch: int = 1000
     path: str | Path | None = None
     group_by: GroupBy = "chunk"
+    decline: DeclinePolicy | None = None
 
     def __post_init__(self) -> None:
         if not self.retrievers:
@@ -400,27 +404,45 @@ class Pipeline:
     def _prompt(self, question: str, hits: list[Hit]) -> PromptParts:
         return self.prompt.build(question, hits, default_token_counter(self.generator), self.generator)
 
-    @staticmethod
-    def _answer(text: str, parts: PromptParts, timings: dict[str, float]) -> Answer:
+    def _answer(self, question: str, text: str, parts: PromptParts, timings: dict[str, float]) -> Answer:
         text = text.strip()
         inferred = bool(parts.context) and not has_markers(text)
         if inferred:
             text = attribute_sentences(text, parts.context)
         citations, dangling, unsupported = check_citations(text, parts.context)
-        return Answer(text, citations, parts.context, timings, dangling, unsupported, inferred and bool(citations))
+        support = assess(text, question, parts.context)
+        if support.verdict == "declined":
+            searched = describe_search(question, list(parts.context), [r.name for r in self.retrievers])
+            support = replace(support, reason=f"{support.reason}. {searched}")
+        return Answer(
+            text, citations, parts.context, timings, dangling, unsupported, inferred and bool(citations), support
+        )
+
+    def _declined(self, question: str, hits: list[Hit], timings: dict[str, float]) -> Answer | None:
+        """The answer when retrieval evidence is too weak to generate from (see ``decline``), else None."""
+        why = self.decline.weak(hits) if self.decline is not None else ("" if hits else "no passage matched")
+        if not why:
+            return None
+        searched = describe_search(question, hits, [r.name for r in self.retrievers])
+        text = f"I could not find the answer in the indexed documents. {searched}"
+        support = Support("declined", reason=f"declined before generation: {why}. {searched}")
+        return Answer(text, (), tuple(hits), {**timings, "generate_s": 0.0}, support=support)
 
     def ask(
         self, question: str, k: int | None = None, filters: Filters | None = None, *, group_by: GroupBy | None = None
     ) -> Answer:
-        """Retrieve, then answer from the retrieved passages with ``[n]`` citations."""
+        """Retrieve, then answer from the retrieved passages with ``[n]`` citations (or decline, see ``decline``)."""
         generator = self._generator()
         t0 = time.perf_counter()
         hits = self.retrieve(question, k, filters, group_by=group_by)
         t1 = time.perf_counter()
+        declined = self._declined(question, hits, {"retrieve_s": t1 - t0, "total_s": t1 - t0})
+        if declined is not None:
+            return declined
         parts = self._prompt(question, hits)
         text = generator.generate(parts.messages)
         t2 = time.perf_counter()
-        return self._answer(text, parts, {"retrieve_s": t1 - t0, "generate_s": t2 - t1, "total_s": t2 - t0})
+        return self._answer(question, text, parts, {"retrieve_s": t1 - t0, "generate_s": t2 - t1, "total_s": t2 - t0})
 
     def ask_stream(
         self, question: str, k: int | None = None, filters: Filters | None = None, *, group_by: GroupBy | None = None
@@ -430,13 +452,20 @@ class Pipeline:
         t0 = time.perf_counter()
         hits = self.retrieve(question, k, filters, group_by=group_by)
         t1 = time.perf_counter()
+        declined = self._declined(question, hits, {"retrieve_s": t1 - t0, "total_s": t1 - t0})
+        if declined is not None:
+            yield declined.text
+            yield declined
+            return
         parts = self._prompt(question, hits)
         pieces: list[str] = []
         for piece in generator.stream(parts.messages):
             pieces.append(piece)
             yield piece
         t2 = time.perf_counter()
-        yield self._answer("".join(pieces), parts, {"retrieve_s": t1 - t0, "generate_s": t2 - t1, "total_s": t2 - t0})
+        yield self._answer(
+            question, "".join(pieces), parts, {"retrieve_s": t1 - t0, "generate_s": t2 - t1, "total_s": t2 - t0}
+        )
 
     async def aask(
         self, question: str, k: int | None = None, filters: Filters | None = None, *, group_by: GroupBy | None = None
@@ -446,13 +475,16 @@ class Pipeline:
         t0 = time.perf_counter()
         hits = await self.aretrieve(question, k, filters, group_by=group_by)
         t1 = time.perf_counter()
+        declined = self._declined(question, hits, {"retrieve_s": t1 - t0, "total_s": t1 - t0})
+        if declined is not None:
+            return declined
         parts = self._prompt(question, hits)
         if isinstance(generator, AsyncGenerator):
             text = await generator.agenerate(parts.messages)
         else:
             text = await asyncio.to_thread(generator.generate, parts.messages)
         t2 = time.perf_counter()
-        return self._answer(text, parts, {"retrieve_s": t1 - t0, "generate_s": t2 - t1, "total_s": t2 - t0})
+        return self._answer(question, text, parts, {"retrieve_s": t1 - t0, "generate_s": t2 - t1, "total_s": t2 - t0})
 
     async def aask_stream(
         self, question: str, k: int | None = None, filters: Filters | None = None, *, group_by: GroupBy | None = None
@@ -462,6 +494,11 @@ class Pipeline:
         t0 = time.perf_counter()
         hits = await self.aretrieve(question, k, filters, group_by=group_by)
         t1 = time.perf_counter()
+        declined = self._declined(question, hits, {"retrieve_s": t1 - t0, "total_s": t1 - t0})
+        if declined is not None:
+            yield declined.text
+            yield declined
+            return
         parts = self._prompt(question, hits)
         pieces: list[str] = []
         source = (
@@ -473,7 +510,9 @@ class Pipeline:
             pieces.append(piece)
             yield piece
         t2 = time.perf_counter()
-        yield self._answer("".join(pieces), parts, {"retrieve_s": t1 - t0, "generate_s": t2 - t1, "total_s": t2 - t0})
+        yield self._answer(
+            question, "".join(pieces), parts, {"retrieve_s": t1 - t0, "generate_s": t2 - t1, "total_s": t2 - t0}
+        )
 
     def close(self) -> None:
         for component in (*self.retrievers, self.reranker, self.generator):

@@ -13,13 +13,13 @@ of a model citing the wrong passage or inventing a figure.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ragloom.citations import check_citations, citation_markers
 from ragloom.errors import InvalidInputError
 from ragloom.tokens import TextTokenCounter
-from ragloom.types import Citation, Hit, Message
+from ragloom.types import Hit, Message
 
 __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
@@ -37,18 +37,6 @@ DEFAULT_SYSTEM_PROMPT = (
     "Do not use outside knowledge. Be concise."
 )
 
-# [1], [1][2], [1, 2], [1,2,3]: the forms models write
-_MARKER_GROUP = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
-_SENTENCE = re.compile(r".+?(?:[.!?]+(?=\s|$)|\n|$)")  # "3.5" and "e.g.x" do not end a sentence
-_ONLY_MARKERS = re.compile(r"^[\s\[\]\d,.;:!?]*$")
-_WORD = re.compile(r"[a-z0-9]+")
-_DIGITS = re.compile(r"\d+")
-_STOP = frozenset(
-    "a an and are as at be by for from has have he her his i in is it its of on or our she that the their them "
-    "they this to was were what when where which who why will with you your not no do does did can could would "
-    "should may might than then there these those also into about over under more most such only".split()
-)
-_SUFFIXES = ("ing", "ed", "es", "s")
 _TEMPLATE_SLACK = 16  # tokens a chat template adds around messages, when it cannot be measured exactly
 
 
@@ -144,73 +132,3 @@ class PromptBuilder:
                 blocks.pop()
                 messages = self._messages(question, blocks)
         return PromptParts(messages, tuple(used), len(hits) - len(used), budget)
-
-
-def citation_markers(text: str) -> list[int]:
-    """Every ``[n]`` marker in ``text`` in order (``[1, 2]`` counts as 1 and 2)."""
-    return [int(n) for group in _MARKER_GROUP.findall(text) for n in group.split(",")]
-
-
-def _stem(word: str) -> str:
-    for suffix in _SUFFIXES:
-        if len(word) > len(suffix) + 2 and word.endswith(suffix):
-            return word[: -len(suffix)]
-    return word
-
-
-def _content_words(text: str) -> set[str]:
-    return {_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 1}
-
-
-def _numbers(text: str) -> set[str]:
-    """Digit runs, thousands separators removed ("$10,000" -> "10000", "3.5" -> "3", "5")."""
-    return set(_DIGITS.findall(re.sub(r"(?<=\d),(?=\d{3})", "", text)))
-
-
-def _claims(text: str) -> list[tuple[str, list[int]]]:
-    """(sentence without markers, markers) pairs; a fragment of bare markers belongs to the sentence before it."""
-    pieces: list[tuple[str, list[int]]] = []
-    for match in _SENTENCE.finditer(text):
-        sentence = match.group(0)
-        markers = citation_markers(sentence)
-        if pieces and markers and _ONLY_MARKERS.match(sentence):
-            pieces[-1][1].extend(markers)
-            continue
-        pieces.append((_MARKER_GROUP.sub(" ", sentence), markers))
-    return pieces
-
-
-def check_citations(
-    text: str, context: Sequence[Hit], min_overlap: float = 0.2
-) -> tuple[tuple[Citation, ...], tuple[int, ...], tuple[int, ...]]:
-    """Resolve ``[n]`` markers against the context.
-
-    Returns (citations in first-use order, dangling markers, unsupported markers). In a sentence citing a
-    passage, the marker is supported when at least ``min_overlap`` of the sentence's content words appear in
-    the passage and every number in the sentence appears in one of the passages it cites. A marker is
-    unsupported when no sentence citing it is supported.
-    """
-    citations: dict[int, Citation] = {}
-    dangling: list[int] = []
-    checked: set[int] = set()
-    supported: set[int] = set()
-    for claim_text, markers in _claims(text):
-        claim = _content_words(claim_text)
-        valid = []
-        for marker in markers:
-            if not 1 <= marker <= len(context):
-                if marker not in dangling:
-                    dangling.append(marker)
-                continue
-            citations.setdefault(marker, Citation(marker, context[marker - 1]))
-            valid.append(marker)
-        if not claim or not valid:
-            continue
-        cited_numbers = set().union(*(_numbers(context[m - 1].chunk.text) for m in valid))
-        numbers_ok = _numbers(claim_text) <= cited_numbers
-        for marker in valid:
-            checked.add(marker)
-            overlap = len(claim & _content_words(context[marker - 1].chunk.text)) / len(claim)
-            if numbers_ok and overlap >= min_overlap:
-                supported.add(marker)
-    return tuple(citations.values()), tuple(dangling), tuple(sorted(checked - supported))

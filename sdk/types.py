@@ -27,6 +27,8 @@ __all__ = [
     "Page",
     "ScoreKind",
     "SparseVector",
+    "Support",
+    "Verdict",
     "chunk_id_for_page",
     "chunk_id_for_span",
     "escape_undecodable",
@@ -35,6 +37,7 @@ __all__ = [
 MetadataValue = str | int | float | bool
 ScoreKind = Literal["cosine", "dot", "bm25", "splade", "maxsim", "rrf", "fused", "rerank", "distance"]
 Role = Literal["system", "user", "assistant"]
+Verdict = Literal["supported", "partly", "unsupported", "declined"]
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -275,13 +278,45 @@ class Citation:
 
 
 @dataclass(frozen=True, slots=True)
+class Support:
+    """How well an answer is supported by the passages it cites (see ragloom.citations).
+
+    ``verdict``: ``supported`` (every claim cites a passage that supports it), ``partly``, ``unsupported`` (no
+    claim supported, or the citations concern other documents than the question's) or ``declined`` (the answer
+    says the documents do not hold it, or ragloom declined on weak retrieval evidence). ``uncited`` and
+    ``unsupported`` hold the claim sentences at fault; ``off_topic`` the question's names that no cited passage
+    mentions; ``reason`` says it in words (for a decline: why, and what was searched).
+    """
+
+    verdict: Verdict
+    claims: int = 0
+    supported_claims: int = 0
+    uncited: tuple[str, ...] = ()
+    unsupported: tuple[str, ...] = ()
+    off_topic: tuple[str, ...] = ()
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready view."""
+        return {
+            "verdict": self.verdict,
+            "claims": self.claims,
+            "supported_claims": self.supported_claims,
+            "uncited_claims": list(self.uncited),
+            "unsupported_claims": list(self.unsupported),
+            "off_topic_terms": list(self.off_topic),
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Answer:
     """A generated answer with its citations, the context it was given, and timings in seconds.
 
     ``dangling_markers`` lists ``[n]`` markers in the text that point at no context passage; ``unsupported``
     lists markers whose passage shares too little with the sentence citing it (see ragloom.prompting).
     ``citations_inferred`` is True when the model wrote no markers and ragloom attached them by lexical support
-    (see ragloom.attribution).
+    (see ragloom.citations). ``support`` is the validator's verdict on the whole answer.
     """
 
     text: str
@@ -291,6 +326,12 @@ class Answer:
     dangling_markers: tuple[int, ...] = ()
     unsupported_markers: tuple[int, ...] = ()
     citations_inferred: bool = False
+    support: Support | None = None
+
+    @property
+    def verdict(self) -> Verdict:
+        """The support verdict; ``unsupported`` for an answer no validator has checked."""
+        return self.support.verdict if self.support is not None else "unsupported"
 
     @property
     def is_grounded(self) -> bool:

@@ -28,6 +28,7 @@ from ragloom._imports import require
 from ragloom.errors import ConfigError, InputTooLongError, InvalidInputError, ModelNotFoundError
 from ragloom.hf import DType, load_model, pick_device
 from ragloom.models import convert_gguf_causal_lm, models_home
+from ragloom.tool_calls import ToolReply, check_tools, parse_tool_calls, tool_choice_instruction
 from ragloom.types import Message
 
 __all__ = ["StopFilter", "TransformersGenerator", "gguf_cache_dir"]
@@ -274,6 +275,70 @@ class TransformersGenerator:
             if errors:
                 raise errors[0]
 
+    # -- tool calling ------------------------------------------------------------------------------------------------
+    def _tool_chat(
+        self, chat: Sequence[Any], tools: Sequence[Any], tool_choice: Any
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        template = self.tokenizer.chat_template
+        if "tools" not in (template if isinstance(template, str) else json.dumps(template)):
+            raise ConfigError(
+                f"{self.name}'s chat template has no tool format; use a model whose template has one "
+                "(e.g. the registry's qwen2.5-coder-0.5b or qwen2.5-coder-1.5b)"
+            )
+        schemas = check_tools(tools)
+        messages = []
+        for original in chat:
+            message = dict(original)
+            if message.get("tool_calls"):  # templates want arguments as a mapping, OpenAI sends a JSON string
+                message["tool_calls"] = [
+                    {**c, "function": {**c["function"], "arguments": _json_arguments(c["function"]["arguments"])}}
+                    for c in message["tool_calls"]
+                ]
+            messages.append(message)
+        if instruction := tool_choice_instruction(tool_choice, schemas):
+            if messages and messages[0].get("role") == "system":
+                messages[0] = {**messages[0], "content": f"{messages[0].get('content') or ''}\n{instruction}"}
+            else:
+                messages.insert(0, {"role": "system", "content": instruction})
+        return messages, schemas
+
+    def _tool_ids(
+        self, chat: Sequence[Any], tools: Sequence[Any], tool_choice: Any
+    ) -> tuple[list[int], list[dict[str, Any]]]:
+        messages, schemas = self._tool_chat(chat, tools, tool_choice)
+        encoded = self.tokenizer.apply_chat_template(
+            messages, tools=schemas, add_generation_prompt=True, tokenize=True, return_dict=True
+        )
+        return list(encoded["input_ids"]), schemas
+
+    def tool_prompt(self, chat: Sequence[Any], tools: Sequence[Any], tool_choice: Any = None) -> str:
+        """The templated prompt :meth:`generate_with_tools` sends (tool schemas included), for inspection."""
+        messages, schemas = self._tool_chat(chat, tools, tool_choice)
+        return str(
+            self.tokenizer.apply_chat_template(messages, tools=schemas, add_generation_prompt=True, tokenize=False)
+        )
+
+    def generate_with_tools(self, chat: Sequence[Any], tools: Sequence[Any], tool_choice: Any = None) -> ToolReply:
+        """A reply that may call ``tools`` (OpenAI schemas), in the model's own chat-template tool format.
+
+        ``chat`` holds OpenAI-style message dicts (tool results included); see :mod:`ragloom.tool_calls`.
+        """
+        with self._lock:
+            ids, schemas = self._tool_ids(chat, tools, tool_choice)
+            self._check_length(len(ids), self.max_new_tokens)
+            input_ids = self._torch.tensor([ids], device=self.device)
+            with self._torch.inference_mode():
+                output = self.model.generate(
+                    input_ids=input_ids,
+                    attention_mask=self._torch.ones_like(input_ids),
+                    **self._generate_kwargs(len(ids)),
+                )
+            text = self.tokenizer.decode(output[0, len(ids) :], skip_special_tokens=False)
+        for token in self.tokenizer.all_special_tokens:  # end-of-turn markers; tool-call tags are kept
+            if token not in ("<tool_call>", "</tool_call>"):
+                text = text.replace(token, "")
+        return parse_tool_calls(self._cut_at_stop(text), [t["function"]["name"] for t in schemas])
+
     # -- scoring (for rerankers) ------------------------------------------------------------------------------------
     def next_token_logprobs(
         self, conversations: Sequence[Sequence[Message]], token_ids: Sequence[int], *, batch_size: int = 4
@@ -318,6 +383,15 @@ class TransformersGenerator:
 
     def close(self) -> None:
         self.model = None
+
+
+def _json_arguments(arguments: Any) -> Any:
+    if isinstance(arguments, str):
+        try:
+            return json.loads(arguments)
+        except json.JSONDecodeError:
+            return {"_raw": arguments}
+    return arguments
 
 
 class _StopCriterion:

@@ -36,6 +36,7 @@ from ragloom.adapters.generators._http_limits import (
     secret_pattern,
 )
 from ragloom.errors import ConfigError, EndpointError, InvalidInputError, TruncationWarning
+from ragloom.tool_calls import ToolCall, ToolReply, check_tools, parse_tool_calls
 from ragloom.types import Message
 
 __all__ = ["OpenAICompatibleGenerator"]
@@ -301,6 +302,56 @@ class OpenAICompatibleGenerator:
                 time.sleep(self._next_delay(attempt, failure, deadline))
                 attempt += 1
 
+    def generate_with_tools(self, chat: Sequence[Any], tools: Sequence[Any], tool_choice: Any = None) -> ToolReply:
+        """A reply that may call ``tools`` (OpenAI schemas), sent as the request's ``tools``; the server applies
+        the model's chat-template tool format. ``chat`` holds OpenAI-style message dicts (tool results included).
+        """
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [dict(m) for m in chat],
+            "temperature": self.temperature,
+            "stream": False,
+            "tools": check_tools(tools),
+        }
+        if tool_choice not in (None, False):
+            body["tool_choice"] = "required" if tool_choice in ("any", True) else tool_choice
+        if self.max_tokens is not None:
+            body["max_tokens"] = self.max_tokens
+        if self.stop:
+            body["stop"] = list(self.stop)
+        body = {**body, **self.extra_body}
+        client, attempt = self._sync_client(), 0
+        deadline = Deadline(self.total_timeout)
+        while True:
+            try:
+                try:
+                    deadline.start()
+                    with client.stream("POST", self._url, json=body, timeout=deadline.timeout(self._timeout)) as got:
+                        response = self._bounded(got, deadline.iterate(got.iter_bytes()))
+                except httpx.HTTPError as exc:
+                    raise self._transport_error(exc) from exc
+                message = self._whole_message(response)
+                break
+            except _Retry as failure:
+                time.sleep(self._next_delay(attempt, failure, deadline))
+                attempt += 1
+        calls = []
+        for call in message.get("tool_calls") or ():
+            function = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+                raise self._error(f"{self.name}: a tool call without a function name: {self._excerpt(str(call))}")
+            try:
+                arguments = json.loads(function.get("arguments") or "{}")
+            except (TypeError, ValueError):
+                arguments = function.get("arguments")
+            if not isinstance(arguments, dict):
+                raise self._error(f"{self.name}: tool call arguments are not a JSON object: {arguments!r:.200}")
+            calls.append(ToolCall(function["name"], arguments, str(call.get("id") or ToolCall("", {}).id)))
+        content = message.get("content") or ""
+        if calls:
+            return ToolReply(content, tuple(calls))
+        return parse_tool_calls(content, [t["function"]["name"] for t in body["tools"]])  # calls written as text
+
     async def agenerate(self, messages: Sequence[Message]) -> str:
         """Async twin of :meth:`generate`, on an ``httpx.AsyncClient``: never blocks the event loop."""
         body, client, attempt = self._body(messages, stream=False), await self._async_client(), 0
@@ -479,6 +530,10 @@ class OpenAICompatibleGenerator:
 
     def _whole(self, response: httpx.Response) -> str:
         """The text of a complete (non-streamed) response, or the error it carries."""
+        return self._whole_message(response).get("content") or ""
+
+    def _whole_message(self, response: httpx.Response) -> dict[str, Any]:
+        """``choices[0].message`` of a complete (non-streamed) response, or the error it carries."""
         status, text = response.status_code, response.text
         if status < 400:
             choice = self._first_choice(text, "response")
@@ -486,8 +541,8 @@ class OpenAICompatibleGenerator:
             content = message.get("content") if isinstance(message, dict) else None
             if choice is None or not isinstance(message, dict) or not isinstance(content, str | None):
                 raise self._error(f"{self.name}: no choices[0].message.content in {self._excerpt(text)}")
-            self._check_finish(choice.get("finish_reason"))
-            return content or ""
+            self._check_finish(choice.get("finish_reason"), stacklevel=5)
+            return message
         detail = self._server_message(text)
         if status in (408, 429) or status >= 500:
             raise _Retry(f"HTTP {status}: {detail}", status, _retry_after(response.headers))

@@ -167,6 +167,8 @@ def answer_to_dict(answer: Answer) -> dict[str, Any]:
         "dangling_markers": list(answer.dangling_markers),
         "unsupported_markers": list(answer.unsupported_markers),
         "citations_inferred": answer.citations_inferred,
+        "verdict": answer.verdict,
+        "support": answer.support.to_dict() if answer.support is not None else None,
         "passages": [hit_to_dict(h) for h in answer.context],
     }
 

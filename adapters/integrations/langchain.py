@@ -25,11 +25,20 @@ from langchain_core.callbacks import (  # noqa: E402
 )
 from langchain_core.documents import Document as LCDocument  # noqa: E402
 from langchain_core.embeddings import Embeddings  # noqa: E402
-from langchain_core.language_models import BaseChatModel  # noqa: E402
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, SystemMessage  # noqa: E402
+from langchain_core.language_models import BaseChatModel, LanguageModelInput  # noqa: E402
+from langchain_core.messages import (  # noqa: E402
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    convert_to_openai_messages,
+)
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult  # noqa: E402
 from langchain_core.retrievers import BaseRetriever  # noqa: E402
+from langchain_core.runnables import Runnable  # noqa: E402
 from langchain_core.tools import StructuredTool, ToolException  # noqa: E402
+from langchain_core.utils.function_calling import convert_to_openai_tool  # noqa: E402
 from pydantic import ConfigDict, PrivateAttr  # noqa: E402
 
 from ragloom.adapters.integrations._common import (  # noqa: E402
@@ -39,7 +48,6 @@ from ragloom.adapters.integrations._common import (  # noqa: E402
     acut_stream,
     agenerate,
     astream,
-    cut_at_stop,
     cut_stream,
     hit_metadata,
     model_label,
@@ -47,7 +55,13 @@ from ragloom.adapters.integrations._common import (  # noqa: E402
     search_source,
     usage_counts,
 )
+from ragloom.adapters.integrations.tool_calling import (  # noqa: E402
+    agenerate_with_tools,
+    generate_with_tools,
+    supports_tools,
+)
 from ragloom.errors import EndpointError, InvalidInputError, RagloomError, RagloomWarning  # noqa: E402
+from ragloom.tool_calls import ToolReply  # noqa: E402
 from ragloom.types import Hit, Message  # noqa: E402
 
 if TYPE_CHECKING:
@@ -191,8 +205,10 @@ def to_langchain_messages(messages: Sequence[Message]) -> list[BaseMessage]:
 class RagloomChatModel(BaseChatModel):
     """A ragloom Generator (local transformers model, OpenAI-compatible endpoint, ...) as a LangChain chat model.
 
-    Streams token pieces, honours ``stop``, and its async methods use the generator's native ``agenerate`` /
-    ``astream`` when it has them, a worker thread otherwise.
+    Streams token pieces, honours ``stop`` while streaming in every path (``invoke(stop=…)`` streams too, so the
+    model stops at the stop sequence), and its async methods use the generator's native ``agenerate`` /
+    ``astream`` when it has them, a worker thread otherwise. ``bind_tools`` and ``with_structured_output`` work
+    with generators that call tools (see :mod:`ragloom.adapters.integrations.tool_calling`).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -215,9 +231,15 @@ class RagloomChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        if kwargs.get("tools"):
+            return _tool_result(generate_with_tools(self.generator, *_tool_request(messages, kwargs), stop))
         refuse_call_options(type(self).__name__, kwargs)
         converted = from_langchain_messages(messages)
-        return self._result(converted, cut_at_stop(self.generator.generate(converted), stop))
+        if stop:  # stream, so the model stops at the stop sequence instead of writing the whole reply first
+            text = "".join(cut_stream(self.generator.stream(converted), stop))
+        else:
+            text = self.generator.generate(converted)
+        return self._result(converted, text)
 
     async def _agenerate(
         self,
@@ -226,9 +248,15 @@ class RagloomChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        if kwargs.get("tools"):
+            return _tool_result(await agenerate_with_tools(self.generator, *_tool_request(messages, kwargs), stop))
         refuse_call_options(type(self).__name__, kwargs)
         converted = from_langchain_messages(messages)
-        return self._result(converted, cut_at_stop(await agenerate(self.generator, converted), stop))
+        if stop:
+            text = "".join([p async for p in acut_stream(astream(self.generator, converted), stop)])
+        else:
+            text = await agenerate(self.generator, converted)
+        return self._result(converted, text)
 
     def _result(self, messages: list[Message], text: str) -> ChatResult:
         """The answer with LangChain's ``response_metadata`` (model name) and ``usage_metadata`` (when the
@@ -252,6 +280,9 @@ class RagloomChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
+        if kwargs.get("tools"):  # a reply that calls tools arrives whole
+            yield _tool_chunk(generate_with_tools(self.generator, *_tool_request(messages, kwargs), stop))
+            return
         refuse_call_options(type(self).__name__, kwargs)
         for piece in cut_stream(self.generator.stream(from_langchain_messages(messages)), stop):
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
@@ -266,12 +297,56 @@ class RagloomChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
+        if kwargs.get("tools"):
+            yield _tool_chunk(await agenerate_with_tools(self.generator, *_tool_request(messages, kwargs), stop))
+            return
         refuse_call_options(type(self).__name__, kwargs)
         async for piece in acut_stream(astream(self.generator, from_langchain_messages(messages)), stop):
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
             if run_manager is not None:
                 await run_manager.on_llm_new_token(piece, chunk=chunk)
             yield chunk
+
+    def bind_tools(
+        self,
+        tools: Sequence[Any],
+        *,
+        tool_choice: str | dict[str, Any] | bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind tools (pydantic models, functions, LangChain tools or OpenAI schemas) for the generator to call.
+
+        The generator must call tools (``generate_with_tools``): the local model writes calls in its chat
+        template's tool format, an OpenAI-compatible endpoint gets them as ``tools``. ``tool_choice`` ``"any"``
+        or a tool name asks for a call. ``with_structured_output`` works through this.
+        """
+        if not supports_tools(self.generator):
+            generate_with_tools(self.generator, [], [])  # raises the ConfigError that says what to use
+        schemas = [convert_to_openai_tool(tool) for tool in tools]
+        kwargs.pop("ls_structured_output_format", None)
+        return self.bind(tools=schemas, tool_choice=tool_choice, **kwargs)
+
+
+def _tool_request(messages: list[BaseMessage], kwargs: dict[str, Any]) -> tuple[list[dict[str, Any]], Any, Any]:
+    """(OpenAI-style chat, tool schemas, tool choice) for ``generate_with_tools``."""
+    return convert_to_openai_messages(messages), kwargs["tools"], kwargs.get("tool_choice")  # type: ignore[return-value]
+
+
+def _lc_tool_calls(reply: ToolReply) -> list[dict[str, Any]]:
+    return [{"name": c.name, "args": dict(c.arguments), "id": c.id, "type": "tool_call"} for c in reply.tool_calls]
+
+
+def _tool_result(reply: ToolReply) -> ChatResult:
+    message = AIMessage(content=reply.content, tool_calls=_lc_tool_calls(reply))
+    return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+def _tool_chunk(reply: ToolReply) -> ChatGenerationChunk:
+    chunks = [
+        {"name": c.name, "args": json.dumps(dict(c.arguments)), "id": c.id, "index": i, "type": "tool_call_chunk"}
+        for i, c in enumerate(reply.tool_calls)
+    ]
+    return ChatGenerationChunk(message=AIMessageChunk(content=reply.content, tool_call_chunks=chunks))  # type: ignore[arg-type]
 
 
 def langchain_tools(tools: RagloomTools) -> list[StructuredTool]:

@@ -41,6 +41,7 @@ class Reply:
     finish_reason: str = "stop"
     keepalives: bool = False  # interleave ": keep-alive" comments, a role-only chunk and a usage chunk
     echo_auth: bool = False  # put the request's Authorization header into the body (leak canary tests)
+    tool_calls: list[dict[str, Any]] | None = None  # OpenAI tool_calls of a non-streamed answer
 
 
 @dataclass
@@ -132,7 +133,11 @@ class _Handler(BaseHTTPRequestHandler):
                     "application/json",
                 )
             else:
-                completion = json.dumps(_completion(reply.content, reply.finish_reason)).encode()
+                completion = _completion(reply.content, reply.finish_reason)
+                if reply.tool_calls is not None:
+                    completion["choices"][0]["message"].update(content=None, tool_calls=reply.tool_calls)
+                    completion["choices"][0]["finish_reason"] = "tool_calls"
+                completion = json.dumps(completion).encode()
                 self._send(200, completion, "application/json")
             return
         self._stream(reply, auth)

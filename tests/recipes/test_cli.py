@@ -61,8 +61,24 @@ def test_ingest_search_ask(tmp_path: Path, docs: Path, tiny_bert_dir: Path, tiny
     )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
-    assert set(payload) >= {"answer", "citations", "context", "timings", "citations_inferred"}
+    assert set(payload) >= {"answer", "citations", "context", "timings", "citations_inferred", "verdict", "support"}
     assert len(payload["context"]) == 2
+    assert payload["verdict"] in ("supported", "partly", "unsupported", "declined")
+    assert payload["support"]["verdict"] == payload["verdict"]
+    # on the terminal: the verdict line (on stderr, so --json stays parseable)
+    shown = runner.invoke(
+        app, ["ask", "What did the telescope observe?", "--index", str(index), "--llm", str(tiny_llm_dir), "--offline"]
+    )
+    assert shown.exit_code == 0, shown.output
+    assert f"verdict: {payload['verdict']}" in shown.output
+    extractive = runner.invoke(
+        app,
+        ["ask", "What did the telescope observe?", "--index", str(index), "--generator", "extractive", "--json"],
+    )
+    assert extractive.exit_code == 0, extractive.output
+    answer = json.loads(extractive.stdout)
+    assert answer["verdict"] in ("supported", "partly", "declined")
+    assert answer["verdict"] == "declined" or "[" in answer["answer"]  # verbatim sentences, cited
 
 
 def test_ask_without_index_is_a_clear_error(tmp_path: Path) -> None:
