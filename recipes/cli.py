@@ -27,6 +27,8 @@ from ragloom.recipes.index_maintenance import index_app
 from ragloom.recipes.mcp_cli import mcp as mcp_command
 from ragloom.recipes.output import answer_json, hit_rows
 from ragloom.recipes.serve_cli import serve as serve_command
+from ragloom.recipes.stats_cli import dry_run as index_estimate_command
+from ragloom.recipes.stats_cli import stats as index_stats_command
 
 app = typer.Typer(
     name="ragloom",
@@ -40,6 +42,8 @@ app.add_typer(models_app, name="models")
 app.command("mcp")(mcp_command)
 app.add_typer(index_app, name="index")
 index_app.command("add-retriever")(add_retriever)
+index_app.command("stats")(index_stats_command)
+index_app.command("estimate")(index_estimate_command)
 app.command("serve")(serve_command)
 
 IndexOpt = Annotated[Path, typer.Option("--index", "-i", help="Index directory.")]
