@@ -22,7 +22,7 @@ import warnings
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ragloom.attribution import attribute_sentences, has_markers
 from ragloom.errors import ConfigError, IndexLockedError, RagloomError, RagloomWarning
@@ -33,6 +33,10 @@ from ragloom.protocols import Filters, Fuser, Generator, Reranker, Retriever
 from ragloom.retrieval import ProgressCallback, check_query
 from ragloom.tokens import default_token_counter
 from ragloom.types import Answer, Document, Hit, Page
+
+if TYPE_CHECKING:
+    from ragloom.calibration import Calibration
+    from ragloom.pseudo_queries import PseudoQueryGenerator
 
 __all__ = ["JOURNAL_NAME", "IngestReport", "Pipeline"]
 
@@ -290,6 +294,47 @@ class Pipeline:
         if dirs:
             self._clear_journal(dirs)
         return removed
+
+    # -- calibration ------------------------------------------------------------------------------------------------
+    def calibrate(
+        self,
+        generator: PseudoQueryGenerator | str = "spans",
+        *,
+        sample: int = 300,
+        seed: int = 0,
+        holdout: float = 0.3,
+        route: bool = False,
+        apply: bool = True,
+        progress: ProgressCallback | None = None,
+    ) -> Calibration:
+        """Fit the fusion of this pipeline's retrievers on pseudo-queries made from its own index (no labels).
+
+        ``generator``: ``"spans"`` (LLM-free), ``"llm"`` (this pipeline's generator writes the questions) or any
+        :class:`~ragloom.pseudo_queries.PseudoQueryGenerator`. ``route=True`` fits a per-query router on top of
+        the calibrated fusion. With ``apply`` the fitted fuser replaces ``self.fuser``. Returns the
+        :class:`~ragloom.calibration.Calibration` (fuser, config to store, report with the held-out fit score).
+        """
+        from ragloom.calibration import calibrate
+        from ragloom.pseudo_queries import pseudo_query_generator
+
+        if isinstance(generator, str):
+            generator = pseudo_query_generator(generator, self.generator)
+        result = calibrate(
+            self.retrievers,
+            generator=generator,
+            sample=sample,
+            seed=seed,
+            holdout=holdout,
+            candidates=self.candidates,
+            progress=progress,
+        )
+        if route:
+            from ragloom.routing import fit_router
+
+            result = fit_router(result, holdout=holdout)
+        if apply:
+            self.fuser = result.fuser
+        return result
 
     # -- retrieval --------------------------------------------------------------------------------------------------
     def _combine(self, query: str, results: dict[str, list[Hit]], k: int) -> list[Hit]:
