@@ -19,8 +19,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ragloom.errors import RagloomError
+from ragloom.errors import ConfigError, RagloomError
 from ragloom.recipes.mcp_cli import mcp as mcp_command
+from ragloom.recipes.tune_cli import tune as tune_command
 
 app = typer.Typer(
     name="ragloom",
@@ -32,6 +33,7 @@ app = typer.Typer(
 models_app = typer.Typer(help="List and fetch the default models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.command("mcp")(mcp_command)
+app.command("tune")(tune_command)
 console = Console()
 err = Console(stderr=True)
 
@@ -269,6 +271,9 @@ def evaluate(
     fit_split: Annotated[
         str | None, typer.Option(help="Fit fusion weights on this qrels split first (e.g. train), then evaluate.")
     ] = None,
+    tune: Annotated[
+        bool, typer.Option("--tune", help="Calibrate fusion on pseudo-queries from the corpus first (no labels).")
+    ] = False,
     split: Annotated[str, typer.Option(help="qrels split.")] = "test",
     index: Annotated[Path | None, typer.Option(help="Keep the indexes here (reused if they exist).")] = None,
     chunk_size: Annotated[int | None, typer.Option(help="Tokens per chunk.")] = None,
@@ -289,6 +294,8 @@ def evaluate(
     kinds = retriever or ["dense"]
     models = list(model or [])
     try:
+        if tune and fit_split:
+            raise ConfigError("--tune calibrates without labels, --fit-split fits on labels: choose one")
         data = load_beir(dataset, split, limit_queries=limit_queries)
         specs = []
         for i, kind in enumerate(kinds):
@@ -316,6 +323,11 @@ def evaluate(
             from ragloom.recipes.hybrid_docqa import fit_fusion
 
             fusion_config = fit_fusion(retrievers, load_beir(dataset, fit_split), kind=fusion).config
+        elif tune and len(retrievers) > 1:
+            from ragloom.recipes.tune_cli import calibrated_fusion
+
+            with _progress("Calibrating") as progress:
+                fusion_config = calibrated_fusion(retrievers, candidates=300, progress=progress).config
         pipeline = Pipeline(
             retrievers,
             fuser=fuser_from_config(fusion_config) if len(retrievers) > 1 else None,
@@ -339,6 +351,8 @@ def evaluate(
         if fit_split:
             weights = ", ".join(f"{k} {v:g}" for k, v in fusion_config["weights"].items())
             label += f" (weights fitted on {fit_split}: {weights})"
+        elif tune:
+            label = label.replace(f" · {fusion}", f" · calibrated: {fusion_config['calibration']['chosen']}")
     payload = {
         "dataset": data.name,
         "split": split,
