@@ -14,6 +14,7 @@ time of each system, measured in the same process.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -61,13 +62,18 @@ def _build(cache: Path, chunk_size: int) -> list[Any]:
 
 
 def _index(retrievers: Sequence[Any], documents: Sequence[Any]) -> dict[str, float]:
+    """Index the documents each retriever lacks (resumable: a killed run keeps what it committed)."""
     seconds = {}
     for r in retrievers:
-        if len(r) == 0:
+        have, wanted = r.doc_ids(), {d.id for d in documents}
+        if have - wanted:  # left by a run over another subsample: every member must index the same documents
+            r.delete(sorted(have - wanted))
+        missing = [d for d in documents if d.id not in have]
+        if missing:
             started = time.perf_counter()
-            for begin in range(0, len(documents), 500):
-                r.add(list(documents[begin : begin + 500]))
-                print(f"  indexed {r.name}: {min(begin + 500, len(documents))}/{len(documents)}", flush=True)
+            for begin in range(0, len(missing), 250):
+                r.add(list(missing[begin : begin + 250]))
+                print(f"  indexed {r.name}: {min(begin + 250, len(missing))}/{len(missing)}", flush=True)
             seconds[r.name] = time.perf_counter() - started
     return seconds
 
@@ -80,6 +86,29 @@ def _runs(retrievers: Sequence[Any], queries: list[str], k: int) -> dict[str, li
             hits.extend(r.search_many(queries[begin : begin + 64], k))
         out[r.name] = hits
     return out
+
+
+def _cached_runs(path: Path, retrievers: Sequence[Any], queries: list[str], k: int) -> dict[str, list[list[Any]]]:
+    """Each member's hits for ``queries``, kept as JSON next to the indexes (chunk, score) for reruns."""
+    from ragloom.types import Chunk, Hit
+
+    key = {"queries": queries, "members": [r.name for r in retrievers], "chunks": len(retrievers[0])}
+    if path.exists():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data["key"] == key:
+            return {
+                name: [
+                    [Hit(Chunk.from_dict(c), s, kind, name, rank) for rank, (c, s, kind) in enumerate(row, 1)]
+                    for row in rows
+                ]
+                for name, rows in data["runs"].items()
+            }
+    runs = _runs(retrievers, queries, k)
+    payload = {
+        n: [[[h.chunk.to_dict(), h.score, h.score_kind] for h in row] for row in rows] for n, rows in runs.items()
+    }
+    path.write_text(json.dumps({"key": key, "runs": payload}), encoding="utf-8")
+    return runs
 
 
 def _metrics(dataset: Any, lists: Sequence[Sequence[Any]], ids: Sequence[str] | None = None) -> dict[str, float]:
@@ -140,13 +169,10 @@ def main(argv: list[str] | None = None) -> None:
         args.dataset = materialise(args.mirror, str(args.dataset), args.cache.parent / f"data-{args.dataset.name}")
     data = load_beir(args.dataset, args.split, limit_queries=args.limit_queries)
     documents = list(data.documents)
-    if args.limit_docs and len(documents) > args.limit_docs:
-        import random
-
-        judged = {d for rel in data.qrels.values() for d in rel}
-        keep = [d for d in documents if d.id in judged]
-        rest = [d for d in documents if d.id not in judged]
-        random.Random(0).shuffle(rest)
+    if args.limit_docs and len(documents) > args.limit_docs:  # judged-relevant documents + the corpus's first ones
+        relevant = {d for rel in data.qrels.values() for d, grade in rel.items() if grade > 0}
+        keep = [d for d in documents if d.id in relevant]
+        rest = [d for d in documents if d.id not in relevant]
         documents = keep + rest[: max(0, args.limit_docs - len(keep))]
     print(f"{data.name}: {len(documents)} documents, {len(data.queries)} {args.split} queries; {machine()}", flush=True)
     retrievers = _build(args.cache, args.chunk_size)
@@ -154,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     n_chunks = len(retrievers[0])
     print(f"chunks: {n_chunks}; indexing seconds (new indexes only): {index_s}", flush=True)
     queries = list(data.queries.values())
-    runs = _runs(retrievers, queries, args.candidates)
+    runs = _cached_runs(args.cache / f"runs-{args.split}-{args.candidates}.json", retrievers, queries, args.candidates)
     timing_queries = queries[:100]
     member_t = _member_times(retrievers, timing_queries, args.candidates)
     base_ms = [1000 * sum(member_t[r.name][i] for r in retrievers) for i in range(len(timing_queries))]
@@ -185,8 +211,25 @@ def main(argv: list[str] | None = None) -> None:
         from ragloom.recipes.hybrid_docqa import fit_fusion
 
         train = load_beir(args.dataset, args.fit_split)
+        present = {d.id for d in documents}
+        usable = {q for q, rel in train.qrels.items() if all(d in present for d, g in rel.items() if g > 0)}
+        train = dataclasses.replace(
+            train,
+            queries={q: t for q, t in train.queries.items() if q in usable},
+            qrels={q: r for q, r in train.qrels.items() if q in usable},
+        )
+        print(f"label fit on {len(train.queries)} {args.fit_split} queries (relevant documents indexed)", flush=True)
         started = time.perf_counter()
-        fits = [fit_fusion(retrievers, train, kind=kind, candidates=args.candidates) for kind in ("rrf", "minmax")]
+        fit_runs = _cached_runs(
+            args.cache / f"runs-{args.fit_split}-{args.candidates}.json",
+            retrievers,
+            list(train.queries.values()),
+            args.candidates,
+        )
+        fits = [
+            fit_fusion(retrievers, train, kind=kind, candidates=args.candidates, runs=fit_runs)
+            for kind in ("rrf", "minmax")
+        ]
         best = max(fits, key=lambda f: f.ndcg)
         fitted, t = _fuse_all(fuser_from_config(best.config), runs, args.candidates)
         add(
@@ -214,7 +257,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     routed = fit_router(cal)
     lists, t = _fuse_all(routed.fuser, runs, args.candidates)
-    add("routed (over calibrated)", lists, t, routed.report.chosen)
+    overhead = statistics.median(1000 * (a - b) for a, b in zip(t, t_cal))
+    add("routed (over calibrated)", lists, t, f"{routed.report.chosen}; router adds {overhead:.3f} ms/query (p50)")
 
     if args.llm_sample:
         from ragloom.adapters.generators.local import TransformersGenerator

@@ -6,7 +6,8 @@
 3. Every retriever searches every pseudo-query once (``candidates`` hits, as the pipeline will).
 4. Every candidate fusion — RRF (several k), min-max and z-score, each with every weight vector of a small grid,
    single members included — is scored on nDCG@10 of the source chunk over a *fit* part of the pseudo-queries;
-   the best is kept. Because single members are candidates, the fit can always fall back to the best member.
+   the best is kept if its paired gain over equal-weight RRF k=60 is beyond noise (> ½ standard error), else
+   RRF stays. Because single members are candidates, the fit can always fall back to the best member.
 5. The fit score reported is measured on the *held-out* part (never used to choose), beside each member alone
    and equal-weight RRF on the same held-out queries.
 
@@ -64,9 +65,10 @@ def index_chunks(retrievers: Sequence[Retriever]) -> list[Chunk]:
     )
 
 
-def sample_chunks(chunks: Sequence[Chunk], n: int, seed: int) -> list[Chunk]:
+def sample_chunks(chunks: Sequence[Chunk], n: int, seed: int, *, repeat: bool = False) -> list[Chunk]:
     """``n`` chunks with text, seeded: round-robin over documents in a shuffled order, so every document gives
-    one chunk before any gives two."""
+    one chunk before any gives two. With ``repeat``, a small index is walked again until ``n`` are picked (each
+    pass gets new pseudo-queries from the generator's random draws)."""
     rng = random.Random(seed)
     by_doc: dict[str, list[Chunk]] = {}
     for chunk in sorted((c for c in chunks if c.text.strip()), key=lambda c: c.id):
@@ -80,7 +82,10 @@ def sample_chunks(chunks: Sequence[Chunk], n: int, seed: int) -> list[Chunk]:
     while len(picked) < n:
         layer = [by_doc[d][depth] for d in docs if depth < len(by_doc[d])]
         if not layer:
-            break
+            if not repeat or not picked:
+                break
+            depth = 0
+            continue
         picked.extend(layer[: n - len(picked)])
         depth += 1
     return picked
@@ -128,7 +133,7 @@ def make_calibration_set(
             f"The index holds {len(pool)} chunks; calibrating fusion needs at least {min_queries} (one pseudo-query "
             "each). Index more documents, or keep the default fusion (RRF) for an index this small."
         )
-    picked = sample_chunks(pool, sample, seed)
+    picked = sample_chunks(pool, sample, seed, repeat=True)
     total = 2 * len(picked)
     texts: list[str | None] = []
     for begin in range(0, len(picked), 16):
@@ -279,6 +284,11 @@ class _Table:
     def metrics(self, fused: np.ndarray, queries: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
         """Mean nDCG@10 and Recall@``depth`` of the relevant chunk for each column of ``fused`` (rows × weight
         vectors), over the queries listed in ``queries``."""
+        ndcg, recall = self.per_query(fused, depth)
+        return ndcg[queries].mean(axis=0), recall[queries].mean(axis=0)
+
+    def per_query(self, fused: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+        """nDCG@10 and Recall@``depth`` of every query (rows) under every column of ``fused``."""
         n_queries = len(self.relevant)
         found = self.relevant >= 0
         rel_rows = np.where(found, self.relevant, 0)
@@ -291,7 +301,7 @@ class _Table:
         rank = running[bounds[1:]] - running[bounds[:-1]] + 1
         ndcg = np.where(found[:, None] & (rank <= 10), 1.0 / np.log2(rank + 1), 0.0)
         recall = np.where(found[:, None] & (rank <= depth), 1.0, 0.0)
-        return ndcg[queries].mean(axis=0), recall[queries].mean(axis=0)
+        return ndcg, recall
 
 
 def _weight_grid(n: int, grid: Sequence[float]) -> list[tuple[float, ...]]:
@@ -303,6 +313,17 @@ def _weight_grid(n: int, grid: Sequence[float]) -> list[tuple[float, ...]]:
             continue
         seen.setdefault(tuple(round(w / top, 4) for w in combo), None)
     return sorted(seen, key=lambda w: (-sum(x > 0 for x in w), -sum(w)))  # mixtures first, equal weights first
+
+
+def per_query_ndcg(data: CalibrationSet, candidates: Sequence[FusionCandidate]) -> np.ndarray:
+    """(queries, candidates) nDCG@10 of the source chunk, for paired comparisons."""
+    names = list(data.runs)
+    table = _Table.build(names, data.runs, data.relevant)
+    out = np.zeros((len(data), len(candidates)))
+    for i, cand in enumerate(candidates):
+        fused = table.contributions(cand.kind, cand.k) @ np.asarray(cand.weights, dtype=np.float64)[:, None]
+        out[:, i] = table.per_query(fused, data.candidates)[0][:, 0]
+    return out
 
 
 def score_candidates(
@@ -347,13 +368,14 @@ class CalibrationReport:
     fit_score: float
     fit_recall: float
     train_score: float
+    gain_z: float = 0.0
     baselines: dict[str, float] = field(default_factory=dict)
     metric: str = "nDCG@10 of the source chunk"
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        for key in ("fit_score", "fit_recall", "train_score", "seconds"):
+        for key in ("fit_score", "fit_recall", "train_score", "gain_z", "seconds"):
             data[key] = round(float(data[key]), 4)
         data["baselines"] = {k: round(float(v), 4) for k, v in self.baselines.items()}
         return data
@@ -398,9 +420,14 @@ def fit_calibration(
     methods: Sequence[str] = ("rrf", "minmax", "zscore"),
     rrf_ks: Sequence[int] = DEFAULT_RRF_KS,
     grid: Sequence[float] = DEFAULT_GRID,
+    min_z: float = 0.5,
     started: float | None = None,
 ) -> Calibration:
-    """Choose the fusion with the best nDCG@10 on the fit part of ``data``; report it on the held-out part."""
+    """Choose the fusion with the best nDCG@10 on the fit part of ``data``; report it on the held-out part.
+
+    The best fusion replaces equal-weight RRF k=60 only when its mean paired gain over it on the fit queries
+    exceeds ``min_z`` standard errors (small or uninformative pseudo-query sets keep the default).
+    """
     if not 0.0 <= holdout < 1.0:
         raise ConfigError(f"holdout must be in [0, 1), got {holdout}")
     names = list(data.runs)
@@ -411,6 +438,13 @@ def fit_calibration(
     candidates = candidate_set(len(names), methods=methods, rrf_ks=rrf_ks, grid=grid)
     train = score_candidates(data, candidates, fit, depth=data.candidates)
     best = max(range(len(candidates)), key=lambda i: (round(train[i][0], 9), round(train[i][1], 9), -i))
+    # leave the default (equal-weight RRF) only for a gain beyond noise: mean paired gain > min_z standard errors
+    paired = per_query_ndcg(data, [candidates[best], candidates[0]])[fit]
+    gain = paired[:, 0] - paired[:, 1]
+    spread = float(gain.std(ddof=1)) / np.sqrt(len(gain)) if len(gain) > 1 else 0.0
+    gain_z = float(gain.mean() / spread) if spread > 0 else (np.inf if gain.mean() > 0 else 0.0)
+    if best != 0 and gain_z <= min_z:
+        best = 0
     chosen = candidates[best]
     evaluate = held if held.size else fit
     singles = [
@@ -434,6 +468,7 @@ def fit_calibration(
         fit_score=scored[0][0],
         fit_recall=scored[0][1],
         train_score=train[best][0],
+        gain_z=min(gain_z, 1e6),
         baselines=baselines,
         seconds=time.perf_counter() - started,
     )

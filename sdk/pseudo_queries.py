@@ -3,10 +3,10 @@
 Each generator turns a chunk into a query that the chunk answers; the chunk is then the one relevant item for
 that query. Two generators:
 
-- :class:`SalientSpanQueries` (no model): half of the queries are the chunk's most salient words (highest IDF
-  within the sample) of one sentence, kept in order, the other half an independent crop of a few consecutive
-  words (as in Contriever's cropping). Cheap and deterministic; it leans lexical, so it favours BM25/SPLADE a
-  little — the LLM generator is the fairer judge of dense retrieval.
+- :class:`SalientSpanQueries` (no model): a third of the queries are 1–3 of the chunk's rarest words (keyword
+  lookups), a third an independent crop of a few consecutive words (as in Contriever's cropping), a third the
+  most salient words (highest IDF within the sample) of one sentence, in order. Cheap and deterministic; it
+  leans lexical, so it favours BM25/SPLADE a little — the LLM generator is the fairer judge of dense retrieval.
 - :class:`LLMQueries`: any ragloom :class:`~ragloom.protocols.Generator` (the local SmolLM2, an OpenAI-compatible
   endpoint) writes one question the passage answers.
 
@@ -59,24 +59,34 @@ def _words(text: str) -> list[str]:
 
 @dataclass(frozen=True)
 class SalientSpanQueries:
-    """LLM-free pseudo-queries: salient words of a sentence, or an independent crop (alternating at random).
+    """LLM-free pseudo-queries, one of three shapes per chunk (chosen at random, seeded):
 
-    ``min_words``/``max_words`` bound the query length; ``crop_share`` is the fraction of crops.
+    - *keywords* (``keyword_share``): 1–3 of the chunk's five highest-IDF words, in random order — the short
+      entity/attribute lookups where small dense encoders are weakest;
+    - *crop* (``crop_share``): ``min_words``–``max_words`` consecutive words (independent cropping);
+    - *salient sentence* (the rest): the highest-IDF words of one sentence, in order.
     """
 
     min_words: int = 3
     max_words: int = 8
-    crop_share: float = 0.5
+    crop_share: float = 1 / 3
+    keyword_share: float = 1 / 3
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_words <= self.max_words:
             raise ConfigError(f"Need 1 <= min_words <= max_words, got {self.min_words}, {self.max_words}")
-        if not 0.0 <= self.crop_share <= 1.0:
-            raise ConfigError(f"crop_share must be in [0, 1], got {self.crop_share}")
+        if self.crop_share < 0 or self.keyword_share < 0 or self.crop_share + self.keyword_share > 1:
+            raise ConfigError(
+                f"crop_share and keyword_share must be >= 0 and add up to at most 1, got {self.crop_share}, "
+                f"{self.keyword_share}"
+            )
 
     @property
     def name(self) -> str:
-        return f"salient-spans(words {self.min_words}-{self.max_words}, crops {self.crop_share:g})"
+        return (
+            f"salient-spans(words {self.min_words}-{self.max_words}, crops {self.crop_share:.2g}, "
+            f"keywords {self.keyword_share:.2g})"
+        )
 
     def generate(self, chunks: Sequence[Chunk], seed: int) -> list[str | None]:
         rng = random.Random(seed)
@@ -87,11 +97,21 @@ class SalientSpanQueries:
         queries: list[str | None] = []
         for chunk in chunks:
             length = rng.randint(self.min_words, self.max_words)
-            if rng.random() < self.crop_share:
+            draw = rng.random()
+            if draw < self.keyword_share:
+                queries.append(self._keywords(chunk.text, idf, rng))
+            elif draw < self.keyword_share + self.crop_share:
                 queries.append(self._crop(chunk.text, length, rng))
             else:
                 queries.append(self._salient(chunk.text, length, idf, rng))
         return queries
+
+    def _keywords(self, text: str, idf: dict[str, float], rng: random.Random) -> str | None:
+        words = list(dict.fromkeys(_content(text)))
+        if not words:
+            return None
+        top = sorted(words, key=lambda w: (-idf.get(w.lower(), 0.0), w))[:5]
+        return " ".join(rng.sample(top, min(len(top), rng.randint(1, 3))))
 
     def _crop(self, text: str, length: int, rng: random.Random) -> str | None:
         words = _words(text)

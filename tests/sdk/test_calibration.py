@@ -3,7 +3,6 @@ the too-small error, routing, and the synthetic set where dense retrieval collap
 
 from __future__ import annotations
 
-import random
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from ragloom.errors import ConfigError, IndexTooSmallError
 from ragloom.fusion import fuser_from_config, fuser_to_config
 from ragloom.pseudo_queries import LLMQueries, SalientSpanQueries, pseudo_query_generator
 from ragloom.routing import RoutedFusion, fit_router, route_features
+from ragloom.testing import profile_documents
 from ragloom.types import Chunk, Document, Hit
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "adapters"))
@@ -106,7 +106,7 @@ def test_salient_span_queries_are_seeded_and_come_from_the_chunk() -> None:
     for query in queries:
         assert query is not None and 1 <= len(query.split()) <= 6
         assert set(query.split()) <= words
-    assert gen.generate([_chunk(0, text="too short")], seed=0) == [None]
+    assert gen.generate([_chunk(0, text="of an")], seed=0) == [None]
     with pytest.raises(ConfigError):
         SalientSpanQueries(min_words=5, max_words=2)
 
@@ -172,38 +172,6 @@ def test_router_round_trips_and_reweights_per_query() -> None:
 
 
 # -- the synthetic set where dense retrieval collapses ------------------------------------------------------------
-FIRST = "Ada Ben Cleo Dev Emil Fay Gus Hana Ivo Jo Kai Lena Milo Nia Omar Pia Quin Rosa Sami Tara Uma Vik Wes".split()
-LAST = ["Stone", "Reed"]
-HOBBIES = (
-    "knitting chess surfing pottery archery fencing origami baking kayaking juggling sailing climbing rowing "
-    "gardening birdwatching calligraphy beekeeping skating cycling painting woodworking fishing hiking dancing "
-    "bouldering snorkeling yoga karate judo boxing tennis squash badminton cricket rugby hockey curling bowling "
-    "darts billiards poker sudoku crosswords astronomy geocaching skydiving paragliding welding glassblowing "
-    "quilting embroidery crochet sewing tailoring cooking brewing winemaking foraging mushrooms camping trekking "
-    "running swimming diving rafting canoeing falconry fossils tapestry"
-).split()
-
-
-def _profiles(seed: int = 0) -> tuple[list[Document], dict[str, set[str]]]:
-    """46 profiles, each liking 3 hobbies; every hobby liked by exactly 2 profiles (69 hobbies)."""
-    rng = random.Random(seed)
-    names = [f"{f} {last}" for last in LAST for f in FIRST][:46]
-    blocks = []  # three blocks of 23 hobbies, each hobby twice; a profile takes one slot of each block
-    for b in range(3):
-        slots = [h for h in HOBBIES[23 * b : 23 * (b + 1)] for _ in range(2)]
-        rng.shuffle(slots)
-        blocks.append(slots)
-    likes = [[blocks[b][i] for b in range(3)] for i in range(46)]
-    docs, fans = [], {}
-    for i, (name, hobbies) in enumerate(zip(names, likes)):
-        first = name.split()[0]
-        text = f"Profile of {name}. {first} lives in town number {i}. {first} likes {', '.join(hobbies)}."
-        docs.append(Document(id=f"p{i}", text=text))
-        for hobby in hobbies:
-            fans.setdefault(hobby, set()).add(f"p{i}")
-    return docs, fans
-
-
 @pytest.fixture(scope="module")
 def profile_pipeline(tiny_bert_dir: Path) -> Iterator[tuple[Pipeline, dict[str, set[str]]]]:
     from ragloom.adapters.dense import DenseRetriever, TransformersDenseEncoder
@@ -211,7 +179,7 @@ def profile_pipeline(tiny_bert_dir: Path) -> Iterator[tuple[Pipeline, dict[str, 
 
     dense = DenseRetriever(TransformersDenseEncoder(tiny_bert_dir, dtype="float32"), name="dense")  # random weights
     bm25 = BM25Retriever(chunker=dense.chunker, name="bm25")
-    docs, fans = _profiles()
+    docs, fans = profile_documents()
     pipeline = Pipeline([dense, bm25], candidates=20)
     pipeline.ingest(docs)
     yield pipeline, fans
