@@ -206,6 +206,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {rows[-1]}", flush=True)
     rrf, t = _fuse_all(ReciprocalRankFusion(), runs, args.candidates)
     add("RRF k=60 (equal weights)", rrf, t)
+    minmax, t = _fuse_all(fuser_from_config({"kind": "minmax"}), runs, args.candidates)
+    add("min-max (equal weights)", minmax, t)
 
     if args.fit_split:
         from ragloom.recipes.hybrid_docqa import fit_fusion
