@@ -156,6 +156,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hyde-queries", type=int, default=0, help="HyDE (SmolLM2) on the first N test queries.")
     parser.add_argument("--llm-sample", type=int, default=0, help="Also calibrate on N SmolLM2 pseudo-queries.")
     parser.add_argument("--e2rank-top", type=int, default=30, help="E²Rank re-scores the fused top N.")
+    parser.add_argument("--e2rank-queries", type=int, default=None, help="E²Rank on the first N queries only.")
+    parser.add_argument("--timing-queries", type=int, default=100, help="Queries timed one by one.")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -181,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"chunks: {n_chunks}; indexing seconds (new indexes only): {index_s}", flush=True)
     queries = list(data.queries.values())
     runs = _cached_runs(args.cache / f"runs-{args.split}-{args.candidates}.json", retrievers, queries, args.candidates)
-    timing_queries = queries[:100]
+    timing_queries = queries[: args.timing_queries]
     member_t = _member_times(retrievers, timing_queries, args.candidates)
     base_ms = [1000 * sum(member_t[r.name][i] for r in retrievers) for i in range(len(timing_queries))]
     rows: list[dict[str, Any]] = []
@@ -285,8 +287,29 @@ def main(argv: list[str] | None = None) -> None:
     from ragloom.adapters.rerankers import EmbeddingListwiseReranker
 
     reranker = EmbeddingListwiseReranker(retrievers[0].encoder)
-    reranked, extra = _rerank_all(reranker, queries, calibrated, args.e2rank_top, t_cal)
-    add(f"calibrated + E²Rank (top {args.e2rank_top})", reranked, extra[: len(base_ms)])
+    n = args.e2rank_queries or len(queries)
+    reranked, extra = _rerank_all(reranker, queries[:n], calibrated[:n], args.e2rank_top, t_cal[:n])
+    if n < len(queries):
+        ids = list(data.queries)[:n]
+        rows.append(
+            {
+                "system": f"calibrated, first {n} queries",
+                **_metrics(data, calibrated[:n], ids),
+                "query_ms_p50": None,
+                "note": "E²Rank's baseline",
+            }
+        )
+        rows.append(
+            {
+                "system": f"calibrated + E²Rank (top {args.e2rank_top}), first {n}",
+                **_metrics(data, reranked, ids),
+                "query_ms_p50": round(statistics.median(b + 1000 * e for b, e in zip(base_ms, extra)), 1),
+                "note": "",
+            }
+        )
+        print(f"  {rows[-2]}\n  {rows[-1]}", flush=True)
+    else:
+        add(f"calibrated + E²Rank (top {args.e2rank_top})", reranked, extra[: len(base_ms)])
 
     if args.hyde_queries:
         _hyde_rows(args, data, retrievers, runs, cal.fuser, rows, base_ms)
