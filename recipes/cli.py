@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from ragloom.errors import RagloomError
+from ragloom.errors import ConfigError, RagloomError
 from ragloom.recipes.answer_view import print_support
 from ragloom.recipes.console import console, err, fail, safe, safe_text, warn
 from ragloom.recipes.index_cli import add_retriever
@@ -29,6 +29,7 @@ from ragloom.recipes.output import answer_json, hit_rows
 from ragloom.recipes.serve_cli import serve as serve_command
 from ragloom.recipes.stats_cli import dry_run as index_estimate_command
 from ragloom.recipes.stats_cli import stats as index_stats_command
+from ragloom.recipes.tune_cli import tune as tune_command
 
 app = typer.Typer(
     name="ragloom",
@@ -45,6 +46,7 @@ index_app.command("add-retriever")(add_retriever)
 index_app.command("stats")(index_stats_command)
 index_app.command("estimate")(index_estimate_command)
 app.command("serve")(serve_command)
+app.command("tune")(tune_command)
 
 IndexOpt = Annotated[Path, typer.Option("--index", "-i", help="Index directory.")]
 OfflineOpt = Annotated[bool, typer.Option("--offline", help="Never download models.")]
@@ -415,6 +417,9 @@ def evaluate(
     fit_split: Annotated[
         str | None, typer.Option(help="Fit fusion weights on this qrels split first (e.g. train), then evaluate.")
     ] = None,
+    tune: Annotated[
+        bool, typer.Option("--tune", help="Calibrate fusion on pseudo-queries from the corpus first (no labels).")
+    ] = False,
     split: Annotated[str, typer.Option(help="qrels split.")] = "test",
     index: Annotated[Path | None, typer.Option(help="Keep the indexes here (reused if they exist).")] = None,
     chunk_size: Annotated[int | None, typer.Option(help="Tokens per chunk.")] = None,
@@ -440,6 +445,8 @@ def evaluate(
     kinds = retriever or ["dense"]
     models = list(model or [])
     try:
+        if tune and fit_split:
+            raise ConfigError("--tune calibrates without labels, --fit-split fits on labels: choose one")
         own_index = index is not None and not retriever and (index / "ragloom.json").exists()
         index_spec = IndexSpec.load(index) if own_index and index is not None else None
         data = load_beir(dataset, split, limit_queries=limit_queries)
@@ -476,6 +483,11 @@ def evaluate(
             from ragloom.recipes.hybrid_docqa import fit_fusion
 
             fusion_config = fit_fusion(retrievers, load_beir(dataset, fit_split), kind=fusion).config
+        elif tune and len(retrievers) > 1:
+            from ragloom.recipes.tune_cli import calibrated_fusion
+
+            with progress_reporter("Calibrating", unit="queries", quiet=quiet) as progress:
+                fusion_config = calibrated_fusion(retrievers, candidates=300, progress=progress).config
         fuser = fuser_from_config(fusion_config) if len(retrievers) > 1 else None
         if owner is not None:  # search through the index's own pipeline, with eval's depth
             pipeline = owner
@@ -499,6 +511,8 @@ def evaluate(
         if fit_split:
             weights = ", ".join(f"{k} {v:g}" for k, v in fusion_config["weights"].items())
             label += f" (weights fitted on {fit_split}: {weights})"
+        elif tune:
+            label = label.replace(f" · {fusion}", f" · calibrated: {fusion_config['calibration']['chosen']}")
     payload = {
         "dataset": data.name,
         "split": split,

@@ -15,6 +15,7 @@ __all__ = [
     "EndpointError",
     "IndexCorruptError",
     "IndexLockedError",
+    "IndexTooSmallError",
     "InputTooLongError",
     "InvalidInputError",
     "MissingExtraError",
@@ -105,6 +106,10 @@ class IndexRecoveryError(RagloomError):
 
 class EmptyIndexError(RagloomError):
     """An operation needs documents but the index holds none."""
+
+
+class IndexTooSmallError(RagloomError, ValueError):
+    """An index holds too few chunks (or yields too few pseudo-queries) to calibrate fusion on."""
 
 
 class DocumentLoadError(RagloomError):

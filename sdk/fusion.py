@@ -243,7 +243,11 @@ def fuser_from_config(config: Mapping[str, object]):  # type: ignore[no-untyped-
         return MinMaxFusion(weights=weights, key=key)  # type: ignore[arg-type]
     if kind == "zscore":
         return ZScoreFusion(weights=weights, key=key)  # type: ignore[arg-type]
-    raise ConfigError(f"Unknown fusion kind {kind!r}; use rrf, minmax or zscore")
+    if kind == "routed":  # a per-query router over a calibrated fusion (``ragloom tune --route``)
+        from ragloom.routing import RoutedFusion
+
+        return RoutedFusion.from_config(config)
+    raise ConfigError(f"Unknown fusion kind {kind!r}; use rrf, minmax, zscore or routed")
 
 
 def fuser_to_config(fuser: object) -> dict[str, object]:
@@ -256,4 +260,7 @@ def fuser_to_config(fuser: object) -> dict[str, object]:
         return {"kind": "zscore", "weights": dict(fuser.weights), "key": fuser.key}
     if isinstance(fuser, ConvexFusion):
         return {"kind": "minmax", "weights": fuser.weights, "key": fuser.key}
+    to_config = getattr(fuser, "to_config", None)
+    if callable(to_config):
+        return dict(to_config())
     raise ConfigError(f"Cannot serialise fuser of type {type(fuser).__name__}")

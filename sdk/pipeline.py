@@ -19,6 +19,7 @@ import warnings
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ragloom.abstention import DeclinePolicy, describe_search
 from ragloom.citations import assess, attribute_sentences, check_citations, has_markers
@@ -43,6 +44,10 @@ from ragloom.protocols import (
 from ragloom.retrieval import ProgressCallback, check_query
 from ragloom.tokens import default_token_counter
 from ragloom.types import Answer, Document, Hit, Support
+
+if TYPE_CHECKING:
+    from ragloom.calibration import Calibration
+    from ragloom.pseudo_queries import PseudoQueryGenerator
 
 __all__ = ["JOURNAL_NAME", "IngestReport", "Pipeline"]
 
@@ -349,6 +354,47 @@ class Pipeline:
         if self._journal is not None:
             self._journal.clear()
         return removed
+
+    # -- calibration ------------------------------------------------------------------------------------------------
+    def calibrate(
+        self,
+        generator: PseudoQueryGenerator | str = "spans",
+        *,
+        sample: int = 300,
+        seed: int = 0,
+        holdout: float = 0.3,
+        route: bool = False,
+        apply: bool = True,
+        progress: ProgressCallback | None = None,
+    ) -> Calibration:
+        """Fit the fusion of this pipeline's retrievers on pseudo-queries made from its own index (no labels).
+
+        ``generator``: ``"spans"`` (LLM-free), ``"llm"`` (this pipeline's generator writes the questions) or any
+        :class:`~ragloom.pseudo_queries.PseudoQueryGenerator`. ``route=True`` fits a per-query router on top of
+        the calibrated fusion. With ``apply`` the fitted fuser replaces ``self.fuser``. Returns the
+        :class:`~ragloom.calibration.Calibration` (fuser, config to store, report with the held-out fit score).
+        """
+        from ragloom.calibration import calibrate
+        from ragloom.pseudo_queries import pseudo_query_generator
+
+        if isinstance(generator, str):
+            generator = pseudo_query_generator(generator, self.generator)
+        result = calibrate(
+            self.retrievers,
+            generator=generator,
+            sample=sample,
+            seed=seed,
+            holdout=holdout,
+            candidates=self.candidates,
+            progress=progress,
+        )
+        if route:
+            from ragloom.routing import fit_router
+
+            result = fit_router(result, holdout=holdout)
+        if apply:
+            self.fuser = result.fuser
+        return result
 
     # -- retrieval --------------------------------------------------------------------------------------------------
     def _combine(self, query: str, results: dict[str, list[Hit]], k: int, group_by: GroupBy) -> list[Hit]:

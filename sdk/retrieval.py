@@ -208,6 +208,14 @@ class StoredRetrieverMethods(RetrieverMethods):
         ids: set[str] = self.store.doc_ids()
         return ids
 
+    def chunks(self) -> list[Chunk]:
+        """Every chunk indexed (with its text), in index order; what label-free calibration samples from."""
+        listing = getattr(self.store, "chunks", None)
+        if listing is None:
+            raise ConfigError(f"The {type(self.store).__name__} store cannot list its chunks")
+        chunks: list[Chunk] = listing()
+        return chunks
+
     def __len__(self) -> int:
         return len(self.store)
 

@@ -14,13 +14,14 @@ pytest's ``tmp_path`` fixture provides the directories.
 from __future__ import annotations
 
 import asyncio
+import random
 from pathlib import Path
 from typing import Any
 
 from ragloom.errors import EncoderMismatchError, IndexLockedError, InvalidInputError
 from ragloom.types import Document, Hit
 
-__all__ = ["CONTRACT_DOCUMENTS", "RetrieverContract"]
+__all__ = ["CONTRACT_DOCUMENTS", "RetrieverContract", "profile_documents"]
 
 CONTRACT_DOCUMENTS = (
     Document(
@@ -54,6 +55,40 @@ CONTRACT_DOCUMENTS = (
         source="paged.pdf",
     ),
 )
+
+
+_FIRST = "Ada Ben Cleo Dev Emil Fay Gus Hana Ivo Jo Kai Lena Milo Nia Omar Pia Quin Rosa Sami Tara Uma Vik Wes".split()
+_LAST = ["Stone", "Reed"]
+_HOBBIES = (
+    "knitting chess surfing pottery archery fencing origami baking kayaking juggling sailing climbing rowing "
+    "gardening birdwatching calligraphy beekeeping skating cycling painting woodworking fishing hiking dancing "
+    "bouldering snorkeling yoga karate judo boxing tennis squash badminton cricket rugby hockey curling bowling "
+    "darts billiards poker sudoku crosswords astronomy geocaching skydiving paragliding welding glassblowing "
+    "quilting embroidery crochet sewing tailoring cooking brewing winemaking foraging mushrooms camping trekking "
+    "running swimming diving rafting canoeing falconry fossils tapestry"
+).split()
+
+
+def profile_documents(seed: int = 0) -> tuple[list[Document], dict[str, set[str]]]:
+    """An attribute-conjunction set where small dense encoders collapse: 46 short profiles, each liking 3 of 69
+    hobbies, every hobby liked by exactly 2 profiles. Returns the documents and, per hobby, the ids of its fans
+    (ask "Who likes HOBBY?")."""
+    rng = random.Random(seed)
+    names = [f"{f} {last}" for last in _LAST for f in _FIRST][:46]
+    blocks = []  # three blocks of 23 hobbies, each hobby twice; a profile takes one slot of each block
+    for b in range(3):
+        slots = [h for h in _HOBBIES[23 * b : 23 * (b + 1)] for _ in range(2)]
+        rng.shuffle(slots)
+        blocks.append(slots)
+    likes = [[blocks[b][i] for b in range(3)] for i in range(46)]
+    docs, fans = [], {}
+    for i, (name, hobbies) in enumerate(zip(names, likes)):
+        first = name.split()[0]
+        text = f"Profile of {name}. {first} lives in town number {i}. {first} likes {', '.join(hobbies)}."
+        docs.append(Document(id=f"p{i}", text=text))
+        for hobby in hobbies:
+            fans.setdefault(hobby, set()).add(f"p{i}")
+    return docs, fans
 
 
 def _close(retriever: Any) -> None:

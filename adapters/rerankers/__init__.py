@@ -1,4 +1,5 @@
-"""Rerankers behind :class:`ragloom.protocols.Reranker`: cross-encoder, LLM pointwise and LLM listwise.
+"""Rerankers behind :class:`ragloom.protocols.Reranker`: cross-encoder, LLM pointwise and listwise, and
+E²Rank-style listwise reranking with the dense encoder itself.
 
 Importing this package loads no model library; torch and transformers load when a reranker is built. The
 late-interaction MaxSim reranker lives with the multi-vector adapters (``ragloom.adapters.multivector``).
@@ -7,6 +8,7 @@ late-interaction MaxSim reranker lives with the multi-vector adapters (``ragloom
 from __future__ import annotations
 
 from ragloom.adapters.rerankers.cross_encoder import CrossEncoderReranker, PairScore
+from ragloom.adapters.rerankers.embedding import EmbeddingListwiseReranker
 from ragloom.adapters.rerankers.llm import (
     LLMListwiseReranker,
     LLMPointwiseReranker,
@@ -16,6 +18,7 @@ from ragloom.adapters.rerankers.llm import (
 
 __all__ = [
     "CrossEncoderReranker",
+    "EmbeddingListwiseReranker",
     "LLMListwiseReranker",
     "LLMPointwiseReranker",
     "PairScore",

@@ -254,6 +254,10 @@ class BM25Retriever(RetrieverMethods):
     def doc_ids(self) -> set[str]:
         return {c.doc_id for c in self._chunks}
 
+    def chunks(self) -> list[Chunk]:
+        """Every chunk indexed, in index order (what label-free calibration samples from)."""
+        return list(self._chunks)
+
     def __len__(self) -> int:
         return len(self._chunks)
 

@@ -376,6 +376,19 @@ class ChromaVectorStore:
                 self._known = ids
             return set(ids)
 
+    def chunks(self) -> list[Chunk]:
+        """Every chunk in the collection (read in pages of 5,000), ordered by chunk id."""
+        out: list[Chunk] = []
+        with self._lock:
+            total = len(self)
+            for offset in range(0, total, 5000):
+                found = self._collection.get(include=["documents", "metadatas"], limit=5000, offset=offset)
+                for text, meta in zip(found["documents"] or [], found["metadatas"] or []):
+                    data = json.loads(str(meta["_chunk"]))
+                    data["text"] = text or ""
+                    out.append(Chunk.from_dict(data))
+        return sorted(out, key=lambda c: c.id)
+
     def __len__(self) -> int:
         with self._reading():
             return int(self._collection.count())

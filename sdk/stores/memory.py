@@ -248,6 +248,11 @@ class InMemoryVectorStore:
     def doc_ids(self) -> set[str]:
         return set(self._rows_by_doc)
 
+    def chunks(self) -> list[Chunk]:
+        """Every chunk stored, in row order."""
+        with self._lock:
+            return list(self._chunks)
+
     def __len__(self) -> int:
         return len(self._chunks)
 

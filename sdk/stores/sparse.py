@@ -437,6 +437,11 @@ class SparseIndex:
     def doc_ids(self) -> set[str]:
         return set(self._rows_by_doc)
 
+    def chunks(self) -> list[Chunk]:
+        """Every live chunk, segment by segment in row order."""
+        segments = list(self._segments)
+        return [c for seg in segments for c, dead in zip(seg.chunks, seg.deleted) if not dead]
+
     def __len__(self) -> int:
         return sum(seg.n_live for seg in self._segments)
 

@@ -135,3 +135,17 @@ def test_recipe_eval_command(
     )
     out = capsys.readouterr().out
     assert "| splade |" in out and "| bm25 |" in out and "rrf (weights fitted on 4 other queries)" in out
+
+
+def test_every_member_lists_its_live_chunks_for_calibration(members, tiny_bert_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    chroma = DenseRetriever(
+        TransformersDenseEncoder(tiny_bert_dir), tmp_path / "chroma", store="chroma", chunk_size=24, overlap=4
+    )
+    everyone = [*members, chroma]
+    for retriever in everyone:
+        retriever.add(CONTRACT_DOCUMENTS)
+        retriever.delete([CONTRACT_DOCUMENTS[0].id])
+    listed = [sorted((c.id, c.text) for c in retriever.chunks()) for retriever in everyone]
+    assert listed[0] and all(other == listed[0] for other in listed[1:])
+    assert CONTRACT_DOCUMENTS[0].id not in {c.doc_id for c in members[1].chunks()}
+    chroma.close()
