@@ -507,12 +507,13 @@ def evaluate(
         _fail(exc)
     label = " + ".join(f"{s.kind}({s.model})" if s.model else s.kind for s in specs)
     if len(specs) > 1:
-        label += f" · {fusion_config.get('kind', fusion)}"
+        if tune and not fit_split and "calibration" in fusion_config:
+            label += f" · calibrated: {fusion_config['calibration']['chosen']}"
+        else:
+            label += f" · {fusion_config.get('kind', fusion)}"
         if fit_split:
             weights = ", ".join(f"{k} {v:g}" for k, v in fusion_config["weights"].items())
             label += f" (weights fitted on {fit_split}: {weights})"
-        elif tune:
-            label = label.replace(f" · {fusion}", f" · calibrated: {fusion_config['calibration']['chosen']}")
     payload = {
         "dataset": data.name,
         "split": split,

@@ -63,9 +63,10 @@ def tune(
     offline: Annotated[bool, typer.Option("--offline", help="Never download models.")] = False,
 ) -> None:
     """Fit the index's fusion on pseudo-queries from its own chunks and store it in the index (no labels needed)."""
-    from ragloom.recipes.cli import _fail, _loading, _progress
+    from ragloom.recipes.cli import _fail, _loading
     from ragloom.recipes.config import IndexSpec, build_generator, open_pipeline
     from ragloom.recipes.hybrid_docqa import save_fusion
+    from ragloom.recipes.progress import progress_reporter
 
     try:
         spec = IndexSpec.load(index)
@@ -85,7 +86,7 @@ def tune(
             gen = build_generator(gen_spec, allow_download=not offline)
         with _loading("Loading models"):
             pipeline = open_pipeline(index, generator=gen, allow_download=not offline)
-        with pipeline, _progress("Calibrating") as progress:
+        with pipeline, progress_reporter("Calibrating", unit="queries") as progress:
             result = pipeline.calibrate(
                 generator, sample=sample, seed=seed, holdout=holdout, route=route, apply=False, progress=progress
             )
