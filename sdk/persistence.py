@@ -190,7 +190,10 @@ def check_index_tree(directory: str | os.PathLike[str]) -> None:
     for current, dirs, files in os.walk(root, followlinks=False):
         for name in (*dirs, *files):
             entry = Path(current) / name
-            mode = os.lstat(entry).st_mode
+            try:
+                mode = os.lstat(entry).st_mode
+            except FileNotFoundError:  # a writer's temp file renamed or removed meanwhile: readers run beside it
+                continue
             if stat.S_ISLNK(mode):
                 raise IndexCorruptError(
                     f"{entry} is a symbolic link; an index folder holds only regular files and folders (writes must "
