@@ -166,14 +166,18 @@ class Pipeline:
         """Take every writer lock (pipeline state first, then each retriever's) and roll a pending batch forward."""
         if self._state_dir is None:
             return
+        self._take_locks(self._state_dir)
+        self._roll_forward()
+
+    def _take_locks(self, state_dir: Path) -> None:
+        """The pipeline's state lock, then every persistent retriever's writer lock (each held until ``close``)."""
         if self._state_lock is None:
-            lock = IndexLock(self._state_dir, name=_STATE_LOCK)
+            lock = IndexLock(state_dir, name=_STATE_LOCK)
             lock.acquire()
             self._state_lock = lock
         for retriever in self.retrievers:
             if isinstance(retriever, PersistentRetriever):
                 retriever.acquire_writer()
-        self._roll_forward()
 
     def recover(self) -> int:
         """Finish what an interrupted ingest or delete left half done (see the module docs); returns the number of
@@ -235,13 +239,8 @@ class Pipeline:
         of its documents (documents never acknowledged are removed). Returns the documents touched."""
         if self._journal is None or not self._journal.has_pending():
             return 0
-        if self._state_lock is None:
-            lock = IndexLock(self._state_dir, name=_STATE_LOCK)  # type: ignore[arg-type]
-            lock.acquire()
-            self._state_lock = lock
-        for retriever in self.retrievers:
-            if isinstance(retriever, PersistentRetriever):
-                retriever.acquire_writer()
+        assert self._state_dir is not None  # a journal lives in the state folder
+        self._take_locks(self._state_dir)
         touched = 0
         for entry in self._journal.pending():
             if entry.op == "add":
