@@ -4,8 +4,10 @@
 distance — 32x less RAM than float32), ``"int8"`` (per-dimension calibrated scalar codes, 4x less) or ``"fp32"``
 (exact, the reference, memory-mapped). ``rescore``: the top ``k * oversample`` candidates are rescored with the
 ``"fp32"`` or ``"int8"`` vectors, read from a memory-mapped ``.npy`` so only the codes need RAM; ``None`` keeps the
-first stage's scores (int8 and fp32 only). The settings are recorded in the store and in the index manifest;
-opening with other settings raises :class:`ragloom.errors.StoreMismatchError`.
+first stage's scores (int8 and fp32 only). ``ivf_lists``: the binary codes go into a faiss ``IndexBinaryIVF``
+(:mod:`ragloom.stores.binary_ivf`; ``nprobe`` lists searched per query) instead of a flat Hamming scan. The settings
+are recorded in the store and in the index manifest; opening with other settings raises
+:class:`ragloom.errors.StoreMismatchError`.
 
 A directory holds::
 
@@ -14,6 +16,8 @@ A directory holds::
     seg-000001.codes.npy     first-stage codes (uint8 packed bits, or int8)
     seg-000001.vectors.npy   rescoring vectors (float32 or int8), memory-mapped
     seg-000001.calib.npy     int8 calibration (low, step) of the segment
+    seg-000001.lists.npy     binary IVF only: the IVF list of each row (int32)
+    binary-ivf.faiss         binary IVF only: the trained, empty faiss index (centres), written once
 
 New rows live in SQLite with their float32 vector (the "tail", searched exactly in RAM) until ``flush_rows`` of
 them gather; then one segment's files are written atomically and a single SQLite transaction records the segment
@@ -38,6 +42,7 @@ import numpy as np
 from ragloom.errors import IndexCorruptError, InvalidInputError, StoreMismatchError
 from ragloom.persistence import atomic_write_bytes, crash_point
 from ragloom.protocols import Filters
+from ragloom.stores.binary_ivf import DEFAULT_NPROBE, BinaryIVF, IVFParams
 from ragloom.stores.codes import BinaryCodes, Int8Calibration, Int8Codes, load_faiss, pack_bits
 from ragloom.stores.memory import check_filters, chunk_matches, top_k
 from ragloom.types import Chunk
@@ -46,7 +51,7 @@ __all__ = ["CompressedVectorStore", "FirstStage", "Rescore"]
 
 FirstStage = Literal["binary", "int8", "fp32"]
 Rescore = Literal["fp32", "int8"]
-_OWNED = re.compile(r"^seg-(\d{6})\.(rows|codes|vectors|calib)\.npy$")
+_OWNED = re.compile(r"^seg-(\d{6})\.(rows|codes|vectors|calib|lists)\.npy$")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunks (
     rowid INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -60,6 +65,7 @@ CREATE TABLE IF NOT EXISTS segments (id INTEGER PRIMARY KEY, rows INTEGER NOT NU
 CREATE TABLE IF NOT EXISTS tombstones (rowid INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+_IVF_FILE = "binary-ivf.faiss"
 _PARAMS = 500  # SQLite host parameters per statement
 DEFAULT_OVERSAMPLE: dict[str, int] = {"binary": 100, "int8": 2, "fp32": 1}
 """Candidates per result when ``oversample`` is not given, from ``python -m benchmarks scale dense`` (docs/
@@ -75,6 +81,7 @@ class _Segment:
     codes: Any  # Int8Codes (int8 first stage); binary codes until attached (then they live in BinaryCodes)
     vectors: np.ndarray | None  # memory-mapped rescoring (or fp32 first-stage) vectors
     calibration: Int8Calibration | None
+    lists: np.ndarray | None = None  # IVF list of each row (binary IVF first stage)
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -88,7 +95,9 @@ def _npy_bytes(array: np.ndarray) -> bytes:
 class CompressedVectorStore:
     """Dense top-k search over compact codes with rescoring; chunks stay in SQLite (``path=None``: a temp-free,
     in-memory SQLite and RAM segments). ``oversample``: candidates rescored per result (``k * oversample``;
-    default per first stage, :data:`DEFAULT_OVERSAMPLE`)."""
+    default per first stage, :data:`DEFAULT_OVERSAMPLE`). ``ivf_lists``: binary first stage through a faiss
+    ``IndexBinaryIVF`` of that many lists (the ``compress`` extra; worth it from ~100k rows); ``nprobe``: lists
+    searched per query (default :data:`ragloom.stores.binary_ivf.DEFAULT_NPROBE`), a search-time knob."""
 
     def __init__(
         self,
@@ -100,6 +109,8 @@ class CompressedVectorStore:
         oversample: int | None = None,
         flush_rows: int = 50_000,
         use_faiss: bool | None = None,
+        ivf_lists: int | None = None,
+        nprobe: int | None = None,
     ) -> None:
         if first_stage not in ("binary", "int8", "fp32"):
             raise InvalidInputError(f"first_stage must be 'binary', 'int8' or 'fp32', got {first_stage!r}")
@@ -111,6 +122,14 @@ class CompressedVectorStore:
             raise InvalidInputError("The fp32 first stage is exact already; use rescore=None")
         if first_stage == rescore:
             raise InvalidInputError(f"rescore={rescore!r} repeats the first stage; use rescore=None")
+        if ivf_lists is not None and (first_stage != "binary" or ivf_lists < 1 or use_faiss is False):
+            raise InvalidInputError("ivf_lists (>= 1) needs first_stage='binary' and faiss (use_faiss not False)")
+        if nprobe is not None and nprobe < 1:
+            raise InvalidInputError(f"nprobe must be >= 1, got {nprobe}")
+        if ivf_lists is not None:
+            from ragloom.stores.binary_ivf import _faiss
+
+            _faiss()  # fail now, naming the extra, rather than at the first flush
         oversample = DEFAULT_OVERSAMPLE[first_stage] if oversample is None else oversample
         if oversample < 1 or flush_rows < 1:
             raise InvalidInputError("oversample and flush_rows must be >= 1")
@@ -120,6 +139,9 @@ class CompressedVectorStore:
         self.oversample = oversample
         self.flush_rows = flush_rows
         self._use_faiss = use_faiss
+        self.ivf_lists = ivf_lists
+        self.nprobe = DEFAULT_NPROBE if nprobe is None else nprobe
+        self._ivf: BinaryIVF | None = None
         self._dim = dim
         self._lock = threading.RLock()
         self._segments: list[_Segment] = []
@@ -149,10 +171,13 @@ class CompressedVectorStore:
     # -- settings -------------------------------------------------------------------------------------------------
     @property
     def config(self) -> dict[str, object]:
-        return {"kind": "compressed", "metric": "dot", "first_stage": self.first_stage, "rescore": self.rescore}
+        return {"kind": "compressed", "metric": "dot", **self._settings()}
 
     def _settings(self) -> dict[str, object]:
-        return {"first_stage": self.first_stage, "rescore": self.rescore}
+        settings: dict[str, object] = {"first_stage": self.first_stage, "rescore": self.rescore}
+        if self.ivf_lists is not None:
+            settings["ivf_lists"] = self.ivf_lists
+        return settings
 
     def _meta(self, key: str) -> Any:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -164,7 +189,8 @@ class CompressedVectorStore:
             with self._db:
                 self._db.execute("INSERT INTO meta VALUES ('settings', ?)", (json.dumps(self._settings()),))
             return
-        differences = {k: (stored.get(k), v) for k, v in self._settings().items() if stored.get(k) != v}
+        mine = self._settings()
+        differences = {k: (stored.get(k), mine.get(k)) for k in {*stored, *mine} if stored.get(k) != mine.get(k)}
         if differences:
             raise StoreMismatchError(str(self.path), differences)
 
@@ -172,7 +198,7 @@ class CompressedVectorStore:
     def reload(self) -> None:
         """Re-read the committed state (another process wrote since this one loaded)."""
         with self._lock:
-            self._segments, self._binary, self._threshold = [], None, None
+            self._segments, self._binary, self._threshold, self._ivf = [], None, None, None
             self._rowids, self._alive = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
             self._tail_rows = np.zeros(0, dtype=np.int64)
             self._tail = np.zeros((0, self._dim or 0), dtype=np.float32)
@@ -198,11 +224,16 @@ class CompressedVectorStore:
         threshold = self._meta("threshold")
         if threshold is not None:
             self._threshold = np.asarray(threshold, dtype=np.float32)
+        ivf = self._meta("ivf")
+        if ivf is not None:
+            self._ivf = self._open_ivf(ivf)
         for seg_id, n_rows, files in self._db.execute("SELECT id, rows, files FROM segments ORDER BY id").fetchall():
             self._attach(self._open_segment(int(seg_id), int(n_rows), json.loads(files)))
         tombs = np.fromiter((r for (r,) in self._db.execute("SELECT rowid FROM tombstones")), dtype=np.int64)
         if tombs.size:
             self._alive &= ~np.isin(self._rowids, tombs)
+            if self._ivf is not None:
+                self._ivf.remove(np.flatnonzero(~self._alive))
         rows = self._db.execute("SELECT rowid, vector FROM chunks WHERE vector IS NOT NULL ORDER BY rowid").fetchall()
         if rows:
             self._tail_rows = np.fromiter((r for r, _ in rows), dtype=np.int64, count=len(rows))
@@ -238,7 +269,37 @@ class CompressedVectorStore:
         if calib is not None:
             seg.calibration = Int8Calibration.from_array(calib)
         seg.codes = array("codes")
+        seg.lists = array("lists")
+        if self.ivf_lists is not None and seg.lists is None:
+            raise IndexCorruptError(f"{self.path}: segment {seg_id} has no IVF lists file; re-index")
         return seg
+
+    def _open_ivf(self, record: dict[str, Any]) -> BinaryIVF:
+        """The trained IVF the store recorded: file size and checksum verified, kind and parameters checked."""
+        assert self.path is not None or self._ivf is not None
+        if self.path is None:
+            return self._ivf  # type: ignore[return-value]
+        file = self.path / record["file"]
+        if not file.exists() or file.stat().st_size != record["bytes"]:
+            raise IndexCorruptError(f"{file} is missing or of the wrong size; restore the directory or re-index")
+        data = file.read_bytes()
+        if BinaryIVF.checksum(data) != record["sha256"]:
+            raise IndexCorruptError(f"{file} does not match its recorded checksum; re-index")
+        return BinaryIVF.from_bytes(data, IVFParams(int(record["bits"]), int(record["nlist"])), str(file))
+
+    def _train_ivf(self, codes: np.ndarray) -> BinaryIVF:
+        """Train the IVF on the first segment's codes; its file is written atomically and recorded in the
+        caller's transaction (a crash before the commit leaves a file the next first flush overwrites)."""
+        assert self.ivf_lists is not None
+        ivf = BinaryIVF.train(codes, self.ivf_lists)
+        record: dict[str, Any] = {**ivf.params.to_json(), "file": _IVF_FILE, "trained_rows": int(codes.shape[0])}
+        if self.path is not None:
+            data = ivf.to_bytes()
+            atomic_write_bytes(self.path / _IVF_FILE, data)
+            record.update(bytes=len(data), sha256=BinaryIVF.checksum(data))
+        crash_point("compressed.ivf_written")
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('ivf', ?)", (json.dumps(record),))
+        return ivf
 
     def _binary_codes(self) -> BinaryCodes:
         if self._binary is None:
@@ -249,7 +310,11 @@ class CompressedVectorStore:
     def _attach(self, seg: _Segment) -> None:
         """Append a segment to the searchable set (binary codes move into the one concatenated code matrix)."""
         seg.offset = self._rowids.size
-        if self.first_stage == "binary" and seg.codes is not None:
+        if self._ivf is not None and seg.codes is not None:
+            assert seg.lists is not None
+            self._ivf.add(seg.codes, np.arange(seg.offset, seg.offset + seg.rows.size), seg.lists)
+            seg.codes, seg.lists = None, None
+        elif self.first_stage == "binary" and seg.codes is not None:
             self._binary_codes().add(seg.codes)
             seg.codes = None
         elif self.first_stage == "int8" and isinstance(seg.codes, np.ndarray):
@@ -345,7 +410,10 @@ class CompressedVectorStore:
 
     def _forget(self, flushed: np.ndarray, unflushed: np.ndarray) -> None:
         if flushed.size:
-            self._alive[np.searchsorted(self._rowids, flushed)] = False
+            slots = np.searchsorted(self._rowids, flushed)
+            self._alive[slots] = False
+            if self._ivf is not None:
+                self._ivf.remove(slots)
         if unflushed.size:
             keep = ~np.isin(self._tail_rows, unflushed)
             self._tail_rows, self._tail = self._tail_rows[keep], self._tail[keep]
@@ -398,7 +466,13 @@ class CompressedVectorStore:
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('next_segment', ?)", (json.dumps(seg_id + 1),))
         calibration = Int8Calibration.from_array(parts["calib"]) if "calib" in parts else None
         return _Segment(
-            seg_id, np.asarray(rows, dtype=np.int64), 0, parts.get("codes"), parts.get("vectors"), calibration
+            seg_id,
+            np.asarray(rows, dtype=np.int64),
+            0,
+            parts.get("codes"),
+            parts.get("vectors"),
+            calibration,
+            parts.get("lists"),
         )
 
     def _encode(self, vectors: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -410,6 +484,10 @@ class CompressedVectorStore:
         if self.first_stage == "binary":
             assert self._threshold is not None
             parts["codes"] = pack_bits(vectors, self._threshold)
+            if self.ivf_lists is not None:
+                if self._ivf is None or self._meta("ivf") is None:  # the first segment (or a rolled-back one)
+                    self._ivf = self._train_ivf(parts["codes"])
+                parts["lists"] = self._ivf.assign(parts["codes"])
         elif self.first_stage == "int8":
             assert calibration is not None
             parts["codes"] = calibration.encode(vectors)
@@ -491,6 +569,9 @@ class CompressedVectorStore:
     def _first_stage(self, query: np.ndarray, k: int, allowed: np.ndarray | None) -> np.ndarray:
         """Candidate slots: the exact top ``k`` (fp32, or int8 without rescoring) or ``k * oversample``."""
         count = k if self.rescore is None else k * self.oversample
+        if self._ivf is not None:
+            assert self._threshold is not None
+            return self._ivf_candidates(pack_bits(query[None, :], self._threshold)[0], count, allowed)
         if self.first_stage == "binary":
             assert self._binary is not None and self._threshold is not None
             bits = pack_bits(query[None, :], self._threshold)[0]
@@ -502,6 +583,18 @@ class CompressedVectorStore:
             return allowed[self._binary.search(bits, count, subset=allowed)]
         found = [self._segment_candidates(query, seg, count, allowed) for seg in self._segments]
         return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+
+    def _ivf_candidates(self, bits: np.ndarray, count: int, allowed: np.ndarray | None) -> np.ndarray:
+        """IVF candidates: deleted rows are not in the index; a filter keeping most rows post-filters a larger
+        IVF answer, a smaller one hands every allowed slot to the exact rescoring (the first stage is skipped)."""
+        assert self._ivf is not None
+        live = len(self._ivf)
+        if allowed is None or allowed.size == live:
+            return self._ivf.search(bits, count, self.nprobe)
+        if allowed.size > live // 2:
+            slots = self._ivf.search(bits, count + live - allowed.size, self.nprobe)
+            return slots[np.isin(slots, allowed, assume_unique=True)][:count]
+        return allowed
 
     def _segment_candidates(
         self, query: np.ndarray, seg: _Segment, count: int, allowed: np.ndarray | None
@@ -563,6 +656,8 @@ class CompressedVectorStore:
     def _backend(self) -> str:
         if self.first_stage == "fp32":
             return "numpy (memory-mapped)"
+        if self._ivf is not None:
+            return f"faiss IndexBinaryIVF (nlist {self._ivf.params.nlist}, nprobe {self.nprobe})"
         return "faiss" if load_faiss(False if self._use_faiss is False else None) is not None else "numpy"
 
     def doc_ids(self) -> set[str]:
@@ -582,9 +677,11 @@ class CompressedVectorStore:
                     if file.is_file():
                         match = _OWNED.match(file.name)
                         kind = match.group(2) if match else ("sqlite" if "sqlite" in file.name else "other")
+                        kind = "ivf" if file.name == _IVF_FILE else kind
                         disk[kind] = disk.get(kind, 0) + file.stat().st_size
             codes = sum(int(seg.codes.nbytes) for seg in self._segments if seg.codes is not None)  # int8
             codes += self._binary.nbytes if self._binary is not None else 0
+            codes += self._ivf.nbytes if self._ivf is not None else 0
             mapped = sum(int(seg.vectors.nbytes) for seg in self._segments if seg.vectors is not None)
             ram = {
                 "codes": codes,
