@@ -2,7 +2,7 @@
 approximate sparse search, each beside its peers in the same run, plus the memory-bandwidth floor.
 
     python -m benchmarks scale dense --sizes 1000000            # synthetic clustered unit vectors, 384 dims
-    python -m benchmarks scale dense --sizes 10000000 --no-peers  # streamed: fp32 never held in RAM
+    python -m benchmarks scale ten-million --sizes 10000000      # streamed to disk: fp32 never held in RAM
     python -m benchmarks scale quality                           # SciFact nDCG@10, MiniLM, per compression setting
     python -m benchmarks scale sparse --docs 1000000             # exact vs approximate SPLADE-like search
 
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._common import machine, median, percentile
+from benchmarks._common import machine, median, peak_rss_mib, percentile
 
 CACHE = Path(os.environ.get("RAGLOOM_BENCH_CACHE", "/tmp/ragloom-bench-cache"))
 
@@ -101,139 +101,188 @@ def _recall(found: list[set[int]], exact: np.ndarray, k: int) -> float:
     return float(np.mean([len(f & set(e.tolist())) / k for f, e in zip(found, exact)]))
 
 
-def _time_alternating(systems: dict[str, Callable[[np.ndarray], Any]], queries: np.ndarray) -> dict[str, list[float]]:
+def _time_alternating(
+    systems: dict[str, Callable[[np.ndarray], Any]], queries: np.ndarray, limits: dict[str, int] | None = None
+) -> dict[str, list[float]]:
+    """Latency (ms) of each system query by query, systems alternating; ``limits``: queries timed per system."""
     for fn in systems.values():
         fn(queries[0])  # warm-up
     lat: dict[str, list[float]] = {name: [] for name in systems}
-    for q in queries:
+    for i, q in enumerate(queries):
         for name, fn in systems.items():
+            if limits is not None and i >= limits[name]:
+                continue
             started = time.perf_counter()
             fn(q)
             lat[name].append((time.perf_counter() - started) * 1000)
     return lat
 
 
+def _merge_topk(
+    best: tuple[np.ndarray, np.ndarray], queries: np.ndarray, block: np.ndarray, start: int, k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fold one block of rows into the running exact top-k of every query (scores, rows)."""
+    scores = queries @ np.asarray(block, dtype=np.float32).T
+    rows = np.broadcast_to(np.arange(start, start + block.shape[0]), scores.shape)
+    merged_s = np.concatenate([best[0], scores], axis=1)
+    merged_r = np.concatenate([best[1], rows], axis=1)
+    keep = np.argpartition(-merged_s, k - 1, axis=1)[:, :k]
+    return np.take_along_axis(merged_s, keep, 1), np.take_along_axis(merged_r, keep, 1)
+
+
+def _parse_setting(text: str) -> tuple[str, str, int | None]:
+    """``binary:fp32``, ``binary-ivf1024:fp32``, ``int8:fp32`` → (first stage, rescore, IVF lists)."""
+    first, rescore = text.split(":")
+    ivf = None
+    if "-ivf" in first:
+        first, lists = first.split("-ivf")
+        ivf = int(lists)
+    return first, rescore, ivf
+
+
+def _loadavg() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def dense(args: argparse.Namespace) -> None:
+    """Every dense system over the same synthetic vectors, timed query by query in alternation."""
     from ragloom.stores.compressed import CompressedVectorStore
 
     gbs = bandwidth_gbs()
     print(f"# scale dense · dim {args.dim} · k {args.k} · {args.queries} single queries · {machine()}")
-    print(f"# measured read bandwidth {gbs:.1f} GB/s (float32 sum, 512 MiB, best of 5); machine shared and loaded")
+    print(
+        f"# measured read bandwidth {gbs:.1f} GB/s (float32 sum, 512 MiB, best of 5); machine shared with other "
+        f"workers, load average {_loadavg()} (1/5/15 min) at start: compare ratios within this run"
+    )
     draw = clustered(args.dim)
     queries = draw(args.queries, 10**9)
+    k = args.k
     for size in args.sizes:
         folder = Path(tempfile.mkdtemp(prefix="rl-scale-", dir=args.workdir))
         print(f"\n## n = {size:,} (index under {folder})")
         step = args.batch
         stores: dict[str, CompressedVectorStore] = {}
-        build: dict[str, float] = {}
-        for first, rescore in args.settings:
-            label = f"{first}+{rescore}" if rescore != "none" else first
-            store = CompressedVectorStore(
+        for text in args.settings:
+            first, rescore, ivf = _parse_setting(text)
+            label = f"{first}{f'-ivf{ivf}' if ivf else ''}+{rescore}" if rescore != "none" else first
+            stores[label] = CompressedVectorStore(
                 folder / label,
                 args.dim,
-                first_stage=first,
-                rescore=None if rescore == "none" else rescore,
+                first_stage=first,  # type: ignore[arg-type]
+                rescore=None if rescore == "none" else rescore,  # type: ignore[arg-type]
                 flush_rows=step,
+                ivf_lists=ivf,
             )
-            started = time.perf_counter()
-            for start, n in _batches(size, step):
-                store.replace_documents([], _chunks(start, n), draw(n, start))
-            build[label] = time.perf_counter() - started
-            stores[label] = store
-            print(f"- built {label}: {build[label]:.0f} s, process RSS {rss_mib():.0f} MiB", flush=True)
-
-        first_store = next(iter(stores.values()))
-
-        def blocks() -> Iterator[tuple[int, np.ndarray]]:
-            for seg in first_store._segments:  # the float32 rescoring vectors, read (not mapped: RSS stays honest)
-                assert first_store.path is not None
-                yield int(seg.rows[0]) - 1, np.load(first_store.path / f"seg-{seg.id:06d}.vectors.npy")
-
-        fp32_label = next((label for label, s in stores.items() if s.rescore == "fp32"), None)
+        build = dict.fromkeys(stores, 0.0)
+        best = (np.full((len(queries), k), -np.inf, np.float32), np.zeros((len(queries), k), np.int64))
+        matrix = None if args.no_peers else np.empty((size, args.dim), dtype=np.float32)
         started = time.perf_counter()
-        if fp32_label is not None:
-            first_store = stores[fp32_label]
-            exact = _exact_topk(blocks, queries, args.k)
-        else:
-            exact = _exact_topk(lambda: ((s, draw(n, s)) for s, n in _batches(size, step)), queries, args.k)
-        print(f"- exact reference (blocked scan): {time.perf_counter() - started:.0f} s; RSS {rss_mib():,.0f} MiB")
-
-        systems: dict[str, Callable[[np.ndarray], Any]] = {}
-        matrix = None
-        if not args.no_peers:
-            matrix = np.empty((size, args.dim), dtype=np.float32)
-            for start, n in _batches(size, step):
-                matrix[start : start + n] = draw(n, start)
-            systems["numpy exact (fp32 in RAM)"] = lambda q: np.argpartition(-(matrix @ q), args.k)[: args.k]
+        for start, n in _batches(size, step):
+            x = draw(n, start)
+            best = _merge_topk(best, queries, x, start, k)  # the exact answer, streamed as the rows are made
+            if matrix is not None:
+                matrix[start : start + n] = x
+            for label, store in stores.items():
+                began = time.perf_counter()
+                store.replace_documents([], _chunks(start, n), x)
+                build[label] += time.perf_counter() - began
+        exact = best[1]
+        print(
+            f"- generated {size:,} rows and built {', '.join(f'{lb} in {s:.0f} s' for lb, s in build.items())} "
+            f"({time.perf_counter() - started:.0f} s in all); RSS {rss_mib():,.0f} MiB",
+            flush=True,
+        )
+        systems: dict[str, Callable[[np.ndarray], set[int]]] = {}
+        floors: dict[str, float] = {}
+        rams: dict[str, float] = {}
+        slow: set[str] = set()
+        fp32_bytes = size * args.dim * 4
+        if matrix is not None:
+            m = matrix
+            name = "numpy exact (fp32 in RAM)"
+            systems[name] = lambda q: set(np.argpartition(-(m @ q), k)[:k].tolist())
+            floors[name], rams[name] = fp32_bytes, fp32_bytes
+            slow.add(name)
             try:
                 import faiss
-
+            except ImportError:
+                faiss = None
+                print("- faiss not installed: faiss peers skipped (pip install faiss-cpu)")
+            if faiss is not None:
                 faiss.omp_set_num_threads(1)  # as ragloom's scans: OpenMP spinning on a busy 2-core box costs 20x
                 flat = faiss.IndexFlatIP(args.dim)
                 flat.add(matrix)
-                systems["faiss IndexFlatIP"] = lambda q: flat.search(q[None, :], args.k)
-                bits = faiss.IndexBinaryFlat(args.dim)
-                bits.add(
-                    first_store._binary._codes
-                    if first_store._binary is not None
-                    else np.zeros((0, args.dim // 8), np.uint8)
-                )
-                if bits.ntotal:
-                    thr = first_store._threshold
-                    systems["faiss IndexBinaryFlat (Hamming only)"] = lambda q: bits.search(
-                        np.packbits(q > thr)[None, :], args.k
-                    )
+                name = "faiss IndexFlatIP"
+                systems[name] = lambda q, f=flat: set(f.search(q[None, :], k)[1][0].tolist())
+                floors[name], rams[name] = fp32_bytes, fp32_bytes
+                slow.add(name)
                 if args.hnsw:
-                    started = time.perf_counter()
-                    hnsw = faiss.IndexHNSWFlat(args.dim, 32, faiss.METRIC_INNER_PRODUCT)
+                    began = time.perf_counter()
+                    faiss.omp_set_num_threads(2)
+                    hnsw = faiss.IndexHNSWFlat(args.dim, args.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+                    hnsw.hnsw.efConstruction = 40
                     hnsw.add(matrix)
-                    hnsw.hnsw.efSearch = 64
-                    print(f"- faiss HNSW built in {time.perf_counter() - started:.0f} s")
-                    systems["faiss IndexHNSWFlat (M=32, ef=64)"] = lambda q: hnsw.search(q[None, :], args.k)
-            except ImportError:
-                print("- faiss not installed: faiss peers skipped (pip install faiss-cpu)")
+                    faiss.omp_set_num_threads(1)
+                    print(
+                        f"- faiss HNSW (M={args.hnsw_m}, efConstruction 40) built in "
+                        f"{time.perf_counter() - began:.0f} s"
+                    )
+                    for ef in args.hnsw_ef:
+
+                        def run_hnsw(q: np.ndarray, ef: int = ef) -> set[int]:
+                            hnsw.hnsw.efSearch = ef
+                            return set(hnsw.search(q[None, :], k)[1][0].tolist())
+
+                        name = f"faiss IndexHNSWFlat (M={args.hnsw_m}, efSearch {ef})"
+                        systems[name] = run_hnsw
+                        floors[name] = float("nan")
+                        rams[name] = fp32_bytes + size * args.hnsw_m * 2 * 4
         for label, store in stores.items():
-            overs = args.oversample if store.first_stage == "binary" else args.int8_oversample
-            for over in overs if store.rescore is not None else [1]:
+            ram = float(sum(store.stats()["bytes_in_ram"].values()))
+            if store.ivf_lists:
+                grid = [tuple(int(v) for v in g.split(":")) for g in args.ivf_grid]
+            elif store.first_stage == "binary":
+                grid = [(0, over) for over in args.oversample]
+            else:
+                grid = [(0, over) for over in args.int8_oversample]
+            for nprobe, over in grid:
 
-                def run(q: np.ndarray, store: Any = store, over: int = over) -> Any:
-                    store.oversample = over
-                    return store.search(q, args.k)
+                def run(q: np.ndarray, store: Any = store, over: int = over, nprobe: int = nprobe) -> set[int]:
+                    store.oversample, store.nprobe = over, nprobe or store.nprobe
+                    return {_row(c) for c, _ in store.search(q, k)[0]}
 
-                name = f"ragloom {label}" + (f" (oversample {over})" if store.rescore is not None else "")
+                knobs = (f"nprobe {nprobe}, " if nprobe else "") + f"oversample {over}"
+                name = f"ragloom {label} ({knobs})"
                 systems[name] = run
-        lat = _time_alternating(systems, queries)
-        print("\n| system | p50 ms | p99 ms | recall@10 | bandwidth floor ms | RAM for search |")
-        print("|---|---|---|---|---|---|")
-        fp32_floor = size * args.dim * 4 / (gbs * 1e9) * 1000
+                rams[name] = ram
+                code_bytes = size * args.dim / 8 if store.first_stage == "binary" else size * args.dim
+                if store._ivf is not None:
+                    code_bytes *= min(1.0, nprobe / store._ivf.params.nlist)
+                floors[name] = code_bytes + k * over * args.dim * 4
+                if store.first_stage == "int8":
+                    slow.add(name)
+        limits = {name: (args.slow_queries if name in slow else len(queries)) for name in systems}
+        lat = _time_alternating(systems, queries, limits)
+        base = median(lat["numpy exact (fp32 in RAM)"]) if "numpy exact (fp32 in RAM)" in lat else None
+        print(
+            "\n| system | p50 ms | p95 ms | p99 ms | p50 ÷ numpy exact | recall@10 | bandwidth floor ms | "
+            "RAM for search |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
         for name, values in lat.items():
             fn = systems[name]
-            found = []
-            for q in queries:
-                out = fn(q)
-                if isinstance(out, list):
-                    found.append({_row(c) for c, _ in out[0]})
-                elif isinstance(out, tuple):
-                    found.append({int(x) for x in out[1][0]})
-                else:
-                    found.append({int(x) for x in out})
-            recall = _recall(found, exact, args.k)
-            label = name.removeprefix("ragloom ").split(" ")[0]
-            if label in stores:
-                ram = stores[label].stats()["bytes_in_ram"]
-                ram_mib = sum(ram.values()) / 2**20
-                scanned = stores[label].stats()["bytes_in_ram"]["codes"] or size * args.dim * 4
-                floor = scanned / (gbs * 1e9) * 1000
-            else:
-                ram_mib, floor = size * args.dim * 4 / 2**20, fp32_floor
-                if "Binary" in name:
-                    ram_mib, floor = size * args.dim / 8 / 2**20, size * args.dim / 8 / (gbs * 1e9) * 1000
+            found = [fn(q) for q in queries[: limits[name]]]
+            recall = _recall(found, exact[: limits[name]], k)
+            ratio = f"{median(values) / base:.3f}" if base else "-"
+            floor = floors[name] / (gbs * 1e9) * 1000
             print(
-                f"| {name} | {median(values):.2f} | {percentile(values, 99):.2f} | {recall:.3f} | {floor:.2f} | "
-                f"{ram_mib:,.0f} MiB |",
+                f"| {name} | {median(values):.2f} | {percentile(values, 95):.2f} | {percentile(values, 99):.2f} | "
+                f"{ratio} | {recall:.3f} | {'-' if np.isnan(floor) else f'{floor:.2f}'} | "
+                f"{rams[name] / 2**20:,.0f} MiB |",
                 flush=True,
             )
+        print(f"- timed {len(queries)} queries ({args.slow_queries} for the full scans: {', '.join(sorted(slow))})")
+        print(f"- load average at the end {_loadavg()}")
         for label, store in stores.items():
             stats = store.stats()
             disk = sum(stats["bytes_on_disk"].values()) / 2**20
@@ -243,10 +292,10 @@ def dense(args: argparse.Namespace) -> None:
                 f"memory-mapped {stats['bytes_memory_mapped'] / 2**20:,.0f} MiB, disk {disk:,.0f} MiB, "
                 f"build {build[label]:.0f} s, first stage: {stats['first_stage_backend']}"
             )
-        print(
-            f"- process RSS after the searches {rss_mib():,.0f} MiB (includes the peers' fp32 copies when run, and "
-            "the memory-mapped pages the rescoring touched)"
-        )
+        for label, store in stores.items():
+            if store._ivf is not None:
+                _measure_deletes(store, label, size, queries, k)
+        print(f"- process RSS {rss_mib():,.0f} MiB, peak {peak_rss_mib():,.0f} MiB (includes the peers' fp32 copies)")
         matrix = None  # the peers' float32 copy goes before the next size
         for store in stores.values():
             store.close()
@@ -254,6 +303,24 @@ def dense(args: argparse.Namespace) -> None:
             import shutil
 
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _measure_deletes(store: Any, label: str, size: int, queries: np.ndarray, k: int) -> None:
+    """Deleting from the IVF (faiss ``remove_ids``: one pass over the lists) against re-opening (a rebuild)."""
+    for count in (1, 1000):
+        doc_ids = [f"d{i}" for i in range(0, size, max(1, size // count))][:count]
+        began = time.perf_counter()
+        store.delete_documents(doc_ids)
+        took = time.perf_counter() - began
+        gone = {int(d[1:]) for d in doc_ids}
+        leaked = sum(len({_row(c) for c, _ in row} & gone) for row in store.search(queries, k))
+        print(
+            f"- {label}: delete {count} document(s) {took * 1000:,.0f} ms (tombstone + remove_ids); "
+            f"deleted rows returned afterwards: {leaked}"
+        )
+    began = time.perf_counter()
+    store.reload()
+    print(f"- {label}: reload (rebuild the IVF from the segments' codes and lists) {time.perf_counter() - began:.1f} s")
 
 
 def _scifact_embeddings() -> dict[str, Any]:
@@ -348,15 +415,27 @@ def quality(args: argparse.Namespace) -> None:
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks scale", description=__doc__)
-    parser.add_argument("part", choices=["dense", "quality", "sparse"])
+    parser.add_argument("part", choices=["dense", "ten-million", "quality", "sparse"])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--batch", type=int, default=250_000, help="rows generated and written at a time")
-    parser.add_argument("--settings", nargs="+", default=["binary:fp32", "int8:fp32"], help="first_stage:rescore pairs")
-    parser.add_argument("--oversample", type=int, nargs="+", default=[10, 30, 100, 200])
-    parser.add_argument("--int8-oversample", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        default=["binary:fp32", "binary-ivf1024:fp32", "int8:fp32"],
+        help="first_stage:rescore pairs; binary-ivfN: binary IVF first stage of N lists",
+    )
+    parser.add_argument("--oversample", type=int, nargs="+", default=[30, 100])
+    parser.add_argument("--int8-oversample", type=int, nargs="+", default=[1])
+    parser.add_argument(
+        "--ivf-grid", nargs="+", default=["8:100", "16:100", "32:100", "64:100", "16:30"], help="nprobe:oversample"
+    )
+    parser.add_argument("--ivf-lists", type=int, default=1024, help="ten-million: IVF lists")
+    parser.add_argument("--slow-queries", type=int, default=30, help="queries timed for the full scans")
+    parser.add_argument("--hnsw-m", type=int, default=32)
+    parser.add_argument("--hnsw-ef", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--quality-oversample", type=int, nargs="+", default=[4, 10, 30])
     parser.add_argument("--dims", type=int, nargs="+", default=[384])
     parser.add_argument("--no-peers", action="store_true", help="skip numpy/faiss peers (they hold fp32 in RAM)")
@@ -366,9 +445,12 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--docs", type=int, default=1_000_000, help="sparse: synthetic documents")
     parser.add_argument("--doc-terms", type=int, default=128, help="sparse: terms kept per document")
     args = parser.parse_args(argv)
-    args.settings = [tuple(s.split(":")) for s in args.settings]
     if args.part == "dense":
         dense(args)
+    elif args.part == "ten-million":
+        from benchmarks.scale_10m import ten_million
+
+        ten_million(args)
     elif args.part == "quality":
         quality(args)
     else:
