@@ -158,8 +158,9 @@ def dense(args: argparse.Namespace) -> None:
     queries = draw(args.queries, 10**9)
     k = args.k
     for size in args.sizes:
-        folder = Path(tempfile.mkdtemp(prefix="rl-scale-", dir=args.workdir))
-        print(f"\n## n = {size:,} (index under {folder})")
+        reuse = args.reuse is not None
+        folder = Path(args.reuse) if reuse else Path(tempfile.mkdtemp(prefix="rl-scale-", dir=args.workdir))
+        print(f"\n## n = {size:,} (index under {folder}{', reopened: built by an earlier run' if reuse else ''})")
         step = args.batch
         stores: dict[str, CompressedVectorStore] = {}
         for text in args.settings:
@@ -183,12 +184,17 @@ def dense(args: argparse.Namespace) -> None:
             if matrix is not None:
                 matrix[start : start + n] = x
             for label, store in stores.items():
+                if reuse:
+                    continue
                 began = time.perf_counter()
                 store.replace_documents([], _chunks(start, n), x)
                 build[label] += time.perf_counter() - began
+        if reuse and any(len(store) != size for store in stores.values()):
+            raise SystemExit(f"--reuse {folder}: the stores do not hold {size:,} rows")
         exact = best[1]
+        built = "reopened the stores" if reuse else "built " + ", ".join(f"{b} in {s:.0f} s" for b, s in build.items())
         print(
-            f"- generated {size:,} rows and built {', '.join(f'{lb} in {s:.0f} s' for lb, s in build.items())} "
+            f"- generated {size:,} rows and {built} "
             f"({time.perf_counter() - started:.0f} s in all); RSS {rss_mib():,.0f} MiB",
             flush=True,
         )
@@ -299,7 +305,7 @@ def dense(args: argparse.Namespace) -> None:
         matrix = None  # the peers' float32 copy goes before the next size
         for store in stores.values():
             store.close()
-        if not args.keep:
+        if not args.keep and not reuse:
             import shutil
 
             shutil.rmtree(folder, ignore_errors=True)
@@ -442,6 +448,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--hnsw", action="store_true", help="also build faiss HNSW (slow to build at 1M)")
     parser.add_argument("--workdir", default=None, help="where the index is written (default: the temp dir)")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--reuse", default=None, help="dense: reopen the stores an earlier --keep run left here")
     parser.add_argument("--docs", type=int, default=1_000_000, help="sparse: synthetic documents")
     parser.add_argument("--doc-terms", type=int, default=128, help="sparse: terms kept per document")
     args = parser.parse_args(argv)

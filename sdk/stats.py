@@ -127,7 +127,7 @@ def _memory(folder: Path, chunks: int, dim: int) -> tuple[list[Component], set[P
     ], files
 
 
-_SEGMENT = re.compile(r"^seg-\d{6}\.(rows|codes|vectors|calib)\.npy$")
+_SEGMENT = re.compile(r"^seg-\d{6}\.(rows|codes|vectors|calib|lists)\.npy$")
 
 
 def _compressed(folder: Path, chunks: int, dim: int) -> tuple[list[Component], set[Path]]:
@@ -136,6 +136,7 @@ def _compressed(folder: Path, chunks: int, dim: int) -> tuple[list[Component], s
     for file in files:
         match = _SEGMENT.match(file.name)
         part = match.group(1) if match else ("sqlite" if ".sqlite" in file.name else "other")
+        part = "ivf" if file.name == "binary-ivf.faiss" else part
         by_part[part] = by_part.get(part, 0) + file.stat().st_size
     tail = 0
     database = folder / "compressed" / "chunks.sqlite"
@@ -155,7 +156,20 @@ def _compressed(folder: Path, chunks: int, dim: int) -> tuple[list[Component], s
             "chunks (SQLite)", disk=by_part.get("sqlite", 0) + by_part.get("other", 0), note="read for the top k only"
         ),
         Component("unflushed tail (float32, searched exactly)", ram=tail * dim * 4, note=f"{tail} rows"),
+        *_ivf_component(by_part),
     ], files
+
+
+def _ivf_component(by_part: dict[str, int]) -> list[Component]:
+    """The binary IVF's ids (8 B a row) and centres; its lists files are read once when the store opens."""
+    if "ivf" not in by_part:
+        return []
+    rows = by_part.get("rows", 0) // 8
+    return [
+        Component(
+            "binary IVF ids + centres", disk=by_part["ivf"] + by_part.get("lists", 0), ram=rows * 8 + by_part["ivf"]
+        )
+    ]
 
 
 def _chroma(folder: Path, chunks: int, dim: int) -> tuple[list[Component], set[Path]]:
