@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,54 +48,43 @@ def ten_million(args: argparse.Namespace) -> None:
         "at start: compare ratios within this run"
     )
     folder = Path(tempfile.mkdtemp(prefix="rl-10m-", dir=args.workdir))
-    file = folder / "vectors.npy"
+    file = Path(args.vectors) if args.vectors else folder / "vectors.npy"
+    draw = clustered(dim)
+    queries = draw(args.queries, 10**9)
     try:
-        header = np.lib.format.open_memmap(file, mode="w+", dtype=np.float32, shape=(size, dim))
-        offset = header.offset
-        del header  # a sparse file with the .npy header; rows are written through a plain file handle below
-        draw = clustered(dim)
-        queries = draw(args.queries, 10**9)
+        if not args.vectors:
+            _write_vectors(file, draw, size, dim, step)
+        offset = np.load(file, mmap_mode="r").offset
         best = (np.full((len(queries), k), -np.inf, np.float32), np.zeros((len(queries), k), np.int64))
-        codes = np.empty((size, (dim + 7) // 8), dtype=np.uint8)
-        threshold = None
-        started = time.perf_counter()
-        with open(file, "r+b") as handle:
+        threshold, ivf = None, None
+        started, trained = time.perf_counter(), 0.0
+        with open(file, "rb") as handle:  # plain reads, not a memory map: the RSS figure stays the process's own
+            handle.seek(offset)
             for start, n in _batches(size, step):
-                x = draw(n, start)
-                if threshold is None:
-                    threshold = x.mean(axis=0).astype(np.float32)  # as the store: the first segment's mean
-                handle.seek(offset + start * dim * 4)
-                handle.write(x.tobytes())
-                codes[start : start + n] = pack_bits(x, threshold)
+                x = np.fromfile(handle, dtype=np.float32, count=n * dim, offset=0).reshape(n, dim)
+                if ivf is None:  # as the store: the first segment sets the sign threshold and trains the centres
+                    threshold = x.mean(axis=0).astype(np.float32)
+                    began = time.perf_counter()
+                    ivf = BinaryIVF.train(x, args.ivf_lists)
+                    trained = time.perf_counter() - began
+                assert threshold is not None
+                ivf.add(pack_bits(x, threshold), np.arange(start, start + n, dtype=np.int64), ivf.assign(x))
                 best = _merge_topk(best, queries, x, start, k)
                 if (start // step) % 8 == 0:
-                    print(f"  {start + n:,} rows, {time.perf_counter() - started:.0f} s, RSS {rss_mib():,.0f} MiB")
-            handle.flush()
-            os.fsync(handle.fileno())
+                    print(
+                        f"  {start + n:,} rows indexed, {time.perf_counter() - started:.0f} s, RSS {rss_mib():,.0f} MiB"
+                    )
+        assert ivf is not None and threshold is not None and offset > 0
         exact = best[1]
-        assert threshold is not None
         print(
-            f"- generated and wrote {size:,} rows ({file.stat().st_size / 1e9:.1f} GB) with the exact answers "
-            f"in {time.perf_counter() - started:.0f} s"
-        )
-        began = time.perf_counter()
-        ivf = BinaryIVF.train(codes[:step], args.ivf_lists)
-        trained = time.perf_counter() - began
-        began = time.perf_counter()
-        for start, n in _batches(size, step):
-            part = codes[start : start + n]
-            ivf.add(part, np.arange(start, start + n, dtype=np.int64), ivf.assign(part))
-        added = time.perf_counter() - began
-        persisted = len(ivf.to_bytes())
-        codes = None  # the flat codes go: the IVF holds the only copy
-        print(
-            f"- IVF (nlist {ivf.params.nlist}) trained on the first {step:,} rows in {trained:.0f} s; "
-            f"{size:,} rows assigned and added in {added:.0f} s; trained index file {persisted / 1024:.0f} KiB"
+            f"- IVF (nlist {ivf.params.nlist}) centres trained on the first {step:,} rows in {trained:.0f} s; "
+            f"{size:,} rows read back, assigned, added and scanned for the exact answers in "
+            f"{time.perf_counter() - started:.0f} s; centres file {len(ivf.to_bytes()) / 1024:,.0f} KiB"
         )
         vectors = _map_random(np.load(file, mmap_mode="r", allow_pickle=False))
 
         def search(q: np.ndarray, nprobe: int, over: int) -> set[int]:
-            slots = np.sort(ivf.search(pack_bits(q[None, :], threshold)[0], k * over, nprobe))
+            slots = np.sort(ivf.search(q, pack_bits(q[None, :], threshold)[0], k * over, nprobe))
             scores = np.asarray(vectors[slots]) @ q  # ascending reads from the memory map
             return set(slots[np.argpartition(-scores, k - 1)[:k]].tolist())
 
@@ -115,12 +105,33 @@ def ten_million(args: argparse.Namespace) -> None:
                 flush=True,
             )
         exact_floor = size * dim * 4 / (gbs * 1e9) * 1000
-        print(f"- exact float32 scan floor at {gbs:.1f} GB/s: {exact_floor:,.0f} ms a query ({size * dim * 4 / 1e9:.1f} GB per query)")
+        print(
+            f"- exact float32 scan floor at {gbs:.1f} GB/s: {exact_floor:,.0f} ms a query "
+            f"({size * dim * 4 / 1e9:.1f} GB per query)"
+        )
         print(
             f"- IVF in RAM {ivf.nbytes / 2**20:,.0f} MiB (codes + ids + centres); float32 vectors memory-mapped "
             f"{vectors.nbytes / 2**30:.1f} GiB; process RSS now {rss_mib():,.0f} MiB (includes mapped pages the "
             f"rescoring touched), peak RSS {peak_rss_mib():,.0f} MiB (getrusage); load average {_loadavg()}"
         )
     finally:
-        if not args.keep:
+        if not args.keep:  # a --vectors file is the caller's: only the temp folder goes
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _write_vectors(file: Path, draw: Any, size: int, dim: int, step: int) -> None:
+    """Generate the rows chunk by chunk into a .npy file through a plain file handle (never all in RAM)."""
+    header = np.lib.format.open_memmap(file, mode="w+", dtype=np.float32, shape=(size, dim))
+    offset = header.offset
+    del header  # a sparse file with the .npy header
+    started = time.perf_counter()
+    with open(file, "r+b") as handle:
+        for start, n in _batches(size, step):
+            handle.seek(offset + start * dim * 4)
+            handle.write(draw(n, start).tobytes())
+        handle.flush()
+        os.fsync(handle.fileno())
+    print(
+        f"- generated and wrote {size:,} rows ({file.stat().st_size / 1e9:.1f} GB) in "
+        f"{time.perf_counter() - started:.0f} s"
+    )

@@ -1,14 +1,18 @@
-"""An inverted-file (IVF) first stage over packed sign codes: faiss ``IndexBinaryIVF`` (Hamming).
+"""An inverted-file (IVF) first stage over packed sign codes: float centres pick the lists, faiss scans their codes.
 
-One responsibility: hold the binary codes of the live rows in ``nlist`` Hamming clusters and return, for a query,
-the ``count`` nearest codes among the ``nprobe`` nearest clusters — a fraction of a flat scan's work. Needs faiss
-(the ``compress`` extra: ``pip install 'ragloom[compress]'``); the flat scan in :mod:`ragloom.stores.codes` is the
-reference and the fallback.
+One responsibility: bucket the binary codes of the live rows by their nearest of ``nlist`` float32 centres
+(spherical k-means on the float vectors) and return, for a query, the ``count`` codes nearest in Hamming distance
+among the ``nprobe`` lists whose centres score highest against the float query — a fraction of a flat scan's work.
+The lists live in a faiss ``IndexBinaryIVF`` searched with ``search_preassigned``. Centres taken from the float
+vectors, not from the bits: k-means on the sign bits (faiss's own binary quantizer) gave centres ~170 of 384 bits
+from every query on clustered data, and recall@10 stalled at 0.93 with 128 of 1,024 lists probed; float centres
+reached 0.97 with 16 of 256 (docs/compression.md). Needs faiss (the ``compress`` extra:
+``pip install 'ragloom[compress]'``); the flat scan in :mod:`ragloom.stores.codes` is the reference and fallback.
 
-Persistence is split so a flush never rewrites the whole index: the *trained, empty* index (the cluster centres and
-the parameters) is one file written once with ``faiss.serialize_index_binary`` (bytes, no pickle), and each
-segment stores the cluster of each of its rows (``seg-*.lists.npy``, int32). Loading deserialises the centres and
-appends every segment's codes to their recorded lists (no k-means, no re-assignment).
+Persistence is split so a flush never rewrites the whole index: the centres are one file written once (a faiss
+``IndexFlatIP`` through ``faiss.serialize_index``: bytes, no pickle), and each segment stores the list of each of
+its rows (``seg-*.lists.npy``, int32). Loading deserialises the centres and appends every segment's codes to their
+recorded lists (no k-means, no re-assignment).
 """
 
 from __future__ import annotations
@@ -24,10 +28,10 @@ from ragloom.stores.codes import one_thread
 
 __all__ = ["DEFAULT_NPROBE", "BinaryIVF", "IVFParams"]
 
-KIND = "faiss.IndexBinaryIVF"
+KIND = "faiss.IndexBinaryIVF+IndexFlatIP centres"
 DEFAULT_NPROBE = 16
-"""Clusters probed per query when ``nprobe`` is not given, from ``python -m benchmarks scale dense`` (docs/
-compression.md): at 1M × 384 with 1,024 lists and oversample 100 it reached recall@10 ≥ 0.99 of exact."""
+"""Lists probed per query when ``nprobe`` is not given, from ``python -m benchmarks scale dense`` (docs/
+compression.md)."""
 TRAIN_PER_LIST = 64  # training rows per cluster (faiss warns below 39; more only slows k-means)
 
 
@@ -39,14 +43,15 @@ def _faiss() -> Any:
 
 @dataclass(frozen=True)
 class IVFParams:
-    """What the persisted index must match: its kind, code width in bits and number of lists."""
+    """What the persisted index must match: its kind, vector dimension, code width in bits and number of lists."""
 
+    dim: int
     bits: int
     nlist: int
     kind: str = KIND
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "bits": self.bits, "nlist": self.nlist}
+        return {"kind": self.kind, "dim": self.dim, "bits": self.bits, "nlist": self.nlist}
 
 
 class BinaryIVF:
@@ -56,73 +61,70 @@ class BinaryIVF:
     measured in docs/compression.md), so a search never returns a deleted row and needs no over-fetching.
     """
 
-    def __init__(self, index: Any, params: IVFParams) -> None:
-        self._faiss = _faiss()
-        self._index = index
-        self.params = params
+    def __init__(self, centres: np.ndarray, bits: int) -> None:
+        faiss = self._faiss = _faiss()
+        self.centres = np.ascontiguousarray(centres, dtype=np.float32)
+        self.params = IVFParams(int(self.centres.shape[1]), bits, int(self.centres.shape[0]))
+        self._quantizer = faiss.IndexBinaryFlat(bits)  # unused (lists are preassigned), kept alive with the index
+        self._index = faiss.IndexBinaryIVF(self._quantizer, bits, self.params.nlist)
+        self._index.is_trained = True
 
     # -- building -------------------------------------------------------------------------------------------------
     @classmethod
-    def train(cls, codes: np.ndarray, nlist: int, seed: int = 0) -> BinaryIVF:
-        """Cluster a sample of ``codes`` into at most ``nlist`` lists (fewer when there are fewer than
-        ``TRAIN_PER_LIST`` rows a list: k-means needs points to place its centres)."""
+    def train(cls, vectors: np.ndarray, nlist: int, bits: int | None = None, seed: int = 0) -> BinaryIVF:
+        """Spherical k-means of a sample of the float ``vectors`` into at most ``nlist`` centres (fewer when there
+        are fewer than ``TRAIN_PER_LIST`` rows a list: k-means needs points to place its centres)."""
         faiss = _faiss()
-        codes = np.ascontiguousarray(codes, dtype=np.uint8)
-        bits = codes.shape[1] * 8
-        nlist = max(1, min(nlist, codes.shape[0] // TRAIN_PER_LIST))
-        sample = codes
-        if codes.shape[0] > nlist * TRAIN_PER_LIST:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        dim = vectors.shape[1]
+        nlist = max(1, min(nlist, vectors.shape[0] // TRAIN_PER_LIST))
+        if nlist == 1:
+            centre = vectors.mean(axis=0, keepdims=True)
+            return cls(centre / max(float(np.linalg.norm(centre)), 1e-12), bits or dim)
+        sample = vectors
+        if vectors.shape[0] > nlist * TRAIN_PER_LIST:
             rng = np.random.default_rng(seed)
-            sample = codes[np.sort(rng.choice(codes.shape[0], nlist * TRAIN_PER_LIST, replace=False))]
-        quantizer = faiss.IndexBinaryFlat(bits)
-        index = faiss.IndexBinaryIVF(quantizer, bits, nlist)
-        index.own_fields = True
-        quantizer.this.disown()  # the index owns (and frees) its quantizer
-        if nlist > 1:
-            index.cp.seed = seed
-            index.train(sample)
-        else:
-            index.quantizer.add(sample[:1])
-            index.is_trained = True
-        return cls(index, IVFParams(bits, nlist))
+            sample = vectors[np.sort(rng.choice(vectors.shape[0], nlist * TRAIN_PER_LIST, replace=False))]
+        kmeans = faiss.Kmeans(dim, nlist, niter=10, seed=seed, spherical=True)
+        kmeans.train(sample)
+        return cls(kmeans.centroids, bits or dim)
 
     def to_bytes(self) -> bytes:
-        """The trained index without its rows (centres + parameters), for ``atomic_write_bytes``."""
-        faiss = self._faiss
-        empty = faiss.IndexBinaryIVF(self._index.quantizer, self.params.bits, self.params.nlist)
-        empty.is_trained = True
-        return bytes(faiss.serialize_index_binary(empty))
+        """The centres as a serialised faiss ``IndexFlatIP``, for ``atomic_write_bytes``."""
+        flat = self._faiss.IndexFlatIP(self.centres.shape[1])
+        flat.add(self.centres)
+        return bytes(self._faiss.serialize_index(flat))
 
     @classmethod
     def from_bytes(cls, data: bytes, expected: IVFParams, where: str) -> BinaryIVF:
-        """Deserialise a trained index and check it is the one the store recorded."""
+        """Deserialise the centres and check they are the ones the store recorded."""
         faiss = _faiss()
         try:
-            index = faiss.deserialize_index_binary(np.frombuffer(data, dtype=np.uint8))  # already downcast
+            index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))  # already downcast
         except RuntimeError as exc:
-            raise IndexCorruptError(f"{where} is not a faiss binary index ({exc}); re-index") from exc
-        if not isinstance(index, faiss.IndexBinaryIVF):
-            raise IndexCorruptError(f"{where} holds a {type(index).__name__}, expected {KIND}; re-index")
-        found = IVFParams(int(index.d), int(index.nlist))
-        if found != expected or index.ntotal != 0:
+            raise IndexCorruptError(f"{where} is not a faiss index ({exc}); re-index") from exc
+        if not isinstance(index, faiss.IndexFlatIP):
+            raise IndexCorruptError(f"{where} holds a {type(index).__name__}, expected IndexFlatIP centres; re-index")
+        found = (int(index.d), int(index.ntotal))
+        if found != (expected.dim, expected.nlist):
             raise IndexCorruptError(
-                f"{where} holds {found.to_json()} with {index.ntotal} rows, the store recorded "
-                f"{expected.to_json()} with 0; re-index"
+                f"{where} holds {found[1]} centres of dimension {found[0]}, the store recorded "
+                f"{expected.nlist} of {expected.dim}; re-index"
             )
-        return cls(index, expected)
+        centres = faiss.rev_swig_ptr(index.get_xb(), index.ntotal * index.d)
+        return cls(np.asarray(centres).reshape(found[1], found[0]).copy(), expected.bits)
 
     @staticmethod
     def checksum(data: bytes) -> str:
         return hashlib.sha256(data).hexdigest()
 
-    def assign(self, codes: np.ndarray) -> np.ndarray:
-        """The list of each row (int32): its nearest centre in Hamming distance."""
-        codes = np.ascontiguousarray(codes, dtype=np.uint8)
-        if codes.shape[0] == 0:
-            return np.zeros(0, dtype=np.int32)
-        with one_thread(self._faiss):
-            _, lists = self._index.quantizer.search(codes, 1)
-        return lists[:, 0].astype(np.int32)
+    def assign(self, vectors: np.ndarray, block: int = 65536) -> np.ndarray:
+        """The list of each row (int32): its highest-scoring centre."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        out = np.empty(vectors.shape[0], dtype=np.int32)
+        for start in range(0, vectors.shape[0], block):
+            out[start : start + block] = np.argmax(vectors[start : start + block] @ self.centres.T, axis=1)
+        return out
 
     def add(self, codes: np.ndarray, slots: np.ndarray, lists: np.ndarray) -> None:
         """Append rows to their recorded lists (no re-assignment)."""
@@ -155,14 +157,20 @@ class BinaryIVF:
     @property
     def nbytes(self) -> int:
         """RAM held: codes and ids in the lists plus the centres."""
-        return int(self._index.ntotal) * (self.params.bits // 8 + 8) + self.params.nlist * self.params.bits // 8
+        return int(self._index.ntotal) * (self.params.bits // 8 + 8) + int(self.centres.nbytes)
 
-    def search(self, query_bits: np.ndarray, count: int, nprobe: int) -> np.ndarray:
-        """Slots of up to ``count`` rows nearest the query among the ``nprobe`` nearest lists, nearest first."""
+    def search(self, query: np.ndarray, query_bits: np.ndarray, count: int, nprobe: int) -> np.ndarray:
+        """Slots of up to ``count`` rows nearest the query's bits among the ``nprobe`` lists whose centres score
+        highest against the float ``query``, nearest first."""
         count = min(count, len(self))
         if count <= 0:
             return np.zeros(0, dtype=np.int64)
-        self._index.nprobe = max(1, min(nprobe, self.params.nlist))
+        nprobe = max(1, min(nprobe, self.params.nlist))
+        scores = self.centres @ np.asarray(query, dtype=np.float32)
+        lists = np.argpartition(-scores, nprobe - 1)[:nprobe] if nprobe < scores.size else np.arange(scores.size)
+        self._index.nprobe = nprobe
         with one_thread(self._faiss):
-            _, slots = self._index.search(np.ascontiguousarray(query_bits[None, :], dtype=np.uint8), count)
+            _, slots = self._index.search_preassigned(
+                np.ascontiguousarray(query_bits[None, :], dtype=np.uint8), count, lists[None, :].astype(np.int64), None
+            )
         return slots[0][slots[0] >= 0].astype(np.int64)

@@ -296,14 +296,17 @@ class CompressedVectorStore:
         data = file.read_bytes()
         if BinaryIVF.checksum(data) != record["sha256"]:
             raise IndexCorruptError(f"{file} does not match its recorded checksum; re-index")
-        return BinaryIVF.from_bytes(data, IVFParams(int(record["bits"]), int(record["nlist"])), str(file))
+        return BinaryIVF.from_bytes(
+            data, IVFParams(int(record["dim"]), int(record["bits"]), int(record["nlist"])), str(file)
+        )
 
-    def _train_ivf(self, codes: np.ndarray) -> BinaryIVF:
-        """Train the IVF on the first segment's codes; its file is written atomically and recorded in the
+    def _train_ivf(self, vectors: np.ndarray) -> BinaryIVF:
+        """Train the IVF's centres on the first segment's vectors; its file is written atomically and recorded in the
         caller's transaction (a crash before the commit leaves a file the next first flush overwrites)."""
         assert self.ivf_lists is not None
-        ivf = BinaryIVF.train(codes, self.ivf_lists)
-        record: dict[str, Any] = {**ivf.params.to_json(), "file": _IVF_FILE, "trained_rows": int(codes.shape[0])}
+        assert self._dim is not None
+        ivf = BinaryIVF.train(vectors, self.ivf_lists, bits=8 * ((self._dim + 7) // 8))
+        record: dict[str, Any] = {**ivf.params.to_json(), "file": _IVF_FILE, "trained_rows": int(vectors.shape[0])}
         if self.path is not None:
             data = ivf.to_bytes()
             atomic_write_bytes(self.path / _IVF_FILE, data)
@@ -497,8 +500,8 @@ class CompressedVectorStore:
             parts["codes"] = pack_bits(vectors, self._threshold)
             if self.ivf_lists is not None:
                 if self._ivf is None or self._meta("ivf") is None:  # the first segment (or a rolled-back one)
-                    self._ivf = self._train_ivf(parts["codes"])
-                parts["lists"] = self._ivf.assign(parts["codes"])
+                    self._ivf = self._train_ivf(vectors)
+                parts["lists"] = self._ivf.assign(vectors)
         elif self.first_stage == "int8":
             assert calibration is not None
             parts["codes"] = calibration.encode(vectors)
@@ -582,7 +585,7 @@ class CompressedVectorStore:
         count = k if self.rescore is None else k * self.oversample
         if self._ivf is not None:
             assert self._threshold is not None
-            return self._ivf_candidates(pack_bits(query[None, :], self._threshold)[0], count, allowed)
+            return self._ivf_candidates(query, pack_bits(query[None, :], self._threshold)[0], count, allowed)
         if self.first_stage == "binary":
             assert self._binary is not None and self._threshold is not None
             bits = pack_bits(query[None, :], self._threshold)[0]
@@ -595,15 +598,17 @@ class CompressedVectorStore:
         found = [self._segment_candidates(query, seg, count, allowed) for seg in self._segments]
         return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
-    def _ivf_candidates(self, bits: np.ndarray, count: int, allowed: np.ndarray | None) -> np.ndarray:
+    def _ivf_candidates(
+        self, query: np.ndarray, bits: np.ndarray, count: int, allowed: np.ndarray | None
+    ) -> np.ndarray:
         """IVF candidates: deleted rows are not in the index; a filter keeping most rows post-filters a larger
         IVF answer, a smaller one hands every allowed slot to the exact rescoring (the first stage is skipped)."""
         assert self._ivf is not None
         live = len(self._ivf)
         if allowed is None or allowed.size == live:
-            return self._ivf.search(bits, count, self.nprobe)
+            return self._ivf.search(query, bits, count, self.nprobe)
         if allowed.size > live // 2:
-            slots = self._ivf.search(bits, count + live - allowed.size, self.nprobe)
+            slots = self._ivf.search(query, bits, count + live - allowed.size, self.nprobe)
             return slots[np.isin(slots, allowed, assume_unique=True)][:count]
         return allowed
 

@@ -18,7 +18,7 @@ pytest.importorskip("faiss")
 
 from ragloom.adapters.dense import DenseRetriever, TransformersDenseEncoder
 from ragloom.errors import IndexCorruptError, InvalidInputError, MissingExtraError, StoreMismatchError
-from ragloom.stores.binary_ivf import BinaryIVF
+from ragloom.stores.binary_ivf import BinaryIVF, IVFParams
 from ragloom.stores.compressed import CompressedVectorStore
 from ragloom.testing import RetrieverContract
 from ragloom.types import Chunk
@@ -131,9 +131,14 @@ def test_trained_index_is_persisted_verified_and_refused_on_mismatch(tmp_path: P
 def test_a_foreign_faiss_file_is_refused(tmp_path: Path) -> None:
     import faiss
 
-    flat = bytes(faiss.serialize_index_binary(faiss.IndexBinaryFlat(DIM)))
-    with pytest.raises(IndexCorruptError, match=r"expected faiss\.IndexBinaryIVF"):
-        BinaryIVF.from_bytes(flat, BinaryIVF.train(np.zeros((10, DIM // 8), np.uint8), 1).params, "x.faiss")
+    params = IVFParams(DIM, DIM, 1)
+    with pytest.raises(IndexCorruptError, match="expected IndexFlatIP centres"):
+        BinaryIVF.from_bytes(bytes(faiss.serialize_index(faiss.IndexFlatL2(DIM))), params, "x.faiss")
+    with pytest.raises(IndexCorruptError, match="not a faiss index"):
+        BinaryIVF.from_bytes(bytes(faiss.serialize_index_binary(faiss.IndexBinaryFlat(DIM))), params, "x.faiss")
+    wrong = BinaryIVF.train(_clustered(256), 2).to_bytes()  # 2 centres, the store recorded 1
+    with pytest.raises(IndexCorruptError, match="holds 2 centres of dimension 32"):
+        BinaryIVF.from_bytes(wrong, params, "x.faiss")
 
 
 def test_crash_after_training_before_commit_retrains(tmp_path: Path) -> None:
