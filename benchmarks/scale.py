@@ -193,7 +193,8 @@ def dense(args: argparse.Namespace) -> None:
         if reuse and any(len(store) != size for store in stores.values()):
             raise SystemExit(f"--reuse {folder}: the stores do not hold {size:,} rows")
         exact = best[1]
-        built = "reopened the stores" if reuse else "built " + ", ".join(f"{b} in {s:.0f} s" for b, s in build.items())
+        built = "built " + ", ".join(f"{b} in {s:.0f} s" for b, s in build.items() if b in empty)
+        built += f"; reopened {', '.join(sorted(set(stores) - empty))}" if reuse else ""
         print(
             f"- generated {size:,} rows and {built} "
             f"({time.perf_counter() - started:.0f} s in all); RSS {rss_mib():,.0f} MiB",

@@ -541,8 +541,8 @@ class CompressedVectorStore:
 
     def _allowed(self, filters: Filters | None) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Slots the first stage may return (None: every live one) and a mask over the tail (None: all)."""
-        if not filters:
-            return (None if self._alive.all() else np.flatnonzero(self._alive)), None
+        if not filters:  # the IVF holds live rows only; a flat first stage is told which slots are alive
+            return (None if self._ivf is not None or self._alive.all() else np.flatnonzero(self._alive)), None
         matching = np.fromiter(
             (r for r, text in self._db.execute("SELECT rowid, chunk FROM chunks") if self._matches(text, filters)),
             dtype=np.int64,
