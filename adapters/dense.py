@@ -38,9 +38,10 @@ class TransformersDenseEncoder:
     to fp32 and the same SciFact nDCG@10), fp32 elsewhere (bf16 without native support is emulated, several times
     slower than fp32); the dtype is not part of the fingerprint.
 
-    ``threads`` (CPU only): ``"auto"`` times each batch and keeps the fastest thread count (one thread beats two on
-    a busy machine, see :mod:`ragloom.cpu_threads`); an int uses that many; ``None`` leaves torch's setting alone.
-    torch's process-wide count is changed only while this encoder runs and restored afterwards.
+    ``threads`` (CPU only): ``None`` (the default) leaves torch's setting alone; ``"auto"`` times each batch and keeps
+    the fastest thread count (one thread beats two on a busy machine, see :mod:`ragloom.cpu_threads`); an int uses
+    that many. With ``"auto"`` or an int, torch's process-wide count changes while this encoder runs (other torch
+    work in the process sees it meanwhile) and is restored afterwards, which is why it is opt-in.
     """
 
     def __init__(
@@ -58,7 +59,7 @@ class TransformersDenseEncoder:
         device: str | None = None,
         allow_download: bool = False,
         trust_remote_code: bool = False,
-        threads: ThreadSetting = "auto",
+        threads: ThreadSetting = None,
     ) -> None:
         self._torch = require("torch", "dense", "dense encoding")
         self.threads = check_thread_setting(threads)

@@ -4,7 +4,7 @@ Passages are SciFact abstracts cut to at most L tokens (L = 128 and 512), so bot
 natural length variation. In one process, after a warm-up, each ragloom setting and the peer (sentence-transformers
 fp32 at torch's default threads) run in alternation; the table shows median passages/s, the ratio to the peer and
 the min/mean cosine of each setting's vectors to the peer's. Settings: fp32 at torch's threads (``threads=None``),
-fp32 with ``threads="auto"`` (the default), bf16 (only with ``--bf16`` or on a CPU with native bf16; elsewhere it is
+fp32 with ``threads="auto"`` (opt-in), bf16 (only with ``--bf16`` or on a CPU with native bf16; elsewhere it is
 emulated and several times slower) and int8 dynamic quantisation of the Linear layers (``--int8``: not an encoder
 option, it fails the cosine >= 0.999 bar). Peak memory: each side in a fresh subprocess (``--memory``).
 """
@@ -78,12 +78,12 @@ def _settings(path, length: int, bf16: bool, native: bool, int8: bool) -> dict: 
 
     settings = {
         "ragloom fp32, torch's threads": make(dtype="float32", threads=None),
-        'ragloom fp32, threads="auto"': make(dtype="float32"),
+        'ragloom fp32, threads="auto"': make(dtype="float32", threads="auto"),
     }
     if native or bf16:
-        settings['ragloom bf16, threads="auto"' + ("" if native else " (emulated)")] = make(dtype="bfloat16")
+        settings['ragloom bf16, threads="auto"' + ("" if native else " (emulated)")] = make(dtype="bfloat16", threads="auto")
     if int8:
-        settings['ragloom int8 dynamic, threads="auto"'] = _int8(make(dtype="float32"))
+        settings['ragloom int8 dynamic, threads="auto"'] = _int8(make(dtype="float32", threads="auto"))
     return settings
 
 
