@@ -81,7 +81,8 @@ def _settings(path, length: int, bf16: bool, native: bool, int8: bool) -> dict: 
         'ragloom fp32, threads="auto"': make(dtype="float32", threads="auto"),
     }
     if native or bf16:
-        settings['ragloom bf16, threads="auto"' + ("" if native else " (emulated)")] = make(dtype="bfloat16", threads="auto")
+        label = 'ragloom bf16, threads="auto"' + ("" if native else " (emulated)")
+        settings[label] = make(dtype="bfloat16", threads="auto")
     if int8:
         settings['ragloom int8 dynamic, threads="auto"'] = _int8(make(dtype="float32", threads="auto"))
     return settings
