@@ -219,7 +219,7 @@ def build_retriever(spec: RetrieverSpec, index_dir: Path | None, allow_download:
         )
     if isinstance(builder, str):
         module, _, function = builder.partition(":")
-        builder = getattr(importlib.import_module(module), function)
+        builder = getattr(importlib.import_module(module), function)  # a "module:function" reference
     return builder(spec, index_dir / spec.name if index_dir is not None else None, allow_download)
 
 

@@ -38,7 +38,7 @@ from ragloom.errors import ConfigError, RagloomError
 from ragloom.eval import BeirDataset, aggregate_to_documents, evaluate_run, load_beir
 from ragloom.fusion import fit_weights, fuser_from_config, fuser_to_config
 from ragloom.pipeline import Pipeline
-from ragloom.protocols import Fuser, Retriever
+from ragloom.protocols import Closeable, Fuser, Retriever
 from ragloom.recipes.config import (
     DEFAULT_MODELS,
     GeneratorSpec,
@@ -230,13 +230,12 @@ def _eval(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     for retriever in retrievers:
         if len(retriever) == 0:
-            retriever.add(list(test.documents))  # type: ignore[call-arg]
+            retriever.add(list(test.documents))
     indexed = time.perf_counter() - started
     rows = compare_fusions(retrievers, test, fit=fit, kinds=args.fusion)
     for retriever in retrievers:
-        close = getattr(retriever, "close", None)
-        if callable(close):
-            close()
+        if isinstance(retriever, Closeable):
+            retriever.close()
     print(
         f"# {test.name} {args.split} ({len(test.queries)} queries, {len(test.documents)} docs), "
         f"chunk size {args.chunk_size}, indexing {indexed:.0f}s"

@@ -28,7 +28,7 @@ import numpy as np
 
 from ragloom.errors import ConfigError, IndexTooSmallError
 from ragloom.fusion import fuser_from_config
-from ragloom.protocols import Fuser, Retriever
+from ragloom.protocols import ChunkListing, Fuser, Retriever
 from ragloom.pseudo_queries import PseudoQueryGenerator, SalientSpanQueries
 from ragloom.types import Chunk, Hit
 
@@ -53,10 +53,9 @@ MIN_QUERIES = 20
 def index_chunks(retrievers: Sequence[Retriever]) -> list[Chunk]:
     """The chunks of the first retriever that can list them (dense, SPLADE and BM25 indexes can)."""
     for retriever in retrievers:
-        listing = getattr(retriever, "chunks", None)
-        if callable(listing):
+        if isinstance(retriever, ChunkListing):
             try:
-                return list(listing())
+                return list(retriever.chunks())
             except ConfigError:
                 continue
     names = ", ".join(r.name for r in retrievers)

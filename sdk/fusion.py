@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 
 from ragloom.errors import ConfigError, InvalidInputError
+from ragloom.protocols import ConfigurableFuser
 from ragloom.types import Hit
 
 __all__ = [
@@ -260,7 +261,6 @@ def fuser_to_config(fuser: object) -> dict[str, object]:
         return {"kind": "zscore", "weights": dict(fuser.weights), "key": fuser.key}
     if isinstance(fuser, ConvexFusion):
         return {"kind": "minmax", "weights": fuser.weights, "key": fuser.key}
-    to_config = getattr(fuser, "to_config", None)
-    if callable(to_config):
-        return dict(to_config())
+    if isinstance(fuser, ConfigurableFuser):
+        return dict(fuser.to_config())
     raise ConfigError(f"Cannot serialise fuser of type {type(fuser).__name__}")

@@ -140,7 +140,7 @@ def read_regular_bytes(path: str | os.PathLike[str], max_bytes: int) -> bytes:
     Index folders may come from someone else: a symlink (to /dev/zero, or out of the folder), a FIFO (which would
     block for ever) or an oversized file raises :class:`IndexCorruptError` instead of being followed or read.
     """
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)  # POSIX-only flags
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ragloom.errors import EncoderMismatchError, IndexLockedError, InvalidInputError
+from ragloom.protocols import Closeable
 from ragloom.types import Document, Hit
 
 __all__ = ["CONTRACT_DOCUMENTS", "RetrieverContract", "profile_documents"]
@@ -92,9 +93,8 @@ def profile_documents(seed: int = 0) -> tuple[list[Document], dict[str, set[str]
 
 
 def _close(retriever: Any) -> None:
-    close = getattr(retriever, "close", None)
-    if callable(close):
-        close()
+    if isinstance(retriever, Closeable):
+        retriever.close()
 
 
 class RetrieverContract:

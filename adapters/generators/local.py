@@ -184,6 +184,11 @@ class TransformersGenerator:
         return f"TransformersGenerator({self.name!r}, dtype={self.dtype}, device={self.device!r})"
 
     # -- token accounting ---------------------------------------------------------------------------------------
+    @property
+    def reply_tokens(self) -> int:
+        """The reply's cap (``max_new_tokens``): prompt builders leave this much of the window free."""
+        return int(self.max_new_tokens)
+
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` with this model's tokenizer (no special tokens)."""
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])

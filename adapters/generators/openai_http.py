@@ -249,6 +249,11 @@ class OpenAICompatibleGenerator:
         self._aclient_loop: asyncio.AbstractEventLoop | None = None
 
     @property
+    def reply_tokens(self) -> int | None:
+        """The reply's cap (``max_tokens``; None: the server's): prompt builders leave this much of the window."""
+        return self.max_tokens
+
+    @property
     def name(self) -> str:
         return f"openai:{self.model}"
 

@@ -57,6 +57,7 @@ from ragloom.adapters.integrations._common import (  # noqa: E402
     search_source,
 )
 from ragloom.errors import EndpointError, InvalidInputError, RagloomError, RagloomWarning  # noqa: E402
+from ragloom.protocols import ContextWindowAware, ReplyLimited  # noqa: E402
 from ragloom.types import Answer, Hit, Message  # noqa: E402
 
 if TYPE_CHECKING:
@@ -284,9 +285,10 @@ class RagloomLLM(CustomLLM):
 
     @property
     def metadata(self) -> LLMMetadata:
-        window = self.context_window or getattr(self.generator, "context_window", None) or 4096
-        output = self.num_output or getattr(self.generator, "max_new_tokens", None)
-        output = output or getattr(self.generator, "max_tokens", None) or 256
+        generator = self.generator
+        window = self.context_window or (generator.context_window if isinstance(generator, ContextWindowAware) else 0)
+        output = self.num_output or (generator.reply_tokens if isinstance(generator, ReplyLimited) else 0)
+        window, output = window or 4096, output or 256
         return LLMMetadata(
             context_window=int(window),
             num_output=int(output),

@@ -447,7 +447,7 @@ class MultiVectorStore:
             wanted = "float16" if device.startswith("cuda") else "float32"
         if wanted == "float16" and device == "cpu":
             raise ConfigError("float16 math on a CPU is very slow; use compute_dtype='float32' or 'bfloat16'")
-        return torch, device, getattr(torch, wanted)
+        return torch, device, getattr(torch, wanted)  # the torch dtype named by the setting
 
     def search(
         self, queries: Sequence[np.ndarray], k: int, filters: Filters | None = None, *, exact: bool = False
