@@ -58,20 +58,9 @@ T = TypeVar("T")
 
 def hit_metadata(hit: Hit) -> dict[str, MetadataValue | None]:
     """The chunk's own metadata plus ragloom's keys (which win over a document key of the same name)."""
-    chunk = hit.chunk
-    metadata: dict[str, MetadataValue | None] = dict(chunk.metadata)
-    metadata.update(
-        chunk_id=chunk.id,
-        doc_id=chunk.doc_id,
-        source=chunk.source,
-        page=chunk.page,
-        start=chunk.start,
-        end=chunk.end,
-        score=hit.score,
-        score_kind=hit.score_kind,
-        retriever=hit.retriever,
-        rank=hit.rank,
-    )
+    shape = hit.to_dict()  # the one JSON form, flattened: its fields minus the text and the nested metadata
+    metadata: dict[str, MetadataValue | None] = dict(hit.chunk.metadata)
+    metadata.update({key: shape[key] for key in METADATA_KEYS if key != "explanation"})
     if hit.explanation:
         metadata["explanation"] = hit.explanation
     return metadata
@@ -126,51 +115,13 @@ def hit_from_metadata(text: str, metadata: Mapping[str, Any], *, chunk_id: str, 
 
 
 def hit_to_dict(hit: Hit) -> dict[str, Any]:
-    """A JSON-ready view of a hit (what agent tools return)."""
-    chunk = hit.chunk
-    out: dict[str, Any] = {
-        "rank": hit.rank,
-        "score": hit.score,
-        "score_kind": hit.score_kind,
-        "retriever": hit.retriever,
-        "chunk_id": chunk.id,
-        "doc_id": chunk.doc_id,
-        "source": chunk.source,
-        "page": chunk.page,
-        "start": chunk.start,
-        "end": chunk.end,
-        "text": chunk.text,
-        "metadata": dict(chunk.metadata),
-    }
-    if hit.explanation:
-        out["explanation"] = hit.explanation
-    return out
+    """A hit's JSON form (what agent tools return): :meth:`Hit.to_dict`."""
+    return hit.to_dict()
 
 
 def answer_to_dict(answer: Answer) -> dict[str, Any]:
-    """A JSON-ready view of an answer: text, resolved citations, the passages it was given, groundedness."""
-    return {
-        "answer": answer.text,
-        "grounded": answer.is_grounded,
-        "citations": [
-            {
-                "marker": c.marker,
-                "chunk_id": c.hit.chunk.id,
-                "doc_id": c.doc_id,
-                "source": c.hit.chunk.source,
-                "page": c.page,
-                "start": c.span[0],
-                "end": c.span[1],
-            }
-            for c in answer.citations
-        ],
-        "dangling_markers": list(answer.dangling_markers),
-        "unsupported_markers": list(answer.unsupported_markers),
-        "citations_inferred": answer.citations_inferred,
-        "verdict": answer.verdict,
-        "support": answer.support.to_dict() if answer.support is not None else None,
-        "passages": [hit_to_dict(h) for h in answer.context],
-    }
+    """An answer's JSON form (what agent tools return): :meth:`Answer.to_dict`."""
+    return answer.to_dict()
 
 
 @dataclass(frozen=True)

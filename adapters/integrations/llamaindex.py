@@ -193,7 +193,7 @@ def _positive(k: object, owner: str) -> int | None:
 
 def _response(answer: Answer) -> Response:
     details = answer_to_dict(answer)
-    details.pop("passages")
+    details.pop("context")
     details.pop("answer")
     details["timings"] = dict(answer.timings)
     return Response(response=answer.text, source_nodes=[hit_to_node(h) for h in answer.context], metadata=details)

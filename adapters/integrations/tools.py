@@ -80,7 +80,7 @@ class AskInput(BaseModel):
 
 
 class PassageOutput(BaseModel):
-    """One passage found: where it is (document, source, page, character span) and its text."""
+    """One passage found: where it is (document, source, page, character span) and its text (``Hit.to_dict``)."""
 
     rank: int
     score: float
@@ -94,7 +94,7 @@ class PassageOutput(BaseModel):
     end: int
     text: str
     metadata: dict[str, FilterValue]
-    explanation: str | None = None
+    explanation: str = ""
 
 
 class SearchOutput(BaseModel):
@@ -104,6 +104,8 @@ class SearchOutput(BaseModel):
 
 
 class CitationOutput(BaseModel):
+    """Where an ``[n]`` marker points (``Citation.to_dict``); the passage itself is in ``context``."""
+
     marker: int
     chunk_id: str
     doc_id: str
@@ -114,15 +116,18 @@ class CitationOutput(BaseModel):
 
 
 class AskOutput(BaseModel):
-    """What the ask tool returns."""
+    """What the ask tool returns (``Answer.to_dict``): the answer, its citations and the passages it was given."""
 
     answer: str
-    grounded: bool
     citations: list[CitationOutput]
+    context: list[PassageOutput]
+    timings: dict[str, float]
     dangling_markers: list[int]
     unsupported_markers: list[int]
     citations_inferred: bool
-    passages: list[PassageOutput]
+    grounded: bool
+    verdict: str
+    support: dict[str, Any] | None
 
 
 def _strict_text(description: str) -> dict[str, Any]:
