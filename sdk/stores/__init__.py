@@ -1,7 +1,9 @@
-"""Vector stores: exact in-memory (persisted in SQLite), compressed (binary/int8 codes + rescoring) and chromadb.
+"""The core's stores. Dense vectors: exact in-memory (persisted in SQLite), compressed (binary/int8 codes +
+rescoring) and chromadb, behind :class:`VectorStore`; also the sparse inverted index (``stores.sparse``,
+``stores.sparse_approx``) and the multi-vector store (``stores.multivector``).
 
-A store keeps chunks with their vectors and answers top-k inner-product queries. It knows nothing about
-encoders: the retriever that owns it writes the manifest and checks the encoder fingerprint.
+A store keeps chunks with their vectors and answers top-k queries. It knows nothing about encoders: the
+retriever that owns it writes the manifest and checks the encoder fingerprint.
 """
 
 from __future__ import annotations
