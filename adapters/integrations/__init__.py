@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 _LAZY = {
-    "METADATA_KEYS": "ragloom.adapters.integrations._common",
+    "METADATA_KEYS": "ragloom.adapters.integrations._hits",
     "AskInput": "ragloom.adapters.integrations.tools",
     "RagloomTools": "ragloom.adapters.integrations.tools",
     "SearchInput": "ragloom.adapters.integrations.tools",
