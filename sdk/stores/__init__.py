@@ -13,7 +13,8 @@ import numpy as np
 
 from ragloom._imports import lazy_exports
 from ragloom.protocols import Filters
-from ragloom.stores.memory import InMemoryVectorStore, chunk_matches
+from ragloom.stores.memory import InMemoryVectorStore
+from ragloom.stores.rows import chunk_matches
 from ragloom.types import Chunk
 
 __all__ = ["ChromaVectorStore", "CompressedVectorStore", "InMemoryVectorStore", "VectorStore", "chunk_matches"]
