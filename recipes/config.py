@@ -23,9 +23,9 @@ from typing import Any
 
 from ragloom.errors import ConfigError, IndexCorruptError
 from ragloom.fusion import fuser_from_config
-from ragloom.persistence import atomic_write_json, check_index_tree, read_json
 from ragloom.pipeline import Pipeline
 from ragloom.protocols import Generator, Retriever
+from ragloom.stores.files import atomic_write_json, check_index_tree, read_json
 
 __all__ = [
     "RETRIEVER_BUILDERS",

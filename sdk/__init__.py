@@ -8,9 +8,9 @@ and the CLI in ``ragloom.recipes``.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ragloom._imports import lazy_exports
 from ragloom.errors import (
     ConfigError,
     DocumentLoadError,
@@ -146,14 +146,4 @@ if TYPE_CHECKING:
     from ragloom.prompting import PromptBuilder
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ragloom' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

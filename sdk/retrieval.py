@@ -17,7 +17,7 @@ import numpy as np
 from ragloom.chunking import TokenChunker, WordTokenizer
 from ragloom.errors import ConfigError, InvalidInputError, RagloomWarning
 from ragloom.index_folder import IndexFolder, stored_chunk_size
-from ragloom.persistence import Manifest, crash_point
+from ragloom.persistence import Manifest
 from ragloom.protocols import (
     AsyncQueryEncoder,
     ChunkListing,
@@ -28,6 +28,7 @@ from ragloom.protocols import (
     TokenAwareEncoder,
 )
 from ragloom.stores import InMemoryVectorStore, VectorStore
+from ragloom.stores.files import crash_point
 from ragloom.types import _SURROGATE, Chunk, Document, Hit, ScoreKind, escape_undecodable
 
 __all__ = [

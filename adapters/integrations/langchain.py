@@ -41,26 +41,18 @@ from langchain_core.tools import StructuredTool, ToolException  # noqa: E402
 from langchain_core.utils.function_calling import convert_to_openai_tool  # noqa: E402
 from pydantic import ConfigDict, PrivateAttr  # noqa: E402
 
-from ragloom.adapters.integrations._common import (  # noqa: E402
-    METADATA_KEYS,
-    ForeignDenseEncoder,
-    SearchSource,
-    acut_stream,
-    agenerate,
-    astream,
-    cut_stream,
-    hit_metadata,
-    model_label,
-    refuse_call_options,
-    search_source,
-    usage_counts,
-)
+from ragloom.adapters.integrations._async import agenerate, astream  # noqa: E402
+from ragloom.adapters.integrations._calls import ForeignErrors, model_label, refuse_call_options, usage_counts  # noqa: E402
+from ragloom.adapters.integrations._encoders import ForeignDenseEncoder  # noqa: E402
+from ragloom.adapters.integrations._hits import METADATA_KEYS, hit_metadata  # noqa: E402
+from ragloom.adapters.integrations._sources import SearchSource, search_source  # noqa: E402
+from ragloom.adapters.integrations._stops import acut_stream, cut_stream  # noqa: E402
 from ragloom.adapters.integrations.tool_calling import (  # noqa: E402
     agenerate_with_tools,
     generate_with_tools,
     supports_tools,
 )
-from ragloom.errors import EndpointError, InvalidInputError, RagloomError, RagloomWarning  # noqa: E402
+from ragloom.errors import InvalidInputError, RagloomError, RagloomWarning  # noqa: E402
 from ragloom.tool_calls import ToolReply  # noqa: E402
 from ragloom.types import Hit, Message  # noqa: E402
 
@@ -430,41 +422,26 @@ class LangChainGenerator:
     def name(self) -> str:
         return self._name
 
-    def _failed(self, exc: Exception) -> EndpointError:
-        return EndpointError(f"{self._name} failed: {type(exc).__name__}: {exc}. Check the model's configuration.")
+    def _errors(self) -> ForeignErrors:
+        """The model's own exceptions become EndpointError (ragloom's errors pass through)."""
+        return ForeignErrors(f"{self._name} failed", "Check the model's configuration.")
 
     def generate(self, messages: Sequence[Message]) -> str:
-        try:
+        with self._errors():
             return str(self.model.invoke(to_langchain_messages(messages)).text)
-        except RagloomError:
-            raise
-        except Exception as exc:
-            raise self._failed(exc) from exc
 
     def stream(self, messages: Sequence[Message]) -> Iterator[str]:
-        try:
+        with self._errors():
             for chunk in self.model.stream(to_langchain_messages(messages)):
                 if text := str(chunk.text):
                     yield text
-        except RagloomError:
-            raise
-        except Exception as exc:
-            raise self._failed(exc) from exc
 
     async def agenerate(self, messages: Sequence[Message]) -> str:
-        try:
+        with self._errors():
             return str((await self.model.ainvoke(to_langchain_messages(messages))).text)
-        except RagloomError:
-            raise
-        except Exception as exc:
-            raise self._failed(exc) from exc
 
     async def astream(self, messages: Sequence[Message]) -> AsyncIterator[str]:
-        try:
+        with self._errors():
             async for chunk in self.model.astream(to_langchain_messages(messages)):
                 if text := str(chunk.text):
                     yield text
-        except RagloomError:
-            raise
-        except Exception as exc:
-            raise self._failed(exc) from exc

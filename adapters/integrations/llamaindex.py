@@ -44,19 +44,12 @@ from llama_index.core.schema import NodeRelationship, NodeWithScore, QueryBundle
 from llama_index.core.tools import FunctionTool  # noqa: E402
 from pydantic import ConfigDict, Field  # noqa: E402
 
-from ragloom.adapters.integrations._common import (  # noqa: E402
-    METADATA_KEYS,
-    ForeignDenseEncoder,
-    SearchSource,
-    agenerate,
-    answer_to_dict,
-    astream,
-    hit_from_metadata,
-    hit_metadata,
-    model_label,
-    search_source,
-)
-from ragloom.errors import EndpointError, InvalidInputError, RagloomError, RagloomWarning  # noqa: E402
+from ragloom.adapters.integrations._async import agenerate, astream  # noqa: E402
+from ragloom.adapters.integrations._calls import ForeignErrors, model_label  # noqa: E402
+from ragloom.adapters.integrations._encoders import ForeignDenseEncoder  # noqa: E402
+from ragloom.adapters.integrations._hits import METADATA_KEYS, answer_to_dict, hit_from_metadata, hit_metadata  # noqa: E402
+from ragloom.adapters.integrations._sources import SearchSource, search_source  # noqa: E402
+from ragloom.errors import InvalidInputError, RagloomWarning  # noqa: E402
 from ragloom.protocols import ContextWindowAware, ReplyLimited  # noqa: E402
 from ragloom.types import Answer, Hit, Message  # noqa: E402
 
@@ -442,41 +435,26 @@ class LlamaIndexGenerator:
     def context_window(self) -> int:
         return int(self.llm.metadata.context_window)
 
-    def _failed(self, exc: Exception) -> EndpointError:
-        return EndpointError(f"{self._name} failed: {type(exc).__name__}: {exc}. Check the LLM's configuration.")
+    def _errors(self) -> ForeignErrors:
+        """The LLM's own exceptions become EndpointError (ragloom's errors pass through)."""
+        return ForeignErrors(f"{self._name} failed", "Check the LLM's configuration.")
 
     def generate(self, messages: Sequence[Message]) -> str:
-        try:
+        with self._errors():
             return self.llm.chat(to_llama_messages(messages)).message.content or ""
-        except RagloomError:
-            raise
-        except Exception as exc:
-            raise self._failed(exc) from exc
 
     def stream(self, messages: Sequence[Message]) -> Iterator[str]:
-        try:
+        with self._errors():
             for response in self.llm.stream_chat(to_llama_messages(messages)):
                 if response.delta:
                     yield response.delta
-        except RagloomError:
-            raise
-        except Exception as exc:
-            raise self._failed(exc) from exc
 
     async def agenerate(self, messages: Sequence[Message]) -> str:
-        try:
+        with self._errors():
             return (await self.llm.achat(to_llama_messages(messages))).message.content or ""
-        except RagloomError:
-            raise
-        except Exception as exc:
-            raise self._failed(exc) from exc
 
     async def astream(self, messages: Sequence[Message]) -> AsyncIterator[str]:
-        try:
+        with self._errors():
             async for response in await self.llm.astream_chat(to_llama_messages(messages)):
                 if response.delta:
                     yield response.delta
-        except RagloomError:
-            raise
-        except Exception as exc:
-            raise self._failed(exc) from exc

@@ -20,12 +20,8 @@ require("pydantic", "tools", "agent tools")
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints, ValidationError  # noqa: E402
 
-from ragloom.adapters.integrations._common import (  # noqa: E402
-    SearchSource,
-    answer_to_dict,
-    hit_to_dict,
-    search_source,
-)
+from ragloom.adapters.integrations._hits import answer_to_dict, hit_to_dict  # noqa: E402
+from ragloom.adapters.integrations._sources import SearchSource, search_source  # noqa: E402
 from ragloom.errors import InvalidInputError, RagloomError  # noqa: E402
 
 if TYPE_CHECKING:

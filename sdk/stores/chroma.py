@@ -26,9 +26,9 @@ from urllib.parse import urlparse
 import numpy as np
 
 from ragloom.errors import ConfigError, EndpointError, IndexCorruptError, InvalidInputError, MissingExtraError
-from ragloom.persistence import atomic_write_json, crash_point, read_json, remove_durably
 from ragloom.protocols import Filters
-from ragloom.stores.memory import check_filters
+from ragloom.stores.files import atomic_write_json, crash_point, read_json, remove_durably
+from ragloom.stores.rows import check_filters
 from ragloom.types import Chunk
 
 __all__ = ["ChromaVectorStore"]

@@ -36,10 +36,10 @@ from typing import Any, Literal
 import numpy as np
 
 from ragloom.errors import IndexCorruptError, InvalidInputError, StoreMismatchError
-from ragloom.persistence import atomic_write_bytes, crash_point
 from ragloom.protocols import Filters
 from ragloom.stores.codes import BinaryCodes, Int8Calibration, Int8Codes, load_faiss, pack_bits
-from ragloom.stores.memory import check_filters, chunk_matches, top_k
+from ragloom.stores.files import atomic_write_bytes, crash_point, npy_bytes
+from ragloom.stores.rows import check_filters, check_vectors, chunk_matches, top_k
 from ragloom.types import Chunk
 
 __all__ = ["CompressedVectorStore", "FirstStage", "Rescore"]
@@ -75,14 +75,6 @@ class _Segment:
     codes: Any  # Int8Codes (int8 first stage); binary codes until attached (then they live in BinaryCodes)
     vectors: np.ndarray | None  # memory-mapped rescoring (or fp32 first-stage) vectors
     calibration: Int8Calibration | None
-
-
-def _npy_bytes(array: np.ndarray) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
 
 
 class CompressedVectorStore:
@@ -260,24 +252,11 @@ class CompressedVectorStore:
         self._alive = np.concatenate([self._alive, np.ones(seg.rows.size, dtype=bool)])
 
     # -- writing --------------------------------------------------------------------------------------------------
-    def _check_vectors(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> np.ndarray:
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[0] != len(chunks):
-            raise InvalidInputError(f"Expected {len(chunks)} vectors as a 2-D array, got shape {vectors.shape}")
-        if self._dim is not None and len(chunks) and vectors.shape[1] != self._dim:
-            raise InvalidInputError(f"Vectors have dimension {vectors.shape[1]}; this store holds {self._dim}")
-        if not np.all(np.isfinite(vectors)):
-            raise InvalidInputError("Vectors contain NaN or Inf; check the encoder's output")
-        ids = [c.id for c in chunks]
-        if len(set(ids)) != len(ids):
-            raise InvalidInputError("Duplicate chunk ids in one batch")
-        return vectors
-
     def replace_documents(self, doc_ids: Sequence[str], chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
         """Drop every chunk of ``doc_ids`` (and of the chunks' documents) and add ``chunks`` in one transaction.
 
         A batch of ``flush_rows`` or more goes straight into a new segment (its vectors never enter SQLite)."""
-        vectors = self._check_vectors(chunks, vectors)
+        vectors = check_vectors(chunks, vectors, self._dim)
         with self._lock:
             dropping = sorted(set(doc_ids) | {c.doc_id for c in chunks})
             if len(chunks) and self._dim is None:
@@ -388,7 +367,7 @@ class CompressedVectorStore:
         if self.path is not None:
             for part, array in parts.items():
                 name = f"seg-{seg_id:06d}.{part}.npy"
-                data = _npy_bytes(array)
+                data = npy_bytes(array)
                 atomic_write_bytes(self.path / name, data)
                 files[name] = len(data)
                 if part == "vectors":  # from now on read from disk: only the codes stay in RAM

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -34,41 +33,18 @@ from ragloom._imports import require
 from ragloom.compression import MultiVectorSettings, quantize_binary, quantize_int8
 from ragloom.errors import ConfigError, IndexCorruptError, InvalidInputError
 from ragloom.muvera import Muvera
-from ragloom.persistence import atomic_write_json, read_json
 from ragloom.protocols import Filters
-from ragloom.stores.memory import check_filters, chunk_matches, top_k
+from ragloom.stores.files import atomic_write_json, fsync_dir, read_json, save_npy
+from ragloom.stores.maxsim import block_maxsim, query_indicator, segment_max
+from ragloom.stores.rows import check_filters, chunk_matches, top_k
 from ragloom.types import Chunk
 
-__all__ = ["MultiVectorStore", "segment_max"]
+__all__ = ["MultiVectorStore", "segment_max"]  # segment_max: re-exported from ragloom.stores.maxsim
 
 STATE_NAME = "state.json"
 STATE_VERSION = 1
 _SEGMENT_FILE = re.compile(r"^(seg-\d{6})\.")
 _FP16_MAX = 65504.0
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    """Write a .npy atomically (temp file in the same folder, fsync, rename); no pickle."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 @dataclass(frozen=True)
@@ -85,24 +61,6 @@ class _Segment:
     @property
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
-
-
-def segment_max(torch: Any, sims: Any, lengths: np.ndarray, *, reduceat: bool | None = None) -> Any:
-    """Max over consecutive column segments of ``sims`` (query tokens x page tokens) → (query tokens, pages).
-
-    Equal lengths reshape and reduce in place; otherwise numpy's ``maximum.reduceat`` on CPUs and torch's
-    ``scatter_reduce`` elsewhere (``reduceat`` forces one or the other, for testing).
-    """
-    if np.all(lengths == lengths[0]):
-        return sims.view(sims.shape[0], len(lengths), int(lengths[0])).amax(dim=2).float()
-    if reduceat if reduceat is not None else sims.device.type == "cpu":
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-        return torch.from_numpy(np.maximum.reduceat(sims.float().cpu().numpy(), starts, axis=1)).to(sims.device)
-    page_of = torch.repeat_interleave(
-        torch.arange(len(lengths), device=sims.device), torch.from_numpy(np.asarray(lengths)).to(sims.device)
-    )
-    best = torch.full((sims.shape[0], len(lengths)), -torch.inf, device=sims.device)
-    return best.scatter_reduce_(1, page_of.expand(sims.shape[0], -1), sims.float(), "amax")
 
 
 class MultiVectorStore:
@@ -270,9 +228,9 @@ class MultiVectorStore:
         extras = self._first_stage_data(tokens, offsets)
         if self.path is not None:
             for kind, array in (("tokens", tokens), ("offsets", offsets), *extras.items()):
-                _save_npy(self.path / f"{name}.{kind}.npy", array)
+                save_npy(self.path / f"{name}.{kind}.npy", array)
             atomic_write_json(self.path / f"{name}.chunks.json", [c.to_dict() for c in chunks])
-            _fsync_dir(self.path)
+            fsync_dir(self.path)
             return self._load_segment(name, [])
         return _Segment(name, tokens, offsets, tuple(chunks), np.ones(len(chunks), dtype=bool), extras)
 
@@ -417,9 +375,9 @@ class MultiVectorStore:
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
             os.replace(tmp, final)
-        _save_npy(self.path / f"{name}.offsets.npy", offsets)
+        save_npy(self.path / f"{name}.offsets.npy", offsets)
         atomic_write_json(self.path / f"{name}.chunks.json", [c.to_dict() for c in chunks])
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
         return self._load_segment(name, [])
 
     @staticmethod
@@ -471,7 +429,7 @@ class MultiVectorStore:
             return [[] for _ in queries]
         torch, device, dtype = self._torch()
         qmat = torch.from_numpy(np.concatenate(queries)).to(device=device, dtype=dtype)
-        qsum = self._query_indicator(torch, queries, device)
+        qsum = query_indicator(torch, queries, device)
         use_first = self.settings.first_stage != "exact" and not exact and n_pages > self.settings.candidates
         if use_first:
             approx = np.concatenate(
@@ -507,17 +465,6 @@ class MultiVectorStore:
         if not np.all(np.isfinite(array)):
             raise InvalidInputError("Query vectors contain NaN or Inf")
         return array
-
-    @staticmethod
-    def _query_indicator(torch: Any, queries: list[np.ndarray], device: str) -> Any:
-        """(n_queries, total query tokens) 0/1 matrix: sums each query's per-token maxima."""
-        total = sum(q.shape[0] for q in queries)
-        indicator = torch.zeros((len(queries), total), dtype=torch.float32, device=device)
-        start = 0
-        for row, q in enumerate(queries):
-            indicator[row, start : start + q.shape[0]] = 1.0
-            start += q.shape[0]
-        return indicator
 
     def _exact_all(
         self,
@@ -604,8 +551,6 @@ class MultiVectorStore:
                     else np.concatenate([seg.tokens[a:b] for a, b in zip(starts[i:j], ends[i:j])])
                 )
                 block = torch.from_numpy(data).to(device=device, dtype=dtype)
-            sims = qmat @ block.T  # (query tokens, block tokens)
-            best = segment_max(torch, sims, lengths[i:j])
-            out[:, i:j] = (qsum @ best).cpu().numpy()
+            out[:, i:j] = block_maxsim(torch, qmat, qsum, block, lengths[i:j])
             i = j
         return out

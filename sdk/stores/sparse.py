@@ -24,9 +24,7 @@ also explains each match. MaxScore-style pruning is available (``prune=True``) b
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
-import json
 import re
 import threading
 from collections.abc import Iterable, Sequence
@@ -38,9 +36,9 @@ import numpy as np
 
 from ragloom._imports import require
 from ragloom.errors import IndexCorruptError, InvalidInputError
-from ragloom.persistence import atomic_write_bytes, atomic_write_json, read_json
 from ragloom.protocols import Filters
-from ragloom.stores.memory import check_filters, chunk_matches
+from ragloom.stores.files import atomic_write_bytes, atomic_write_json, npy_bytes, read_json, sha256_hex
+from ragloom.stores.rows import check_filters, chunk_matches, chunks_jsonl, read_chunks_jsonl
 from ragloom.stores.sparse_approx import ApproxSearch, approx_top_rows
 from ragloom.types import Chunk, SparseVector
 
@@ -108,12 +106,6 @@ class _Segment:
     @property
     def n_live(self) -> int:
         return self.n_rows - int(self.deleted.sum())
-
-
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
 
 
 class SparseIndex:
@@ -191,7 +183,7 @@ class SparseIndex:
             raise IndexCorruptError(
                 f"{self.path}: {name} is missing ({exc}); restore the directory or re-index"
             ) from exc
-        if hashlib.sha256(data).hexdigest() != expected:
+        if sha256_hex(data) != expected:
             raise IndexCorruptError(f"{self.path}: {name} fails its sha256 check; restore the directory or re-index")
         return data
 
@@ -206,7 +198,7 @@ class SparseIndex:
 
         indptr, rows, weights = array("indptr"), array("rows"), array("weights")
         text = self._read_checked(f"{prefix}.chunks.jsonl", files[f"{prefix}.chunks.jsonl"]).decode("utf-8")
-        chunks = [Chunk.from_dict(json.loads(line)) for line in text.splitlines() if line]
+        chunks = read_chunks_jsonl(text)
         if indptr.size < 1 or int(indptr[-1]) != rows.size or rows.size != weights.size:
             raise IndexCorruptError(f"{self.path}: segment {seg_id} has inconsistent postings arrays; re-index")
         if rows.size and int(rows.max()) >= len(chunks):
@@ -235,16 +227,14 @@ class SparseIndex:
         if self.path is not None:
             prefix = f"seg-{seg.id:06d}"
             payloads = {
-                f"{prefix}.indptr.npy": _npy_bytes(postings.indptr.astype(np.int64)),
-                f"{prefix}.rows.npy": _npy_bytes(postings.indices.astype(np.int32)),
-                f"{prefix}.weights.npy": _npy_bytes(postings.data.astype(np.float32)),
-                f"{prefix}.chunks.jsonl": "".join(
-                    json.dumps(c.to_dict(), ensure_ascii=False) + "\n" for c in chunks
-                ).encode("utf-8"),
+                f"{prefix}.indptr.npy": npy_bytes(postings.indptr.astype(np.int64)),
+                f"{prefix}.rows.npy": npy_bytes(postings.indices.astype(np.int32)),
+                f"{prefix}.weights.npy": npy_bytes(postings.data.astype(np.float32)),
+                f"{prefix}.chunks.jsonl": chunks_jsonl(chunks),
             }
             for name, data in payloads.items():
                 atomic_write_bytes(self.path / name, data)
-                seg.files[name] = hashlib.sha256(data).hexdigest()
+                seg.files[name] = sha256_hex(data)
         return seg
 
     def _take_id(self) -> int:
@@ -258,10 +248,10 @@ class SparseIndex:
         if self.path is None or not seg.deleted.any():
             return
         name = f"seg-{seg.id:06d}.del-{self._take_id():06d}.npy"
-        data = _npy_bytes(np.flatnonzero(seg.deleted).astype(np.int32))
+        data = npy_bytes(np.flatnonzero(seg.deleted).astype(np.int32))
         atomic_write_bytes(self.path / name, data)
         seg.tombstone = name
-        seg.files[name] = hashlib.sha256(data).hexdigest()
+        seg.files[name] = sha256_hex(data)
 
     def _commit(self, segments: list[_Segment]) -> None:
         """Make ``segments`` the index: one atomic replace of state.json, then drop unreferenced files."""

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ragloom.adapters.integrations._common import answer_to_dict, hit_to_dict
+from ragloom.adapters.integrations._hits import answer_to_dict, hit_to_dict
 from ragloom.docstore import document_from_json, document_to_json
 from ragloom.errors import InvalidInputError
 from ragloom.recipes.output import answer_json, hit_rows
