@@ -72,7 +72,11 @@ class HydeRetriever(RetrieverMethods):
             p = None
         if p is None:
             return q
-        vector = p if self.mode == "passage" else q / max(np.linalg.norm(q), 1e-12) + p / max(np.linalg.norm(p), 1e-12)
+        vector = (
+            p
+            if self.mode == "passage"
+            else q / max(float(np.linalg.norm(q)), 1e-12) + p / max(float(np.linalg.norm(p)), 1e-12)
+        )
         return vector / max(float(np.linalg.norm(vector)), 1e-12)
 
     def search_many(self, queries: Sequence[str], k: int = 10, filters: Filters | None = None) -> list[list[Hit]]:

@@ -117,7 +117,7 @@ class IndexFolder:
                 if self.manifest.generation != self.generation and reload is not None:
                     reload()
                 self.generation = self.manifest.generation
-            for folder in {self.path, store.path if store is not None else None} - {None}:
+            for folder in {p for p in (self.path, store.path if store is not None else None) if p is not None}:
                 remove_stale_temp_files(folder)  # left by a writer killed mid atomic write
             if isinstance(store, RecoverableStore):
                 store.recover()

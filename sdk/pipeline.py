@@ -224,7 +224,7 @@ class Pipeline:
             size, passes = len(entry.documents), len(self.retrievers)
             for position, retriever in enumerate(self.retrievers):
                 step = _offset_progress(progress, before, total, position, size, passes)
-                added = retriever.add(list(entry.documents), progress=step)  # type: ignore[call-arg]
+                added = retriever.add(list(entry.documents), progress=step)
                 if chunks is not None:
                     chunks[retriever.name] += len(added)
                 crash_point("pipeline.added")
@@ -279,7 +279,7 @@ class Pipeline:
         """
         started = time.perf_counter()
         if isinstance(sources, (str, Path, Document)):
-            sources = [sources]  # type: ignore[list-item]
+            sources = [sources]
         documents = [s for s in sources if isinstance(s, Document)]
         paths = [s for s in sources if not isinstance(s, Document)]
         failures: tuple[object, ...] = ()

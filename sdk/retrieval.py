@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from ragloom._fields import _SURROGATE
 from ragloom.chunking import TokenChunker, WordTokenizer
 from ragloom.errors import ConfigError, InvalidInputError, RagloomWarning
 from ragloom.index_folder import IndexFolder, stored_chunk_size
@@ -29,7 +30,7 @@ from ragloom.protocols import (
 )
 from ragloom.stores import InMemoryVectorStore, VectorStore
 from ragloom.stores.files import crash_point
-from ragloom.types import _SURROGATE, Chunk, Document, Hit, ScoreKind, escape_undecodable
+from ragloom.types import Chunk, Document, Hit, ScoreKind, escape_undecodable
 
 __all__ = [
     "DEFAULT_CHUNK_TOKENS",
@@ -129,9 +130,8 @@ def default_chunker(
     ``chunk_size``: the size an existing index was built with (``stored``) when it fits, else the capacity capped
     at :data:`DEFAULT_CHUNK_TOKENS` (256 when the capacity is unknown). By words, with a warning, for an encoder
     that exposes no tokenizer."""
-    aware = isinstance(encoder, TokenAwareEncoder)
-    counter = encoder.token_counter if aware else None
-    capacity = encoder.document_capacity if aware else None
+    counter = encoder.token_counter if isinstance(encoder, TokenAwareEncoder) else None
+    capacity = encoder.document_capacity if isinstance(encoder, TokenAwareEncoder) else None
     if chunk_size is None and stored and (not capacity or stored <= capacity):
         chunk_size = stored
     if counter is None:
@@ -254,7 +254,7 @@ class StoredRetrieverMethods(RetrieverMethods):
     def _check_store_on_open(self) -> None:
         """A store whose files vanished under a manifest that counts chunks is damage, not an empty index."""
         if self._folder is not None and isinstance(self.store, PersistentStore) and self.store.state_missing:
-            self._folder.check_not_emptied(len(self.store), str(self.store.path or self.path))
+            self._folder.check_not_emptied(len(self), str(self.store.path or self.path))
 
     def _save_manifest(self) -> None:
         if self._folder is not None:

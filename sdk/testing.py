@@ -82,7 +82,8 @@ def profile_documents(seed: int = 0) -> tuple[list[Document], dict[str, set[str]
         rng.shuffle(slots)
         blocks.append(slots)
     likes = [[blocks[b][i] for b in range(3)] for i in range(46)]
-    docs, fans = [], {}
+    docs: list[Document] = []
+    fans: dict[str, set[str]] = {}
     for i, (name, hobbies) in enumerate(zip(names, likes)):
         first = name.split()[0]
         text = f"Profile of {name}. {first} lives in town number {i}. {first} likes {', '.join(hobbies)}."

@@ -206,16 +206,17 @@ class CompressedVectorStore:
 
     def _open_segment(self, seg_id: int, n_rows: int, files: dict[str, int]) -> _Segment:
         assert self.path is not None
+        folder = self.path
 
         def array(part: str, mmap: bool = False, rows: int | None = n_rows) -> np.ndarray | None:
             name = f"seg-{seg_id:06d}.{part}.npy"
             if name not in files:
                 return None
-            file = self.path / name  # type: ignore[operator]
+            file = folder / name
             if not file.exists() or file.stat().st_size != files[name]:
                 raise IndexCorruptError(f"{file} is missing or of the wrong size; restore the directory or re-index")
             try:
-                loaded = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+                loaded: np.ndarray = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
             except ValueError as exc:
                 raise IndexCorruptError(f"{file} is not a valid .npy file ({exc}); re-index") from exc
             if rows is not None and loaded.shape[0] != rows:
@@ -478,7 +479,8 @@ class CompressedVectorStore:
             if allowed.size > len(self._binary) // 2:  # few rows gone: search all, drop the dead, ask for more
                 slots = self._binary.search(bits, count + len(self._binary) - allowed.size)
                 return slots[np.isin(slots, allowed, assume_unique=True)][:count]
-            return allowed[self._binary.search(bits, count, subset=allowed)]
+            result: np.ndarray = allowed[self._binary.search(bits, count, subset=allowed)]
+            return result
         found = [self._segment_candidates(query, seg, count, allowed) for seg in self._segments]
         return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
@@ -500,7 +502,8 @@ class CompressedVectorStore:
             else:  # a small subset: decode it and score exactly
                 scores = seg.codes.decode(mine) @ query
                 local = mine[np.argpartition(-scores, count - 1)[:count]] if mine.size > count else mine
-            return local + seg.offset
+            result: np.ndarray = local + seg.offset
+            return result
         assert seg.vectors is not None
         scores = np.asarray(seg.vectors @ query, dtype=np.float32)
         if allowed is not None:
@@ -525,7 +528,7 @@ class CompressedVectorStore:
             else:
                 assert seg.vectors is not None
                 block = np.asarray(seg.vectors[local[order]])
-                vectors = block if block.dtype == np.float32 else seg.calibration.decode(block)  # type: ignore[union-attr]
+                vectors = block if block.dtype == np.float32 else seg.calibration.decode(block)
             out[mine[order]] = vectors @ query
         return out
 

@@ -194,7 +194,8 @@ class SparseIndex:
 
         def array(part: str) -> np.ndarray:
             name = f"{prefix}.{part}.npy"
-            return np.load(io.BytesIO(self._read_checked(name, files[name])), allow_pickle=False)
+            result: np.ndarray = np.load(io.BytesIO(self._read_checked(name, files[name])), allow_pickle=False)
+            return result
 
         indptr, rows, weights = array("indptr"), array("rows"), array("weights")
         text = self._read_checked(f"{prefix}.chunks.jsonl", files[f"{prefix}.chunks.jsonl"]).decode("utf-8")
@@ -421,7 +422,8 @@ class SparseIndex:
         if not filters:
             return ~seg.deleted if seg.deleted.any() else None
         matches = np.fromiter((chunk_matches(c, filters) for c in seg.chunks), dtype=bool, count=seg.n_rows)
-        return matches & ~seg.deleted
+        result: np.ndarray = matches & ~seg.deleted
+        return result
 
     # -- introspection ----------------------------------------------------------------------------------------------
     def doc_ids(self) -> set[str]:
@@ -511,7 +513,8 @@ def _best(scores: np.ndarray, allowed: np.ndarray | None, k: int) -> np.ndarray:
     if allowed is not None:
         scores[~allowed] = 0.0
     top = np.argpartition(-scores, k - 1)[:k] if scores.size > k else np.arange(scores.size)
-    return top[scores[top] != 0]
+    result: np.ndarray = top[scores[top] != 0]
+    return result
 
 
 def _candidates(
