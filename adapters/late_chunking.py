@@ -153,7 +153,7 @@ def assign_windows(chunk_spans: Sequence[Span], windows: Sequence[Span], n_token
 def _dynamic_ntk_class() -> type:
     torch = require("torch", "dense", "late chunking")
 
-    class DynamicNTKRotary(torch.nn.Module):  # type: ignore[misc,name-defined]
+    class DynamicNTKRotary(torch.nn.Module):  # type: ignore[name-defined]  # torch is a run-time import (require)
         """Stateless dynamic NTK RoPE: frequencies from the length of each call's own input.
 
         transformers' "dynamic" rope caches the longest length seen, so a vector would depend on what was encoded
@@ -320,7 +320,7 @@ class LateChunkingEncoder:
     @property
     def token_counter(self) -> OffsetTokenizer:
         """The model's tokenizer as a chunk token counter (the same one the dense adapter chunks with)."""
-        return self.dense.token_counter  # type: ignore[no-any-return]
+        return self.dense.token_counter
 
     @property
     def document_capacity(self) -> int:
@@ -328,7 +328,7 @@ class LateChunkingEncoder:
         return self.capacity - 2 * self.settings.overlap
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self.dense.encode_queries(texts)  # type: ignore[no-any-return]
+        return self.dense.encode_queries(texts)
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
         """One vector per text, as one chunk spanning the text (with ``edge_tokens``, the dense encoder's vector)."""

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.markup import escape
@@ -204,13 +204,13 @@ def _check_same_retrievers(index: Path, kinds: Sequence[str] | None) -> None:
 
 
 @contextmanager
-def _loading(message: str, quiet: bool = False):  # type: ignore[no-untyped-def]
+def _loading(message: str, quiet: bool = False) -> Iterator[None]:
     with err.status(message) if err.is_terminal and not quiet else _nullcontext():
         yield
 
 
 @contextmanager
-def _nullcontext():  # type: ignore[no-untyped-def]
+def _nullcontext() -> Iterator[None]:
     yield
 
 
@@ -247,7 +247,7 @@ def search(
     offline: OfflineOpt = False,
 ) -> None:
     """Retrieve the passages that best match a query (every retriever of the index, fused)."""
-    group_by = None if per_page is None else ("page" if per_page else "chunk")
+    group_by: Literal["chunk", "page"] | None = None if per_page is None else ("page" if per_page else "chunk")
     try:
         if server:
             from ragloom.recipes.serve_client import ServerClient
@@ -293,7 +293,7 @@ def ask(
     offline: OfflineOpt = False,
 ) -> None:
     """Answer a question from the indexed documents, citing them as \\[n]."""
-    group_by = None if per_page is None else ("page" if per_page else "chunk")
+    group_by: Literal["chunk", "page"] | None = None if per_page is None else ("page" if per_page else "chunk")
     if server:
         _ask_server(question, server, token, k=k, group_by=group_by, stream=stream and not as_json, as_json=as_json)
         return
@@ -320,7 +320,7 @@ def ask(
             moved = spec_with_chroma_url(index, chroma_url)
             pipeline = open_pipeline(index, spec=moved, generator=gen, allow_download=not offline)
         if group_by:
-            pipeline.group_by = group_by  # type: ignore[assignment]
+            pipeline.group_by = group_by
         with pipeline:
             answer: Answer | None = None
             if stream and not as_json:
@@ -476,7 +476,7 @@ def evaluate(
             for r in retrievers:
                 if len(r) == 0:
                     with progress_reporter(f"Indexing ({r.name})", unit="docs", quiet=quiet) as progress:
-                        r.add(list(data.documents), progress=progress)  # type: ignore[call-arg]
+                        r.add(list(data.documents), progress=progress)
         index_s = time.perf_counter() - started
         fusion_config: dict[str, Any] = dict(index_spec.fusion) if index_spec else {"kind": fusion}
         if fit_split and len(retrievers) > 1:

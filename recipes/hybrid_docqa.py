@@ -47,6 +47,7 @@ from ragloom.recipes.config import (
     build_retriever,
     open_pipeline,
 )
+from ragloom.routing import RoutedFusion
 from ragloom.types import Hit
 
 __all__ = [
@@ -165,6 +166,8 @@ def fit_fusion(
     if len(retrievers) < 2:
         raise ConfigError("Fitting fusion weights needs at least two retrievers")
     fuser = fuser_from_config({"kind": kind})
+    if isinstance(fuser, RoutedFusion):
+        raise ConfigError("Fitting fusion weights needs rrf, minmax or zscore, not a routed fusion")
     runs = runs or _runs(retrievers, list(dataset.queries.values()), candidates)
     weights, best = fit_weights(fuser, runs, lambda fused: _ndcg(dataset, fused), grid=grid, k=candidates)
     equal = _ndcg(dataset, _fuse_all(fuser, runs, candidates))

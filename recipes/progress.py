@@ -87,6 +87,7 @@ def progress_reporter(label: str, *, unit: str = "docs", quiet: bool = False) ->
         MofNCompleteColumn,
         Progress,
         ProgressColumn,
+        Task,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
@@ -94,7 +95,7 @@ def progress_reporter(label: str, *, unit: str = "docs", quiet: bool = False) ->
     from rich.text import Text
 
     class RateColumn(ProgressColumn):  # rich's speed column counts bytes
-        def render(self, task):  # type: ignore[no-untyped-def]
+        def render(self, task: Task) -> Text:
             return Text(f"{task.speed:.1f} {unit}/s" if task.speed else "", style="progress.data.speed")
 
     with Progress(

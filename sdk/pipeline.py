@@ -609,7 +609,8 @@ async def _thread_stream(generator: Generator, parts: PromptParts) -> AsyncItera
             if kind == "piece":
                 yield str(value)
             elif kind == "error":
-                raise value  # type: ignore[misc]
+                assert isinstance(value, BaseException)
+                raise value
             else:
                 break
     finally:

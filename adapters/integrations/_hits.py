@@ -80,7 +80,7 @@ def hit_from_metadata(text: str, metadata: Mapping[str, Any], *, chunk_id: str, 
     return Hit(
         chunk=chunk,
         score=value,
-        score_kind=kind if kind in _SCORE_KINDS else "fused",  # type: ignore[arg-type]
+        score_kind=kind if kind in _SCORE_KINDS else "fused",
         retriever=str(metadata.get("retriever") or "external"),
         rank=rank,
         explanation=str(metadata.get("explanation") or ""),

@@ -66,11 +66,11 @@ class SearchSource:
 
     def ask(self, question: str, k: int | None = None, filters: Filters | None = None) -> Answer:
         self._need_answer()
-        return self.target.ask(question, k, filters)  # type: ignore[no-any-return]
+        return self.target.ask(question, k, filters)
 
     async def aask(self, question: str, k: int | None = None, filters: Filters | None = None) -> Answer:
         self._need_answer()
-        return await self.target.aask(question, k, filters)  # type: ignore[no-any-return]
+        return await self.target.aask(question, k, filters)
 
     def _need_answer(self) -> None:
         if not self.can_answer:

@@ -257,7 +257,7 @@ class RagloomChatModel(BaseChatModel):
         message = AIMessage(
             content=text,
             response_metadata={"model_name": self._model_name, "model_provider": "ragloom"},
-            usage_metadata=usage,  # type: ignore[arg-type]
+            usage_metadata=usage,
         )
         return ChatResult(generations=[ChatGeneration(message=message)], llm_output={"model_name": self._model_name})
 
@@ -321,7 +321,7 @@ class RagloomChatModel(BaseChatModel):
 
 def _tool_request(messages: list[BaseMessage], kwargs: dict[str, Any]) -> tuple[list[dict[str, Any]], Any, Any]:
     """(OpenAI-style chat, tool schemas, tool choice) for ``generate_with_tools``."""
-    return convert_to_openai_messages(messages), kwargs["tools"], kwargs.get("tool_choice")  # type: ignore[return-value]
+    return convert_to_openai_messages(messages), kwargs["tools"], kwargs.get("tool_choice")
 
 
 def _lc_tool_calls(reply: ToolReply) -> list[dict[str, Any]]:
@@ -338,7 +338,7 @@ def _tool_chunk(reply: ToolReply) -> ChatGenerationChunk:
         {"name": c.name, "args": json.dumps(dict(c.arguments)), "id": c.id, "index": i, "type": "tool_call_chunk"}
         for i, c in enumerate(reply.tool_calls)
     ]
-    return ChatGenerationChunk(message=AIMessageChunk(content=reply.content, tool_call_chunks=chunks))  # type: ignore[arg-type]
+    return ChatGenerationChunk(message=AIMessageChunk(content=reply.content, tool_call_chunks=chunks))
 
 
 def langchain_tools(tools: RagloomTools) -> list[StructuredTool]:

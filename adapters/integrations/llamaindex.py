@@ -102,9 +102,9 @@ def node_to_hit(node: NodeWithScore, rank: int) -> Hit:
     inner = node.node
     metadata = dict(inner.metadata)
     metadata.setdefault("doc_id", inner.ref_doc_id or inner.node_id)
-    if getattr(inner, "start_char_idx", None) is not None:
+    if isinstance(inner, TextNode) and inner.start_char_idx is not None:
         metadata.setdefault("start", inner.start_char_idx)
-    if getattr(inner, "end_char_idx", None) is not None:
+    if isinstance(inner, TextNode) and inner.end_char_idx is not None:
         metadata.setdefault("end", inner.end_char_idx)
     return hit_from_metadata(inner.get_content(), metadata, chunk_id=inner.node_id, score=node.score, rank=rank)
 
@@ -181,7 +181,7 @@ class RagloomNodePostprocessor(BaseNodePostprocessor):
 def _positive(k: object, owner: str) -> int | None:
     if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
         raise InvalidInputError(f"{owner}: k must be a positive integer or None (the default), got {k!r}")
-    return k  # type: ignore[return-value]
+    return k
 
 
 def _response(answer: Answer) -> Response:

@@ -200,7 +200,7 @@ def openai_parameters(model: type[BaseModel]) -> dict[str, Any]:
     """The JSON schema (Draft 2020-12) of a tool's input model, as OpenAI's ``parameters`` expects it."""
     schema = _strip_titles(model.model_json_schema())
     schema.pop("description", None)
-    return schema  # type: ignore[no-any-return]
+    return schema
 
 
 @dataclass(frozen=True)

@@ -593,4 +593,4 @@ class CompressedVectorStore:
         with self._lock:
             if self._db is not None:
                 self._db.close()
-                self._db = None  # type: ignore[assignment]
+                self._db = None  # type: ignore[assignment]  # closed for good: no method runs after close()

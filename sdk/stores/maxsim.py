@@ -57,7 +57,8 @@ def block_maxsim(torch: Any, qmat: Any, qsum: Any, block: Any, lengths: np.ndarr
     """MaxSim of every query against a block of documents: ``qmat`` holds all queries' tokens, ``qsum`` is
     :func:`query_indicator`, ``block`` the documents' tokens one after another (``lengths`` each)."""
     sims = qmat @ block.T  # (query tokens, block tokens)
-    return (qsum @ segment_max(torch, sims, lengths)).cpu().numpy()  # type: ignore[no-any-return]
+    scores: np.ndarray = (qsum @ segment_max(torch, sims, lengths)).cpu().numpy()
+    return scores
 
 
 def _check_pair(q: np.ndarray, d: np.ndarray) -> None:
