@@ -168,7 +168,7 @@ def ingest(
         highlight=False,
     )
     for failure in report.failures:
-        warn(f"{safe(failure.path)}: {failure.reason}", label="skipped")  # type: ignore[attr-defined]
+        warn(f"{safe(failure.path)}: {failure.reason}", label="skipped")
     if report.skipped:
         warn(f"{len(report.skipped)} file(s) of unsupported types ignored", label="note")
 
@@ -466,8 +466,8 @@ def evaluate(
             )
         started = time.perf_counter()
         owner = None
-        if index_spec is not None:  # the index's own pipeline: documents it already holds unchanged are skipped
-            owner = open_pipeline(index, allow_download=not offline)  # type: ignore[arg-type]
+        if index_spec is not None and index is not None:  # the index's own pipeline: unchanged documents skip
+            owner = open_pipeline(index, allow_download=not offline)
             retrievers = list(owner.retrievers)
             with progress_reporter("Indexing", unit="docs", quiet=quiet) as progress:
                 owner.ingest(list(data.documents), progress=progress)

@@ -23,6 +23,7 @@ from typing import Any
 
 from ragloom.errors import ConfigError, IndexCorruptError
 from ragloom.fusion import fuser_from_config
+from ragloom.grouping import check_group_by
 from ragloom.pipeline import Pipeline
 from ragloom.protocols import Generator, Retriever
 from ragloom.stores.files import atomic_write_json, check_index_tree, read_json
@@ -291,6 +292,6 @@ def open_pipeline(
         generator=generator,
         k=spec.k,
         candidates=spec.candidates,
-        group_by=spec.group_by,  # type: ignore[arg-type]
+        group_by=check_group_by(spec.group_by),
         path=index_dir,
     )

@@ -48,6 +48,7 @@ from ragloom.types import Answer, Document, Hit, Support
 
 if TYPE_CHECKING:
     from ragloom.calibration import Calibration
+    from ragloom.loaders.folder import LoadFailure
     from ragloom.pseudo_queries import PseudoQueryGenerator
 
 __all__ = ["JOURNAL_NAME", "IngestReport", "Pipeline"]
@@ -82,7 +83,7 @@ class IngestReport:
 
     documents: tuple[str, ...]
     chunks: dict[str, int]
-    failures: tuple[object, ...] = ()
+    failures: tuple[LoadFailure, ...] = ()
     skipped: tuple[str, ...] = ()
     seconds: float = 0.0
     unchanged: tuple[str, ...] = ()
@@ -282,7 +283,7 @@ class Pipeline:
             sources = [sources]
         documents = [s for s in sources if isinstance(s, Document)]
         paths = [s for s in sources if not isinstance(s, Document)]
-        failures: tuple[object, ...] = ()
+        failures: tuple[LoadFailure, ...] = ()
         skipped: tuple[str, ...] = ()
         if paths:
             from ragloom.loaders import load_paths

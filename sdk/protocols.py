@@ -26,6 +26,8 @@ __all__ = [
     "Filters",
     "Fuser",
     "Generator",
+    "ImportanceEncoder",
+    "LogprobGenerator",
     "MultiVectorEncoder",
     "NamedTokenCounter",
     "PersistentRetriever",
@@ -118,6 +120,13 @@ class MultiVectorEncoder(Protocol):
     def encode_queries(self, texts: Sequence[str]) -> list[np.ndarray]: ...
 
     def encode_documents(self, items: Sequence[object]) -> list[np.ndarray]: ...
+
+
+@runtime_checkable
+class ImportanceEncoder(Protocol):
+    """A multi-vector encoder that also weighs each document token (attention importance, for pruning)."""
+
+    def encode_documents_with_importance(self, items: Sequence[object]) -> list[tuple[np.ndarray, np.ndarray]]: ...
 
 
 @runtime_checkable
@@ -240,6 +249,15 @@ class PromptMeasuringGenerator(Protocol):
     """A generator that measures a whole chat exactly as it will send it (chat template included)."""
 
     def prompt_tokens(self, messages: Sequence[Message]) -> int: ...
+
+
+@runtime_checkable
+class LogprobGenerator(Protocol):
+    """A local generator that scores candidate first tokens of its reply (pointwise LLM reranking by logits)."""
+
+    def next_token_logprobs(
+        self, conversations: Sequence[Sequence[Message]], token_ids: Sequence[int], *, batch_size: int = 4
+    ) -> list[list[float]]: ...
 
 
 @runtime_checkable

@@ -55,8 +55,10 @@ _RESERVED_BODY_KEYS = frozenset({"model", "messages", "stream"})
 
 
 def _is_http_url(url: object) -> bool:
+    if not isinstance(url, (str, httpx.URL)):
+        return False
     try:
-        parsed = httpx.URL(url)  # type: ignore[arg-type]
+        parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError):
         return False
     return parsed.scheme in ("http", "https") and bool(parsed.host)

@@ -30,6 +30,7 @@ from langchain_core.messages import (  # noqa: E402
     AIMessage,
     AIMessageChunk,
     BaseMessage,
+    ChatMessage,
     HumanMessage,
     SystemMessage,
     convert_to_openai_messages,
@@ -54,7 +55,7 @@ from ragloom.adapters.integrations.tool_calling import (  # noqa: E402
 )
 from ragloom.errors import InvalidInputError, RagloomError, RagloomWarning  # noqa: E402
 from ragloom.tool_calls import ToolReply  # noqa: E402
-from ragloom.types import Hit, Message  # noqa: E402
+from ragloom.types import Hit, Message, Role  # noqa: E402
 
 if TYPE_CHECKING:
     from ragloom.adapters.integrations.tools import RagloomTools
@@ -159,7 +160,8 @@ def _check_retriever_options(options: dict[str, Any]) -> None:
         raise InvalidInputError(f"RagloomRetriever k must be a positive integer, got {k!r}")
 
 
-_ROLES = {"system": "system", "human": "user", "ai": "assistant", "developer": "system"}
+_ROLES: dict[str, Role] = {"system": "system", "human": "user", "ai": "assistant", "developer": "system"}
+_CHAT_ROLES: dict[str, Role] = {"user": "user", "assistant": "assistant", "system": "system"}
 
 
 def from_langchain_messages(messages: Sequence[BaseMessage]) -> list[Message]:
@@ -167,8 +169,8 @@ def from_langchain_messages(messages: Sequence[BaseMessage]) -> list[Message]:
     out = []
     for message in messages:
         role = _ROLES.get(message.type)
-        if message.type == "chat":  # a ChatMessage with a free-form role
-            role = {"user": "user", "assistant": "assistant", "system": "system"}.get(str(message.role))  # type: ignore[attr-defined]
+        if isinstance(message, ChatMessage):  # a free-form role
+            role = _CHAT_ROLES.get(str(message.role))
         if role is None:
             raise InvalidInputError(
                 f"ragloom generators take system, user and assistant messages, got a {message.type!r} message; "
@@ -184,7 +186,7 @@ def from_langchain_messages(messages: Sequence[BaseMessage]) -> list[Message]:
                     RagloomWarning,
                     stacklevel=3,
                 )
-        out.append(Message(role, str(message.text)))  # type: ignore[arg-type]
+        out.append(Message(role, str(message.text)))
     return out
 
 
@@ -388,6 +390,7 @@ class LangChainEncoder(ForeignDenseEncoder):
     """
 
     provider = "langchain"
+    model: Embeddings
 
     def __init__(self, embeddings: Embeddings, **options: Any) -> None:
         if not isinstance(embeddings, Embeddings):
@@ -397,13 +400,13 @@ class LangChainEncoder(ForeignDenseEncoder):
         super().__init__(embeddings, **options)
 
     def _embed_queries(self, texts: list[str]) -> list[Sequence[float]]:
-        return [self.model.embed_query(t) for t in texts]  # type: ignore[attr-defined]
+        return [self.model.embed_query(t) for t in texts]
 
     def _embed_documents(self, texts: list[str]) -> list[Sequence[float]]:
-        return list(self.model.embed_documents(texts))  # type: ignore[attr-defined]
+        return list(self.model.embed_documents(texts))
 
     async def _aembed_queries(self, texts: list[str]) -> list[Sequence[float]]:
-        return [await self.model.aembed_query(t) for t in texts]  # type: ignore[attr-defined]
+        return [await self.model.aembed_query(t) for t in texts]
 
 
 class LangChainGenerator:

@@ -51,7 +51,7 @@ from ragloom.adapters.integrations._hits import METADATA_KEYS, answer_to_dict, h
 from ragloom.adapters.integrations._sources import SearchSource, search_source  # noqa: E402
 from ragloom.errors import InvalidInputError, RagloomWarning  # noqa: E402
 from ragloom.protocols import ContextWindowAware, ReplyLimited  # noqa: E402
-from ragloom.types import Answer, Hit, Message  # noqa: E402
+from ragloom.types import Answer, Hit, Message, Role  # noqa: E402
 
 if TYPE_CHECKING:
     from ragloom.adapters.integrations.tools import RagloomTools
@@ -223,7 +223,7 @@ class RagloomQueryEngine(CustomQueryEngine):
         return _response(await self.pipeline.aask(query_str, self.k, self.filters))
 
 
-_TO_RAGLOOM = {
+_TO_RAGLOOM: dict[MessageRole, Role] = {
     MessageRole.SYSTEM: "system",
     MessageRole.DEVELOPER: "system",
     MessageRole.USER: "user",
@@ -250,7 +250,7 @@ def from_llama_messages(messages: Sequence[ChatMessage]) -> list[Message]:
                 RagloomWarning,
                 stacklevel=3,
             )
-        out.append(Message(role, message.content or ""))  # type: ignore[arg-type]
+        out.append(Message(role, message.content or ""))
     return out
 
 
@@ -397,6 +397,7 @@ class LlamaIndexEncoder(ForeignDenseEncoder):
     """
 
     provider = "llamaindex"
+    model: BaseEmbedding
 
     def __init__(self, embed_model: BaseEmbedding, **options: Any) -> None:
         if not isinstance(embed_model, BaseEmbedding):
@@ -406,13 +407,13 @@ class LlamaIndexEncoder(ForeignDenseEncoder):
         super().__init__(embed_model, **options)
 
     def _embed_queries(self, texts: list[str]) -> list[Sequence[float]]:
-        return [self.model.get_query_embedding(t) for t in texts]  # type: ignore[attr-defined]
+        return [self.model.get_query_embedding(t) for t in texts]
 
     def _embed_documents(self, texts: list[str]) -> list[Sequence[float]]:
-        return list(self.model.get_text_embedding_batch(texts))  # type: ignore[attr-defined]
+        return list(self.model.get_text_embedding_batch(texts))
 
     async def _aembed_queries(self, texts: list[str]) -> list[Sequence[float]]:
-        return [await self.model.aget_query_embedding(t) for t in texts]  # type: ignore[attr-defined]
+        return [await self.model.aget_query_embedding(t) for t in texts]
 
 
 class LlamaIndexGenerator:
