@@ -411,7 +411,7 @@ def convert_gguf_causal_lm(gguf_file: Path, out: Path) -> None:
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)
     quantised = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.bfloat16)
     config = quantised.config
-    if hasattr(config, "quantization_config"):
+    if hasattr(config, "quantization_config"):  # a transformers config attribute, not one of our capabilities
         delattr(config, "quantization_config")
     with torch.device("meta"):
         plain = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)

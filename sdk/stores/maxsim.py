@@ -96,7 +96,7 @@ def maxsim_scores(
     if not qs or not filled:
         return out
     torch = require("torch", "multivector", "MaxSim scoring")
-    kind = getattr(torch, dtype)
+    kind = getattr(torch, dtype)  # the torch dtype named by the caller
     qmat = torch.from_numpy(np.concatenate(qs)).to(device=device, dtype=kind)
     block = torch.from_numpy(np.concatenate([ds[j] for j in filled])).to(device=device, dtype=kind)
     lengths = np.array([ds[j].shape[0] for j in filled], dtype=np.int64)
