@@ -236,6 +236,12 @@ class Chunk:
         )
 
 
+def _location(chunk: Chunk) -> dict[str, Any]:
+    """Where a chunk is, in the JSON form a hit and a citation share."""
+    where = {"chunk_id": chunk.id, "doc_id": chunk.doc_id, "source": chunk.source, "page": chunk.page}
+    return {**where, "start": chunk.start, "end": chunk.end}
+
+
 @dataclass(frozen=True, slots=True)
 class Hit:
     """One chunk scored for one query by one retriever (or by fusion or a reranker)."""
@@ -266,12 +272,7 @@ class Hit:
             "score": self.score,
             "score_kind": self.score_kind,
             "retriever": self.retriever,
-            "chunk_id": chunk.id,
-            "doc_id": chunk.doc_id,
-            "source": chunk.source,
-            "page": chunk.page,
-            "start": chunk.start,
-            "end": chunk.end,
+            **_location(chunk),
             "text": chunk.text,
             "metadata": dict(chunk.metadata),
             "explanation": self.explanation,
@@ -316,16 +317,7 @@ class Citation:
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: the marker and where the cited passage is. The passage itself (score, text) is in the
         answer's ``context``, which a citation always points into."""
-        chunk = self.hit.chunk
-        return {
-            "marker": self.marker,
-            "chunk_id": chunk.id,
-            "doc_id": chunk.doc_id,
-            "source": chunk.source,
-            "page": chunk.page,
-            "start": chunk.start,
-            "end": chunk.end,
-        }
+        return {"marker": self.marker, **_location(self.hit.chunk)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], context: Sequence[Hit]) -> Citation:
