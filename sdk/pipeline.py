@@ -398,12 +398,3 @@ class Pipeline:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _offset_progress(
-    progress: ProgressCallback | None, before: int, total: int, position: int, size: int, passes: int
-) -> ProgressCallback | None:
-    """Report in documents across all retrievers: a batch counts as done once every retriever has indexed it."""
-    if progress is None:
-        return None
-    return lambda done, _: progress(before + (position * size + done) // passes, total)
