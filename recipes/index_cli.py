@@ -43,9 +43,9 @@ def add_retriever(
     """Build new retrievers over the documents already in an index and add them to its spec."""
     from ragloom.docstore import DOCSTORE_NAME
     from ragloom.errors import ConfigError, RagloomError
+    from ragloom.ingest import STATE_LOCK
     from ragloom.journal import JOURNAL_NAME
     from ragloom.persistence import IndexLock
-    from ragloom.pipeline import STATE_LOCK
     from ragloom.recipes.config import IndexSpec
     from ragloom.recipes.index_plan import parse_models, plan_retrievers
 

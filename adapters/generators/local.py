@@ -25,8 +25,9 @@ from typing import Any
 
 from ragloom._imports import require
 from ragloom.errors import ConfigError, InputTooLongError, InvalidInputError, ModelNotFoundError
+from ragloom.gguf import convert_gguf_causal_lm
 from ragloom.hf import DType, load_model, pick_device
-from ragloom.models import convert_gguf_causal_lm, models_home
+from ragloom.models import models_home
 from ragloom.stores.files import file_sha256
 from ragloom.tool_calls import ToolReply, check_tools, parse_tool_calls, tool_choice_instruction
 from ragloom.types import Message

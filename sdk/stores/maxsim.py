@@ -11,7 +11,7 @@ One entry point, :func:`maxsim_scores`, with two backends:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -19,7 +19,7 @@ import numpy as np
 from ragloom._imports import require
 from ragloom.errors import InvalidInputError
 
-__all__ = ["MaxSimBackend", "block_maxsim", "maxsim_scores", "query_indicator", "segment_max"]
+__all__ = ["MaxSimBackend", "block_maxsim", "maxsim_scores", "query_indicator", "segment_max", "streamed_maxsim"]
 
 MaxSimBackend = Literal["numpy", "torch"]
 
@@ -59,6 +59,52 @@ def block_maxsim(torch: Any, qmat: Any, qsum: Any, block: Any, lengths: np.ndarr
     sims = qmat @ block.T  # (query tokens, block tokens)
     scores: np.ndarray = (qsum @ segment_max(torch, sims, lengths)).cpu().numpy()
     return scores
+
+
+def streamed_maxsim(
+    torch: Any,
+    seg: Any,
+    sel: np.ndarray,
+    qmat: Any,
+    qsum: Any,
+    block_tokens: int,
+    *,
+    rows: Callable[[Any, int, int], Any] | None = None,
+    device: str = "cpu",
+    dtype: Any = None,
+) -> np.ndarray:
+    """MaxSim of every query against documents ``sel`` of a segment (``seg.offsets``: document i owns token rows
+    ``offsets[i]:offsets[i + 1]`` of ``seg.tokens``), streamed in blocks of ~``block_tokens`` tokens so a memory-mapped
+    segment is never read whole. ``rows(seg, start, end)`` returns decoded token rows as a tensor (a first stage's
+    int8/binary codes); without it the fp16 tokens are read and cast to ``dtype`` on ``device``."""
+    out = np.empty((qsum.shape[0], len(sel)), dtype=np.float32)
+    if len(sel) == 0:
+        return out
+    starts, ends = seg.offsets[sel], seg.offsets[sel + 1]
+    lengths = ends - starts
+    cum = np.concatenate([[0], np.cumsum(lengths)])
+    i = 0
+    while i < len(sel):
+        j = max(i + 1, int(np.searchsorted(cum, cum[i] + block_tokens, side="right")) - 1)
+        j = min(j, len(sel))
+        contiguous = sel[j - 1] - sel[i] == j - 1 - i
+        if rows is not None:
+            parts = (
+                [rows(seg, int(starts[i]), int(ends[j - 1]))]
+                if contiguous
+                else [rows(seg, int(a), int(b)) for a, b in zip(starts[i:j], ends[i:j])]
+            )
+            block = parts[0] if len(parts) == 1 else torch.cat(parts)
+        else:
+            data = (
+                seg.tokens[starts[i] : ends[j - 1]]
+                if contiguous
+                else np.concatenate([seg.tokens[a:b] for a, b in zip(starts[i:j], ends[i:j])])
+            )
+            block = torch.from_numpy(data).to(device=device, dtype=dtype)
+        out[:, i:j] = block_maxsim(torch, qmat, qsum, block, lengths[i:j])
+        i = j
+    return out
 
 
 def _check_pair(q: np.ndarray, d: np.ndarray) -> None:

@@ -35,7 +35,7 @@ from ragloom.errors import ConfigError, IndexCorruptError, InvalidInputError
 from ragloom.muvera import Muvera
 from ragloom.protocols import Filters
 from ragloom.stores.files import atomic_write_json, fsync_dir, read_json, save_npy
-from ragloom.stores.maxsim import block_maxsim, query_indicator, segment_max
+from ragloom.stores.maxsim import query_indicator, segment_max, streamed_maxsim
 from ragloom.stores.rows import check_filters, chunk_matches, top_k
 from ragloom.types import Chunk
 
@@ -477,7 +477,7 @@ class MultiVectorStore:
         dtype: Any,
     ) -> np.ndarray:
         parts = [
-            self._maxsim(torch, seg, sel, qmat, qsum, lambda s, a, b: s.tokens[a:b], device, dtype)
+            streamed_maxsim(torch, seg, sel, qmat, qsum, self.settings.block_tokens, device=device, dtype=dtype)
             for seg, sel in zip(segments, selections)
         ]
         return np.concatenate(parts, axis=1) if parts else np.zeros((qsum.shape[0], 0), np.float32)
@@ -510,47 +510,4 @@ class MultiVectorStore:
                 packed = torch.from_numpy(s.extras["binary"][a:b]).to(device).long()
                 return lut[packed].reshape(b - a, -1)[:, : self.dim]
 
-        return self._maxsim(torch, seg, sel, qmat, qsum, rows, device, dtype, raw_rows=True)
-
-    def _maxsim(
-        self,
-        torch: Any,
-        seg: _Segment,
-        sel: np.ndarray,
-        qmat: Any,
-        qsum: Any,
-        rows: Any,
-        device: str,
-        dtype: Any,
-        *,
-        raw_rows: bool = False,
-    ) -> np.ndarray:
-        """MaxSim of every query against pages ``sel`` of ``seg``, streamed in blocks of ~block_tokens."""
-        out = np.empty((qsum.shape[0], len(sel)), dtype=np.float32)
-        if len(sel) == 0:
-            return out
-        starts, ends = seg.offsets[sel], seg.offsets[sel + 1]
-        lengths = ends - starts
-        cum = np.concatenate([[0], np.cumsum(lengths)])
-        i = 0
-        while i < len(sel):
-            j = max(i + 1, int(np.searchsorted(cum, cum[i] + self.settings.block_tokens, side="right")) - 1)
-            j = min(j, len(sel))
-            contiguous = sel[j - 1] - sel[i] == j - 1 - i
-            if raw_rows:
-                parts = (
-                    [rows(seg, int(starts[i]), int(ends[j - 1]))]
-                    if contiguous
-                    else [rows(seg, int(a), int(b)) for a, b in zip(starts[i:j], ends[i:j])]
-                )
-                block = parts[0] if len(parts) == 1 else torch.cat(parts)
-            else:
-                data = (
-                    seg.tokens[starts[i] : ends[j - 1]]
-                    if contiguous
-                    else np.concatenate([seg.tokens[a:b] for a, b in zip(starts[i:j], ends[i:j])])
-                )
-                block = torch.from_numpy(data).to(device=device, dtype=dtype)
-            out[:, i:j] = block_maxsim(torch, qmat, qsum, block, lengths[i:j])
-            i = j
-        return out
+        return streamed_maxsim(torch, seg, sel, qmat, qsum, self.settings.block_tokens, rows=rows)

@@ -39,5 +39,5 @@ def test_store_and_reranker_share_it() -> None:
     from ragloom.adapters.multivector import rerank
     from ragloom.stores import maxsim
 
-    assert store.segment_max is maxsim.segment_max and store.block_maxsim is maxsim.block_maxsim
+    assert store.segment_max is maxsim.segment_max and store.streamed_maxsim is maxsim.streamed_maxsim
     assert rerank.maxsim_scores is maxsim.maxsim_scores
