@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import Any
 
 from ragloom.errors import EndpointError, InvalidInputError, RagloomError
+from ragloom.protocols import PromptMeasuringGenerator, TokenCountingGenerator
 from ragloom.types import Message
 
 __all__ = ["ForeignErrors", "model_label", "refuse_call_options", "usage_counts"]
@@ -26,11 +27,9 @@ def refuse_call_options(owner: str, options: Mapping[str, Any]) -> None:
 
 def usage_counts(generator: object, messages: Sequence[Message], text: str) -> dict[str, int] | None:
     """Input/output/total tokens by the generator's own tokenizer, when it can count them (local models)."""
-    prompt_tokens = getattr(generator, "prompt_tokens", None)
-    count_tokens = getattr(generator, "count_tokens", None)
-    if not (callable(prompt_tokens) and callable(count_tokens)):
+    if not (isinstance(generator, PromptMeasuringGenerator) and isinstance(generator, TokenCountingGenerator)):
         return None
-    given, written = int(prompt_tokens(messages)), int(count_tokens(text))
+    given, written = int(generator.prompt_tokens(messages)), int(generator.count_tokens(text))
     return {"input_tokens": given, "output_tokens": written, "total_tokens": given + written}
 
 

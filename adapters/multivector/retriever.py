@@ -21,7 +21,7 @@ from ragloom.chunking import TokenChunker
 from ragloom.compression import MemoryEstimate, MultiVectorSettings, estimate_memory, pool_tokens, prune_by_importance
 from ragloom.errors import ConfigError, RagloomWarning
 from ragloom.index_folder import IndexFolder
-from ragloom.protocols import Filters, ImportanceEncoder, MultiVectorEncoder
+from ragloom.protocols import Filters, ImportanceEncoder, MultiVectorEncoder, TokenAwareEncoder
 from ragloom.retrieval import ProgressCallback, StoredRetrieverMethods, check_documents
 from ragloom.stores.multivector import MultiVectorStore
 from ragloom.types import Chunk, Document, Hit, chunk_id_for_page
@@ -239,8 +239,8 @@ class ColBERTRetriever(MultiVectorRetriever):
         overlap: int = 32,
         **kwargs: Any,
     ) -> None:
-        counter = getattr(encoder, "token_counter", None)
-        capacity = getattr(encoder, "document_capacity", None)
+        counter = encoder.token_counter if isinstance(encoder, TokenAwareEncoder) else None
+        capacity = encoder.document_capacity if isinstance(encoder, TokenAwareEncoder) else None
         if counter is None or capacity is None:
             raise ConfigError("ColBERTRetriever needs an encoder with token_counter and document_capacity")
         if chunk_size is not None and chunk_size > capacity:
