@@ -37,6 +37,7 @@ from ragloom.stores.compressed_segments import (
     bytes_on_disk,
     encode_segment,
     open_segment,
+    segment_candidates,
     write_segment_files,
 )
 from ragloom.stores.files import crash_point
@@ -416,37 +417,8 @@ class CompressedVectorStore:
                 return slots[np.isin(slots, allowed, assume_unique=True)][:count]
             result: np.ndarray = allowed[self._binary.search(bits, count, subset=allowed)]
             return result
-        found = [self._segment_candidates(query, seg, count, allowed) for seg in self._segments]
+        found = [segment_candidates(seg, query, count, allowed, self.first_stage) for seg in self._segments]
         return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
-
-    def _segment_candidates(
-        self, query: np.ndarray, seg: Segment, count: int, allowed: np.ndarray | None
-    ) -> np.ndarray:
-        """The best ``count`` allowed slots of one segment by its first-stage score (int8 codes or fp32 scan)."""
-        end = seg.offset + seg.rows.size
-        if allowed is not None:
-            mine = allowed[(allowed >= seg.offset) & (allowed < end)] - seg.offset
-            if mine.size == 0:
-                return np.zeros(0, dtype=np.int64)
-        if self.first_stage == "int8":
-            dead = seg.rows.size - (mine.size if allowed is not None else seg.rows.size)
-            if allowed is None or mine.size > seg.rows.size // 2:
-                local = seg.codes.search(query, count + dead)
-                if allowed is not None:
-                    local = local[np.isin(local, mine, assume_unique=True)]
-            else:  # a small subset: decode it and score exactly
-                scores = seg.codes.decode(mine) @ query
-                local = mine[np.argpartition(-scores, count - 1)[:count]] if mine.size > count else mine
-            result: np.ndarray = local + seg.offset
-            return result
-        assert seg.vectors is not None
-        scores = np.asarray(seg.vectors @ query, dtype=np.float32)
-        if allowed is not None:
-            masked = np.full(scores.shape, -np.inf, dtype=np.float32)
-            masked[mine] = scores[mine]
-            scores = masked
-            count = min(count, mine.size)
-        return top_k(scores, count) + seg.offset
 
     def _rescored(self, query: np.ndarray, slots: np.ndarray) -> np.ndarray:
         """Scores of the candidate ``slots``: rescored from the memory-mapped vectors (or the first stage's)."""

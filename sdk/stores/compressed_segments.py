@@ -21,8 +21,17 @@ import numpy as np
 from ragloom.errors import IndexCorruptError
 from ragloom.stores.codes import Int8Calibration, pack_bits
 from ragloom.stores.files import atomic_write_bytes, npy_bytes
+from ragloom.stores.rows import top_k
 
-__all__ = ["OWNED", "Segment", "bytes_on_disk", "encode_segment", "open_segment", "write_segment_files"]
+__all__ = [
+    "OWNED",
+    "Segment",
+    "bytes_on_disk",
+    "encode_segment",
+    "open_segment",
+    "segment_candidates",
+    "write_segment_files",
+]
 
 OWNED = re.compile(r"^seg-(\d{6})\.(rows|codes|vectors|calib)\.npy$")
 """The segment files of a store folder (anything else there is SQLite's or not ours)."""
@@ -112,3 +121,33 @@ def bytes_on_disk(path: Path) -> dict[str, int]:
             kind = match.group(2) if match else ("sqlite" if "sqlite" in file.name else "other")
             disk[kind] = disk.get(kind, 0) + file.stat().st_size
     return disk
+
+
+def segment_candidates(
+    seg: Segment, query: np.ndarray, count: int, allowed: np.ndarray | None, first_stage: str
+) -> np.ndarray:
+    """The best ``count`` allowed slots of one segment by its first-stage score (int8 codes or fp32 scan)."""
+    end = seg.offset + seg.rows.size
+    if allowed is not None:
+        mine = allowed[(allowed >= seg.offset) & (allowed < end)] - seg.offset
+        if mine.size == 0:
+            return np.zeros(0, dtype=np.int64)
+    if first_stage == "int8":
+        dead = seg.rows.size - (mine.size if allowed is not None else seg.rows.size)
+        if allowed is None or mine.size > seg.rows.size // 2:
+            local = seg.codes.search(query, count + dead)
+            if allowed is not None:
+                local = local[np.isin(local, mine, assume_unique=True)]
+        else:  # a small subset: decode it and score exactly
+            scores = seg.codes.decode(mine) @ query
+            local = mine[np.argpartition(-scores, count - 1)[:count]] if mine.size > count else mine
+        result: np.ndarray = local + seg.offset
+        return result
+    assert seg.vectors is not None
+    scores = np.asarray(seg.vectors @ query, dtype=np.float32)
+    if allowed is not None:
+        masked = np.full(scores.shape, -np.inf, dtype=np.float32)
+        masked[mine] = scores[mine]
+        scores = masked
+        count = min(count, mine.size)
+    return top_k(scores, count) + seg.offset

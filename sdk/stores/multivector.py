@@ -36,7 +36,7 @@ from ragloom.muvera import Muvera
 from ragloom.protocols import Filters
 from ragloom.stores.files import atomic_write_json, fsync_dir, read_json, save_npy
 from ragloom.stores.maxsim import query_indicator, segment_max, streamed_maxsim
-from ragloom.stores.rows import check_filters, chunk_matches, top_k
+from ragloom.stores.rows import check_filters, check_token_matrices, chunk_matches, top_k
 from ragloom.types import Chunk
 
 __all__ = ["MultiVectorStore", "segment_max"]  # segment_max: re-exported from ragloom.stores.maxsim
@@ -44,7 +44,6 @@ __all__ = ["MultiVectorStore", "segment_max"]  # segment_max: re-exported from r
 STATE_NAME = "state.json"
 STATE_VERSION = 1
 _SEGMENT_FILE = re.compile(r"^(seg-\d{6})\.")
-_FP16_MAX = 65504.0
 
 
 @dataclass(frozen=True)
@@ -195,26 +194,6 @@ class MultiVectorStore:
                     file.unlink()
         self._cleaned = True
 
-    def _check(self, chunks: Sequence[Chunk], vectors: Sequence[np.ndarray]) -> list[np.ndarray]:
-        if len(chunks) != len(vectors):
-            raise InvalidInputError(f"{len(chunks)} chunks but {len(vectors)} vector matrices")
-        ids = [c.id for c in chunks]
-        if len(set(ids)) != len(ids):
-            raise InvalidInputError("Duplicate chunk ids in one batch")
-        checked = []
-        for chunk, matrix in zip(chunks, vectors):
-            array = np.asarray(matrix)
-            if array.dtype not in (np.float16, np.float32):
-                array = array.astype(np.float32)
-            if array.ndim != 2 or array.shape[1] != self.dim or array.shape[0] < 1:
-                raise InvalidInputError(
-                    f"{chunk.id}: expected a (tokens >= 1, {self.dim}) matrix, got shape {array.shape}"
-                )
-            if not np.all(np.isfinite(array)) or np.abs(array).max() > _FP16_MAX:
-                raise InvalidInputError(f"{chunk.id}: vectors contain NaN/Inf or exceed the float16 range")
-            checked.append(array)
-        return checked
-
     def _make_segment(self, chunks: Sequence[Chunk], vectors: list[np.ndarray]) -> _Segment:
         name = f"seg-{self._next_id:06d}"
         torch = require("torch", "multivector", "multi-vector stores")
@@ -301,7 +280,7 @@ class MultiVectorStore:
 
     def replace_documents(self, doc_ids: Sequence[str], chunks: Sequence[Chunk], vectors: Sequence[np.ndarray]) -> None:
         """Drop every page of ``doc_ids`` (and of the chunks' documents) and add ``chunks`` in one commit."""
-        checked = self._check(chunks, vectors)
+        checked = check_token_matrices(chunks, vectors, self.dim)
         with self._lock:
             self._clean_orphans()
             dropped = set(doc_ids) | {c.doc_id for c in chunks}

@@ -12,7 +12,15 @@ from ragloom.errors import InvalidInputError
 from ragloom.protocols import Filters
 from ragloom.types import Chunk
 
-__all__ = ["check_filters", "check_vectors", "chunk_matches", "chunks_jsonl", "read_chunks_jsonl", "top_k"]
+__all__ = [
+    "check_filters",
+    "check_token_matrices",
+    "check_vectors",
+    "chunk_matches",
+    "chunks_jsonl",
+    "read_chunks_jsonl",
+    "top_k",
+]
 
 
 def check_filters(filters: object) -> None:
@@ -78,6 +86,30 @@ def check_vectors(chunks: Sequence[Chunk], vectors: np.ndarray, dim: int | None)
     if len(set(ids)) != len(ids):
         raise InvalidInputError("Duplicate chunk ids in one batch")
     return vectors
+
+
+_FP16_MAX = 65504.0
+
+
+def check_token_matrices(chunks: Sequence[Chunk], vectors: Sequence[np.ndarray], dim: int) -> list[np.ndarray]:
+    """One (tokens >= 1, ``dim``) float16/float32 matrix per chunk, finite and within the float16 range (what a
+    multi-vector store keeps), for distinct chunk ids; anything else raises InvalidInputError."""
+    if len(chunks) != len(vectors):
+        raise InvalidInputError(f"{len(chunks)} chunks but {len(vectors)} vector matrices")
+    ids = [c.id for c in chunks]
+    if len(set(ids)) != len(ids):
+        raise InvalidInputError("Duplicate chunk ids in one batch")
+    checked = []
+    for chunk, matrix in zip(chunks, vectors):
+        array = np.asarray(matrix)
+        if array.dtype not in (np.float16, np.float32):
+            array = array.astype(np.float32)
+        if array.ndim != 2 or array.shape[1] != dim or array.shape[0] < 1:
+            raise InvalidInputError(f"{chunk.id}: expected a (tokens >= 1, {dim}) matrix, got shape {array.shape}")
+        if not np.all(np.isfinite(array)) or np.abs(array).max() > _FP16_MAX:
+            raise InvalidInputError(f"{chunk.id}: vectors contain NaN/Inf or exceed the float16 range")
+        checked.append(array)
+    return checked
 
 
 def chunks_jsonl(chunks: Sequence[Chunk]) -> bytes:
