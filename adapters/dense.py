@@ -20,7 +20,7 @@ from ragloom.cpu_threads import ThreadSetting, ThreadTuner, baseline_threads, ch
 from ragloom.errors import ConfigError
 from ragloom.hf import DType, load_model, sentence_transformers_config
 from ragloom.model_inputs import fit_to_limit, longest_first
-from ragloom.models import registered_prompts
+from ragloom.model_registry import registered_prompts
 from ragloom.retrieval import ChunkedVectorRetriever
 
 __all__ = ["DenseRetriever", "Pooling", "TransformersDenseEncoder"]

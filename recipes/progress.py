@@ -97,6 +97,7 @@ def progress_reporter(label: str, *, unit: str = "docs", quiet: bool = False) ->
         MofNCompleteColumn,
         Progress,
         ProgressColumn,
+        Task,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
@@ -104,7 +105,7 @@ def progress_reporter(label: str, *, unit: str = "docs", quiet: bool = False) ->
     from rich.text import Text
 
     class RateColumn(ProgressColumn):  # rich's speed column counts bytes
-        def render(self, task):  # type: ignore[no-untyped-def]
+        def render(self, task: Task) -> Text:
             return Text(format_rate(task.speed, 1.0, unit) if task.speed else "", style="progress.data.speed")
 
     with Progress(

@@ -100,7 +100,7 @@ def load_model(
         tokenizer = transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except ValueError as exc:
         raise _remote_code_error(exc, path) from exc
-    model_cls = getattr(transformers, auto_class)
+    model_cls = getattr(transformers, auto_class)  # the transformers Auto class named by the caller
     hf_logging = transformers.utils.logging
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # ragloom shows its own progress; per-tensor bars are noise

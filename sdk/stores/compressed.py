@@ -7,13 +7,8 @@ distance — 32x less RAM than float32), ``"int8"`` (per-dimension calibrated sc
 first stage's scores (int8 and fp32 only). The settings are recorded in the store and in the index manifest;
 opening with other settings raises :class:`ragloom.errors.StoreMismatchError`.
 
-A directory holds::
-
-    chunks.sqlite            chunks (rowid = position), settings, segments, tombstones: the commit log
-    seg-000001.rows.npy      int64 rowids of a segment's rows
-    seg-000001.codes.npy     first-stage codes (uint8 packed bits, or int8)
-    seg-000001.vectors.npy   rescoring vectors (float32 or int8), memory-mapped
-    seg-000001.calib.npy     int8 calibration (low, step) of the segment
+A directory holds ``chunks.sqlite`` (chunks (rowid = position), settings, segments, tombstones: the commit log)
+and the segments' ``.npy`` files (:mod:`ragloom.stores.compressed_segments`).
 
 New rows live in SQLite with their float32 vector (the "tail", searched exactly in RAM) until ``flush_rows`` of
 them gather; then one segment's files are written atomically and a single SQLite transaction records the segment
@@ -25,28 +20,34 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import sqlite3
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from ragloom.errors import IndexCorruptError, InvalidInputError, StoreMismatchError
-from ragloom.persistence import atomic_write_bytes, crash_point
 from ragloom.protocols import Filters
 from ragloom.stores.codes import BinaryCodes, Int8Calibration, Int8Codes, load_faiss, pack_bits
-from ragloom.stores.memory import check_filters, chunk_matches, top_k
+from ragloom.stores.compressed_segments import (
+    OWNED,
+    Segment,
+    bytes_on_disk,
+    encode_segment,
+    open_segment,
+    segment_candidates,
+    write_segment_files,
+)
+from ragloom.stores.files import crash_point
+from ragloom.stores.rows import check_filters, check_vectors, chunk_matches, top_k
 from ragloom.types import Chunk
 
 __all__ = ["CompressedVectorStore", "FirstStage", "Rescore"]
 
 FirstStage = Literal["binary", "int8", "fp32"]
 Rescore = Literal["fp32", "int8"]
-_OWNED = re.compile(r"^seg-(\d{6})\.(rows|codes|vectors|calib)\.npy$")
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunks (
     rowid INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -65,24 +66,6 @@ DEFAULT_OVERSAMPLE: dict[str, int] = {"binary": 100, "int8": 2, "fp32": 1}
 """Candidates per result when ``oversample`` is not given, from ``python -m benchmarks scale dense`` (docs/
 compression.md): binary reached recall@10 1.000 of exact at 100 (0.94 at 30) on 1M clustered vectors; int8
 was exact at 1."""
-
-
-@dataclass
-class _Segment:
-    id: int
-    rows: np.ndarray  # int64 rowids, ascending
-    offset: int  # first slot in the concatenated first stage
-    codes: Any  # Int8Codes (int8 first stage); binary codes until attached (then they live in BinaryCodes)
-    vectors: np.ndarray | None  # memory-mapped rescoring (or fp32 first-stage) vectors
-    calibration: Int8Calibration | None
-
-
-def _npy_bytes(array: np.ndarray) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
 
 
 class CompressedVectorStore:
@@ -122,7 +105,7 @@ class CompressedVectorStore:
         self._use_faiss = use_faiss
         self._dim = dim
         self._lock = threading.RLock()
-        self._segments: list[_Segment] = []
+        self._segments: list[Segment] = []
         self._binary: BinaryCodes | None = None
         self._threshold: np.ndarray | None = None
         self._rowids = np.zeros(0, dtype=np.int64)  # slot -> rowid over all segments
@@ -195,11 +178,12 @@ class CompressedVectorStore:
             self._db.execute("COMMIT")
 
     def _load_snapshot(self) -> None:
+        assert self.path is not None  # only a store kept in a directory has a snapshot to load
         threshold = self._meta("threshold")
         if threshold is not None:
             self._threshold = np.asarray(threshold, dtype=np.float32)
         for seg_id, n_rows, files in self._db.execute("SELECT id, rows, files FROM segments ORDER BY id").fetchall():
-            self._attach(self._open_segment(int(seg_id), int(n_rows), json.loads(files)))
+            self._attach(open_segment(self.path, int(seg_id), int(n_rows), json.loads(files)))
         tombs = np.fromiter((r for (r,) in self._db.execute("SELECT rowid FROM tombstones")), dtype=np.int64)
         if tombs.size:
             self._alive &= ~np.isin(self._rowids, tombs)
@@ -212,41 +196,13 @@ class CompressedVectorStore:
         else:
             self._tail = np.zeros((0, self._dim or 0), dtype=np.float32)
 
-    def _open_segment(self, seg_id: int, n_rows: int, files: dict[str, int]) -> _Segment:
-        assert self.path is not None
-
-        def array(part: str, mmap: bool = False, rows: int | None = n_rows) -> np.ndarray | None:
-            name = f"seg-{seg_id:06d}.{part}.npy"
-            if name not in files:
-                return None
-            file = self.path / name  # type: ignore[operator]
-            if not file.exists() or file.stat().st_size != files[name]:
-                raise IndexCorruptError(f"{file} is missing or of the wrong size; restore the directory or re-index")
-            try:
-                loaded = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
-            except ValueError as exc:
-                raise IndexCorruptError(f"{file} is not a valid .npy file ({exc}); re-index") from exc
-            if rows is not None and loaded.shape[0] != rows:
-                raise IndexCorruptError(f"{file} holds {loaded.shape[0]} rows, expected {rows}; re-index")
-            return loaded
-
-        rows = array("rows")
-        if rows is None:
-            raise IndexCorruptError(f"{self.path}: segment {seg_id} has no rows file; re-index")
-        calib = array("calib", rows=2)
-        seg = _Segment(seg_id, rows, 0, None, array("vectors", mmap=True), None)
-        if calib is not None:
-            seg.calibration = Int8Calibration.from_array(calib)
-        seg.codes = array("codes")
-        return seg
-
     def _binary_codes(self) -> BinaryCodes:
         if self._binary is None:
             assert self._dim is not None
             self._binary = BinaryCodes((self._dim + 7) // 8, use_faiss=self._use_faiss)
         return self._binary
 
-    def _attach(self, seg: _Segment) -> None:
+    def _attach(self, seg: Segment) -> None:
         """Append a segment to the searchable set (binary codes move into the one concatenated code matrix)."""
         seg.offset = self._rowids.size
         if self.first_stage == "binary" and seg.codes is not None:
@@ -260,24 +216,11 @@ class CompressedVectorStore:
         self._alive = np.concatenate([self._alive, np.ones(seg.rows.size, dtype=bool)])
 
     # -- writing --------------------------------------------------------------------------------------------------
-    def _check_vectors(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> np.ndarray:
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[0] != len(chunks):
-            raise InvalidInputError(f"Expected {len(chunks)} vectors as a 2-D array, got shape {vectors.shape}")
-        if self._dim is not None and len(chunks) and vectors.shape[1] != self._dim:
-            raise InvalidInputError(f"Vectors have dimension {vectors.shape[1]}; this store holds {self._dim}")
-        if not np.all(np.isfinite(vectors)):
-            raise InvalidInputError("Vectors contain NaN or Inf; check the encoder's output")
-        ids = [c.id for c in chunks]
-        if len(set(ids)) != len(ids):
-            raise InvalidInputError("Duplicate chunk ids in one batch")
-        return vectors
-
     def replace_documents(self, doc_ids: Sequence[str], chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
         """Drop every chunk of ``doc_ids`` (and of the chunks' documents) and add ``chunks`` in one transaction.
 
         A batch of ``flush_rows`` or more goes straight into a new segment (its vectors never enter SQLite)."""
-        vectors = self._check_vectors(chunks, vectors)
+        vectors = check_vectors(chunks, vectors, self._dim)
         with self._lock:
             dropping = sorted(set(doc_ids) | {c.doc_id for c in chunks})
             if len(chunks) and self._dim is None:
@@ -374,7 +317,7 @@ class CompressedVectorStore:
             self._tail_rows = np.zeros(0, dtype=np.int64)
             self._tail = np.zeros((0, self._dim or 0), dtype=np.float32)
 
-    def _write_segment(self, vectors: np.ndarray, rows: np.ndarray) -> _Segment:
+    def _write_segment(self, vectors: np.ndarray, rows: np.ndarray) -> Segment:
         """Encode rows into a new segment: files written atomically, recorded inside the caller's transaction
         (a crash before its commit leaves unreferenced files, which ``recover`` removes)."""
         if self._threshold is None and self.first_stage == "binary":
@@ -383,42 +326,15 @@ class CompressedVectorStore:
                 "INSERT OR REPLACE INTO meta VALUES ('threshold', ?)", (json.dumps(self._threshold.tolist()),)
             )
         seg_id = max(1 + max((s.id for s in self._segments), default=0), int(self._meta("next_segment") or 1))
-        parts = self._encode(vectors, rows)
-        files: dict[str, int] = {}
-        if self.path is not None:
-            for part, array in parts.items():
-                name = f"seg-{seg_id:06d}.{part}.npy"
-                data = _npy_bytes(array)
-                atomic_write_bytes(self.path / name, data)
-                files[name] = len(data)
-                if part == "vectors":  # from now on read from disk: only the codes stay in RAM
-                    parts[part] = np.load(self.path / name, mmap_mode="r", allow_pickle=False)
+        parts = encode_segment(vectors, rows, self.first_stage, self.rescore, self._threshold)
+        files = write_segment_files(self.path, seg_id, parts) if self.path is not None else {}
         crash_point("compressed.segment_written")
         self._db.execute("INSERT INTO segments VALUES (?, ?, ?)", (seg_id, int(rows.size), json.dumps(files)))
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('next_segment', ?)", (json.dumps(seg_id + 1),))
         calibration = Int8Calibration.from_array(parts["calib"]) if "calib" in parts else None
-        return _Segment(
+        return Segment(
             seg_id, np.asarray(rows, dtype=np.int64), 0, parts.get("codes"), parts.get("vectors"), calibration
         )
-
-    def _encode(self, vectors: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
-        """The files of a segment: rowids, first-stage codes, rescoring vectors, int8 calibration."""
-        parts: dict[str, np.ndarray] = {"rows": rows}
-        calibration = Int8Calibration.fit(vectors) if "int8" in (self.first_stage, self.rescore) else None
-        if calibration is not None:
-            parts["calib"] = calibration.to_array()
-        if self.first_stage == "binary":
-            assert self._threshold is not None
-            parts["codes"] = pack_bits(vectors, self._threshold)
-        elif self.first_stage == "int8":
-            assert calibration is not None
-            parts["codes"] = calibration.encode(vectors)
-        if self.first_stage == "fp32" or self.rescore == "fp32":
-            parts["vectors"] = np.ascontiguousarray(vectors, dtype=np.float32)
-        elif self.rescore == "int8":
-            assert calibration is not None
-            parts["vectors"] = calibration.encode(vectors)
-        return parts
 
     def recover(self) -> None:
         """Remove segment files no committed segment names (a writer killed between writing and committing)."""
@@ -426,7 +342,7 @@ class CompressedVectorStore:
             return
         known = {name for (files,) in self._db.execute("SELECT files FROM segments") for name in json.loads(files)}
         for file in self.path.iterdir():
-            if _OWNED.match(file.name) and file.name not in known:
+            if OWNED.match(file.name) and file.name not in known:
                 with contextlib.suppress(OSError):
                     file.unlink()
 
@@ -499,37 +415,10 @@ class CompressedVectorStore:
             if allowed.size > len(self._binary) // 2:  # few rows gone: search all, drop the dead, ask for more
                 slots = self._binary.search(bits, count + len(self._binary) - allowed.size)
                 return slots[np.isin(slots, allowed, assume_unique=True)][:count]
-            return allowed[self._binary.search(bits, count, subset=allowed)]
-        found = [self._segment_candidates(query, seg, count, allowed) for seg in self._segments]
+            result: np.ndarray = allowed[self._binary.search(bits, count, subset=allowed)]
+            return result
+        found = [segment_candidates(seg, query, count, allowed, self.first_stage) for seg in self._segments]
         return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
-
-    def _segment_candidates(
-        self, query: np.ndarray, seg: _Segment, count: int, allowed: np.ndarray | None
-    ) -> np.ndarray:
-        """The best ``count`` allowed slots of one segment by its first-stage score (int8 codes or fp32 scan)."""
-        end = seg.offset + seg.rows.size
-        if allowed is not None:
-            mine = allowed[(allowed >= seg.offset) & (allowed < end)] - seg.offset
-            if mine.size == 0:
-                return np.zeros(0, dtype=np.int64)
-        if self.first_stage == "int8":
-            dead = seg.rows.size - (mine.size if allowed is not None else seg.rows.size)
-            if allowed is None or mine.size > seg.rows.size // 2:
-                local = seg.codes.search(query, count + dead)
-                if allowed is not None:
-                    local = local[np.isin(local, mine, assume_unique=True)]
-            else:  # a small subset: decode it and score exactly
-                scores = seg.codes.decode(mine) @ query
-                local = mine[np.argpartition(-scores, count - 1)[:count]] if mine.size > count else mine
-            return local + seg.offset
-        assert seg.vectors is not None
-        scores = np.asarray(seg.vectors @ query, dtype=np.float32)
-        if allowed is not None:
-            masked = np.full(scores.shape, -np.inf, dtype=np.float32)
-            masked[mine] = scores[mine]
-            scores = masked
-            count = min(count, mine.size)
-        return top_k(scores, count) + seg.offset
 
     def _rescored(self, query: np.ndarray, slots: np.ndarray) -> np.ndarray:
         """Scores of the candidate ``slots``: rescored from the memory-mapped vectors (or the first stage's)."""
@@ -546,7 +435,7 @@ class CompressedVectorStore:
             else:
                 assert seg.vectors is not None
                 block = np.asarray(seg.vectors[local[order]])
-                vectors = block if block.dtype == np.float32 else seg.calibration.decode(block)  # type: ignore[union-attr]
+                vectors = block if block.dtype == np.float32 else seg.calibration.decode(block)
             out[mine[order]] = vectors @ query
         return out
 
@@ -576,13 +465,7 @@ class CompressedVectorStore:
         """Rows, segments and bytes: on disk (per file kind) and in RAM (codes, row maps, tail); memory-mapped
         bytes are counted apart (the OS pages them in on demand)."""
         with self._lock:
-            disk: dict[str, int] = {}
-            if self.path is not None:
-                for file in self.path.iterdir():
-                    if file.is_file():
-                        match = _OWNED.match(file.name)
-                        kind = match.group(2) if match else ("sqlite" if "sqlite" in file.name else "other")
-                        disk[kind] = disk.get(kind, 0) + file.stat().st_size
+            disk = bytes_on_disk(self.path) if self.path is not None else {}
             codes = sum(int(seg.codes.nbytes) for seg in self._segments if seg.codes is not None)  # int8
             codes += self._binary.nbytes if self._binary is not None else 0
             mapped = sum(int(seg.vectors.nbytes) for seg in self._segments if seg.vectors is not None)
@@ -611,4 +494,4 @@ class CompressedVectorStore:
         with self._lock:
             if self._db is not None:
                 self._db.close()
-                self._db = None  # type: ignore[assignment]
+                self._db = None  # type: ignore[assignment]  # closed for good: no method runs after close()
