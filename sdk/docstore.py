@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ragloom.errors import IndexCorruptError
-from ragloom.stores.files import crash_point
+from ragloom.stores.files import connect_sqlite, crash_point
 from ragloom.types import Document
 
 __all__ = ["DOCSTORE_NAME", "DocumentStore", "document_digest", "document_from_json", "document_to_json"]
@@ -59,9 +59,7 @@ class DocumentStore:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = sqlite3.connect(self.path or ":memory:", check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db = connect_sqlite(self.path)
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise IndexCorruptError(f"{self.path} is unreadable ({exc}); rebuild the index from its sources") from exc

@@ -40,7 +40,7 @@ from ragloom.stores.compressed_segments import (
     segment_candidates,
     write_segment_files,
 )
-from ragloom.stores.files import crash_point
+from ragloom.stores.files import connect_sqlite, crash_point
 from ragloom.stores.rows import check_filters, check_vectors, chunk_matches, top_k
 from ragloom.types import Chunk
 
@@ -118,11 +118,9 @@ class CompressedVectorStore:
             self.path.mkdir(parents=True, exist_ok=True)
             database = self.path / "chunks.sqlite"
             self.state_missing = not database.exists() or database.stat().st_size == 0
-            self._db = sqlite3.connect(database, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db = connect_sqlite(database)
         else:
-            self._db = sqlite3.connect(":memory:", check_same_thread=False)
+            self._db = connect_sqlite(None)
         try:
             self._db.executescript(_SCHEMA)
             self._load()

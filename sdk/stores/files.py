@@ -13,6 +13,7 @@ import io
 import json
 import os
 import signal
+import sqlite3
 import stat
 import tempfile
 import time
@@ -28,6 +29,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "check_index_tree",
+    "connect_sqlite",
     "crash_point",
     "file_sha256",
     "folder_sha256",
@@ -248,3 +250,14 @@ def save_npy(path: str | os.PathLike[str], array: np.ndarray) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def connect_sqlite(file: str | os.PathLike[str] | None) -> sqlite3.Connection:
+    """A SQLite connection for a store's commit log, usable from any thread: WAL with ``synchronous=FULL`` (a
+    committed transaction survives a crash or a power cut); ``None`` gives an in-memory database."""
+    if file is None:
+        return sqlite3.connect(":memory:", check_same_thread=False)
+    db = sqlite3.connect(file, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    return db

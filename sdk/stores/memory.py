@@ -16,7 +16,7 @@ import numpy as np
 
 from ragloom.errors import IndexCorruptError, InvalidInputError
 from ragloom.protocols import Filters
-from ragloom.stores.files import crash_point
+from ragloom.stores.files import connect_sqlite, crash_point
 from ragloom.stores.rows import check_filters, check_vectors, chunk_matches, top_k
 from ragloom.types import Chunk
 
@@ -57,9 +57,7 @@ class InMemoryVectorStore:
             self.path.mkdir(parents=True, exist_ok=True)
             database = self.path / "vectors.sqlite"
             self.state_missing = not database.exists() or database.stat().st_size == 0
-            self._db = sqlite3.connect(database, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db = connect_sqlite(database)
             try:
                 self._db.executescript(_SCHEMA)
                 columns = {row[1] for row in self._db.execute("PRAGMA table_info(chunks)")}
