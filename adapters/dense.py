@@ -8,6 +8,7 @@ the model's limit is an error (chunk it first); a query over it is cut with a Tr
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -15,10 +16,11 @@ import numpy as np
 
 from ragloom._imports import require
 from ragloom.chunking import OffsetTokenizer
+from ragloom.cpu_threads import ThreadSetting, ThreadTuner, baseline_threads, check_thread_setting, torch_threads
 from ragloom.errors import ConfigError
 from ragloom.hf import DType, load_model, sentence_transformers_config
 from ragloom.model_inputs import fit_to_limit, longest_first
-from ragloom.models import registered_prompts
+from ragloom.model_registry import registered_prompts
 from ragloom.retrieval import ChunkedVectorRetriever
 
 __all__ = ["DenseRetriever", "Pooling", "TransformersDenseEncoder"]
@@ -33,7 +35,13 @@ class TransformersDenseEncoder:
     (all-MiniLM-L6-v2: mean pooling, normalised, 256 tokens), else mean pooling, normalised, the model's limit.
     ``truncate_dim`` keeps the first dimensions (Matryoshka models) and renormalises. ``dtype="auto"`` computes in
     bf16 on GPUs and on CPUs with native bf16 (2.7x the throughput of fp32 there, with vectors at cosine >= 0.9999
-    to fp32 and the same SciFact nDCG@10), fp32 elsewhere; the dtype is not part of the fingerprint.
+    to fp32 and the same SciFact nDCG@10), fp32 elsewhere (bf16 without native support is emulated, several times
+    slower than fp32); the dtype is not part of the fingerprint.
+
+    ``threads`` (CPU only): ``None`` (the default) leaves torch's setting alone; ``"auto"`` times each batch and keeps
+    the fastest thread count (one thread beats two on a busy machine, see :mod:`ragloom.cpu_threads`); an int uses
+    that many. With ``"auto"`` or an int, torch's process-wide count changes while this encoder runs (other torch
+    work in the process sees it meanwhile) and is restored afterwards, which is why it is opt-in.
     """
 
     def __init__(
@@ -51,8 +59,11 @@ class TransformersDenseEncoder:
         device: str | None = None,
         allow_download: bool = False,
         trust_remote_code: bool = False,
+        threads: ThreadSetting = None,
     ) -> None:
         self._torch = require("torch", "dense", "dense encoding")
+        self.threads = check_thread_setting(threads)
+        self._tuner: ThreadTuner | None = None
         loaded = load_model(
             model,
             dtype=dtype,
@@ -136,8 +147,22 @@ class TransformersDenseEncoder:
             chunker="DenseRetriever",
         )
         out = np.empty((len(texts), self._dim), dtype=np.float32)
-        for rows in longest_first(encoded, self.batch_size):
-            out[rows] = self._forward([encoded[i] for i in rows])
+        if self.threads is None or self.device != "cpu":
+            for rows in longest_first(encoded, self.batch_size):
+                out[rows] = self._forward([encoded[i] for i in rows])
+            return out
+        torch = self._torch
+        with torch_threads(torch):
+            if self.threads == "auto" and self._tuner is None:
+                self._tuner = ThreadTuner(baseline_threads(torch))
+            for rows in longest_first(encoded, self.batch_size):
+                batch = [encoded[i] for i in rows]
+                count = self._tuner.choose() if self._tuner else int(self.threads)  # type: ignore[arg-type, unused-ignore]  # an int here
+                torch.set_num_threads(count)
+                started = time.perf_counter()
+                out[rows] = self._forward(batch)
+                if self._tuner:
+                    self._tuner.record(count, time.perf_counter() - started, len(batch) * max(map(len, batch)))
         return out
 
     def _forward(self, batch_ids: list[list[int]]) -> np.ndarray:

@@ -1,17 +1,22 @@
 """Dense encoding throughput: ragloom's TransformersDenseEncoder vs sentence-transformers, same MiniLM weights.
 
 Passages are SciFact abstracts cut to at most L tokens (L = 128 and 512), so both sides see identical inputs with
-natural length variation. Runs alternate in one process after a warm-up; the table shows median passages/s and
-the ratio ragloom/peer. Quality: cosine between ragloom's and the peer's vectors (fp32), and between ragloom bf16
-and fp32. Peak memory: each side in a fresh subprocess (``--memory``).
+natural length variation. In one process, after a warm-up, each ragloom setting and the peer (sentence-transformers
+fp32 at torch's default threads) run in alternation; the table shows median passages/s, the ratio to the peer and
+the min/mean cosine of each setting's vectors to the peer's. Settings: fp32 at torch's threads (``threads=None``),
+fp32 with ``threads="auto"`` (opt-in), bf16 (only with ``--bf16`` or on a CPU with native bf16; elsewhere it is
+emulated and several times slower) and int8 dynamic quantisation of the Linear layers (``--int8``: not an encoder
+option, it fails the cosine >= 0.999 bar). Peak memory: each side in a fresh subprocess (``--memory``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
+from collections.abc import Callable
 
 import numpy as np
 
@@ -51,11 +56,45 @@ def _memory_child(side: str, length: int, count: int, dtype: str) -> None:
     print(json.dumps({"peak_mib": peak_rss_mib(), "before_mib": before}))
 
 
+def _int8(encoder):  # type: ignore[no-untyped-def]
+    """The encoder with its Linear layers quantised to int8 (dynamic, per-channel weights; fbgemm)."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
+        encoder.model = quantize_dynamic(encoder.model, {torch.nn.Linear: per_channel_dynamic_qconfig}, torch.qint8)
+    return encoder
+
+
+def _settings(path, length: int, bf16: bool, native: bool, int8: bool) -> dict:  # type: ignore[no-untyped-def]
+    from ragloom.adapters.dense import TransformersDenseEncoder
+
+    def make(**options):  # type: ignore[no-untyped-def]
+        return TransformersDenseEncoder(path, max_length=length, batch_size=32, **options)
+
+    settings = {
+        "ragloom fp32, torch's threads": make(dtype="float32", threads=None),
+        'ragloom fp32, threads="auto"': make(dtype="float32", threads="auto"),
+    }
+    if native or bf16:
+        label = 'ragloom bf16, threads="auto"' + ("" if native else " (emulated)")
+        settings[label] = make(dtype="bfloat16", threads="auto")
+    if int8:
+        settings['ragloom int8 dynamic, threads="auto"'] = _int8(make(dtype="float32", threads="auto"))
+    return settings
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks dense_encode", description=__doc__)
     parser.add_argument("--count", type=int, default=256, help="passages per length")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--lengths", type=int, nargs="+", default=[128, 512])
+    parser.add_argument("--bf16", action="store_true", help="also run bf16 where the CPU lacks native bf16")
+    parser.add_argument("--int8", action="store_true", help="also run int8 dynamic quantisation (rejected setting)")
     parser.add_argument("--memory", action="store_true", help="also measure peak RSS per side in subprocesses")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -64,46 +103,52 @@ def main(argv: list[str]) -> None:
         _memory_child(side, int(length), int(count), dtype)
         return
 
+    import torch
     from sentence_transformers import SentenceTransformer
     from transformers import AutoTokenizer
 
-    from ragloom.adapters.dense import TransformersDenseEncoder
+    from ragloom.hf import cpu_has_bf16
 
     path = offline_model("minilm")
     tokenizer = AutoTokenizer.from_pretrained(path)
-    print(f"# dense_encode · all-MiniLM-L6-v2 · {machine()} · {args.count} passages · median of {args.repeats}")
+    native = cpu_has_bf16()
     print(
-        "| max tokens | ragloom fp32 p/s | ragloom bf16 p/s | sentence-transformers p/s | fp32 ratio | bf16 ratio "
-        "| cos(ragloom, ST) min | cos(bf16, fp32) min |"
+        f"# dense_encode · all-MiniLM-L6-v2 · {machine()} · native bf16: {native} · torch threads "
+        f"{torch.get_num_threads()} · load average {os.getloadavg()[0]:.1f} at start · {args.count} passages · "
+        f"median of {args.repeats}, alternating"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("| max tokens | setting | passages/s | ratio to sentence-transformers fp32 | cosine min | cosine mean |")
+    print("|---|---|---|---|---|---|")
     for length in args.lengths:
         texts = _passages(tokenizer, length, args.count)
-        fp32 = TransformersDenseEncoder(path, max_length=length, batch_size=32)
-        bf16 = TransformersDenseEncoder(path, max_length=length, batch_size=32, dtype="bfloat16")
         peer = SentenceTransformer(str(path), device="cpu")
         peer.max_seq_length = length
+        settings = _settings(path, length, args.bf16, native, args.int8)
         results: dict[str, np.ndarray] = {}
 
-        def run_fp32() -> None:
-            results["fp32"] = fp32.encode_documents(texts)
+        def runner(name: str, encoder) -> Callable[[], None]:  # type: ignore[no-untyped-def]
+            def run() -> None:
+                results[name] = encoder.encode_documents(texts)
 
-        def run_bf16() -> None:
-            results["bf16"] = bf16.encode_documents(texts)
+            return run
 
         def run_peer() -> None:
             results["peer"] = peer.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
 
-        times = alternate({"fp32": run_fp32, "bf16": run_bf16, "peer": run_peer}, args.repeats)
+        runs = {name: runner(name, encoder) for name, encoder in settings.items()} | {"peer": run_peer}
+        times = alternate(runs, args.repeats)
         rate = {name: len(texts) / median(t) for name, t in times.items()}
-        cos_peer = float(np.min(np.sum(results["fp32"] * results["peer"], axis=1)))
-        cos_bf16 = float(np.min(np.sum(results["fp32"] * results["bf16"], axis=1)))
-        print(
-            f"| {length} | {rate['fp32']:.1f} | {rate['bf16']:.1f} | {rate['peer']:.1f} | "
-            f"{rate['fp32'] / rate['peer']:.2f}x | {rate['bf16'] / rate['peer']:.2f}x | {cos_peer:.5f} | "
-            f"{cos_bf16:.4f} |",
-            flush=True,
-        )
+        print(f"| {length} | sentence-transformers fp32 | {rate['peer']:.1f} | 1.00x | 1 | 1 |", flush=True)
+        for name, encoder in settings.items():
+            cos = np.sum(results[name] * results["peer"], axis=1)
+            tuner = getattr(encoder, "_tuner", None)
+            tuned = f" (tuned: {tuner.best} thread{'s' if tuner.best > 1 else ''})" if tuner else ""
+            print(
+                f"| {length} | {name}{tuned} | {rate[name]:.1f} | {rate[name] / rate['peer']:.2f}x | "
+                f"{cos.min():.5f} | {cos.mean():.5f} |",
+                flush=True,
+            )
+    print(f"# load average {os.getloadavg()[0]:.1f} at end")
     if args.memory:
         print("\n| side | max tokens | peak RSS MiB |\n|---|---|---|")
         for length in args.lengths:

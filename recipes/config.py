@@ -15,7 +15,6 @@ never from the file.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -24,9 +23,10 @@ from typing import Any
 
 from ragloom.errors import ConfigError, IndexCorruptError
 from ragloom.fusion import fuser_from_config
-from ragloom.persistence import atomic_write_json, check_index_tree, read_json
+from ragloom.grouping import check_group_by
 from ragloom.pipeline import Pipeline
 from ragloom.protocols import Generator, Retriever
+from ragloom.stores.files import atomic_write_json, check_index_tree, read_json
 
 __all__ = [
     "RETRIEVER_BUILDERS",
@@ -191,7 +191,8 @@ DEFAULT_MODELS: dict[str, str] = {
 }
 """The model each retriever kind uses when none is named."""
 
-# kind -> builder, or "module:function" resolved on first use (adapters register their kinds here)
+# kind -> builder, or a "module:function" path imported on first use (so an unused adapter never loads). Adapters do
+# not register themselves (they never import recipes): a new kind is added here (docs/architecture.md, checklist).
 RETRIEVER_BUILDERS: dict[str, RetrieverBuilder | str] = {
     "dense": _build_dense,
     "colpali": "ragloom.adapters.multivector.builders:build_colpali",
@@ -219,7 +220,7 @@ def build_retriever(spec: RetrieverSpec, index_dir: Path | None, allow_download:
         )
     if isinstance(builder, str):
         module, _, function = builder.partition(":")
-        builder = getattr(importlib.import_module(module), function)
+        builder = getattr(importlib.import_module(module), function)  # a "module:function" reference
     return builder(spec, index_dir / spec.name if index_dir is not None else None, allow_download)
 
 
@@ -291,10 +292,6 @@ def open_pipeline(
         generator=generator,
         k=spec.k,
         candidates=spec.candidates,
-        group_by=spec.group_by,  # type: ignore[arg-type]
+        group_by=check_group_by(spec.group_by),
         path=index_dir,
     )
-
-
-def spec_summary(spec: IndexSpec) -> Mapping[str, Any]:
-    return json.loads(json.dumps(asdict(spec)))

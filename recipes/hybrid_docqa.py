@@ -38,7 +38,7 @@ from ragloom.errors import ConfigError, RagloomError
 from ragloom.eval import BeirDataset, aggregate_to_documents, evaluate_run, load_beir
 from ragloom.fusion import fit_weights, fuser_from_config, fuser_to_config
 from ragloom.pipeline import Pipeline
-from ragloom.protocols import Fuser, Retriever
+from ragloom.protocols import Closeable, Fuser, Retriever
 from ragloom.recipes.config import (
     DEFAULT_MODELS,
     GeneratorSpec,
@@ -47,6 +47,7 @@ from ragloom.recipes.config import (
     build_retriever,
     open_pipeline,
 )
+from ragloom.routing import RoutedFusion
 from ragloom.types import Hit
 
 __all__ = [
@@ -165,6 +166,8 @@ def fit_fusion(
     if len(retrievers) < 2:
         raise ConfigError("Fitting fusion weights needs at least two retrievers")
     fuser = fuser_from_config({"kind": kind})
+    if isinstance(fuser, RoutedFusion):
+        raise ConfigError("Fitting fusion weights needs rrf, minmax or zscore, not a routed fusion")
     runs = runs or _runs(retrievers, list(dataset.queries.values()), candidates)
     weights, best = fit_weights(fuser, runs, lambda fused: _ndcg(dataset, fused), grid=grid, k=candidates)
     equal = _ndcg(dataset, _fuse_all(fuser, runs, candidates))
@@ -230,13 +233,12 @@ def _eval(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     for retriever in retrievers:
         if len(retriever) == 0:
-            retriever.add(list(test.documents))  # type: ignore[call-arg]
+            retriever.add(list(test.documents))
     indexed = time.perf_counter() - started
     rows = compare_fusions(retrievers, test, fit=fit, kinds=args.fusion)
     for retriever in retrievers:
-        close = getattr(retriever, "close", None)
-        if callable(close):
-            close()
+        if isinstance(retriever, Closeable):
+            retriever.close()
     print(
         f"# {test.name} {args.split} ({len(test.queries)} queries, {len(test.documents)} docs), "
         f"chunk size {args.chunk_size}, indexing {indexed:.0f}s"

@@ -43,9 +43,9 @@ def add_retriever(
     """Build new retrievers over the documents already in an index and add them to its spec."""
     from ragloom.docstore import DOCSTORE_NAME
     from ragloom.errors import ConfigError, RagloomError
+    from ragloom.ingest import STATE_LOCK
     from ragloom.journal import JOURNAL_NAME
     from ragloom.persistence import IndexLock
-    from ragloom.pipeline import STATE_LOCK
     from ragloom.recipes.config import IndexSpec
     from ragloom.recipes.index_plan import parse_models, plan_retrievers
 
@@ -82,6 +82,7 @@ def _build_all(
 ) -> tuple[int, dict[str, int]]:
     """Index every stored document into each new retriever, recording each in the spec once it holds them all."""
     from ragloom.docstore import DOCSTORE_NAME, DocumentStore
+    from ragloom.protocols import Closeable
     from ragloom.recipes.config import build_retriever
     from ragloom.recipes.progress import progress_reporter
 
@@ -95,13 +96,12 @@ def _build_all(
                 done = 0
                 with progress_reporter(f"Indexing ({retriever_spec.name})", quiet=quiet) as progress:
                     for batch in documents.iter_documents():
-                        added = built.add(batch, progress=_offset(progress, done, total))  # type: ignore[call-arg]
+                        added = built.add(batch, progress=_offset(progress, done, total))
                         chunks[retriever_spec.name] = chunks.get(retriever_spec.name, 0) + len(added)
                         done += len(batch)
             finally:
-                close = getattr(built, "close", None)
-                if callable(close):
-                    close()
+                if isinstance(built, Closeable):
+                    built.close()
             spec = dataclasses.replace(spec, retrievers=(*spec.retrievers, retriever_spec))
             spec.save(index)  # recorded only once the retriever holds every document
     finally:

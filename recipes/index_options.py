@@ -6,12 +6,14 @@ from what it was built with is an error naming both sides, never silently ignore
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from ragloom.errors import ConfigError
 from ragloom.recipes.config import SPEC_NAME, IndexSpec, RetrieverSpec
 
-__all__ = ["check_index_path", "ingest_spec"]
+__all__ = ["check_index_path", "check_same_retrievers", "fusion_config", "ingest_spec", "plan_ingest"]
 
 
 def check_index_path(index: Path) -> None:
@@ -46,3 +48,72 @@ def ingest_spec(index: Path, model: str | None, store: str | None, chunk_size: i
         f"{index} was built with {built_with}, not {given}; an index keeps its models: drop these options to add "
         "to it, or pass another --index to build a new one"
     )
+
+
+def plan_ingest(
+    index: Path,
+    kinds: Sequence[str] | None,
+    models: Sequence[str] | None,
+    *,
+    store: str,
+    chunk_size: int | None,
+    fusion: str,
+    fusion_key: str,
+    per_page: bool,
+    chroma: Mapping[str, str],
+    allow_download: bool,
+) -> IndexSpec | None:
+    """The spec ``ragloom ingest`` creates ``index`` with, or None when the index exists (after checking that the
+    options asked for agree with it). ``chroma``: url, collection (default: named after the index), tenant,
+    database of a Chroma server, or empty for the embedded store."""
+    from ragloom.recipes.index_plan import chroma_collection, parse_models, plan_retrievers
+
+    check_index_path(index)
+    if (index / SPEC_NAME).exists():
+        check_same_retrievers(index, kinds)
+        bare = [m for m in models or () if "=" not in m]
+        ingest_spec(index, bare[0] if len(bare) == 1 else None, store, chunk_size)  # same models, or an error
+        return None
+    wanted = list(kinds or ["dense"])
+    server = dict(chroma)
+    if server:
+        server["collection"] = server.get("collection") or chroma_collection(index.resolve().name, "dense")
+    specs = plan_retrievers(
+        wanted,
+        parse_models(models, wanted),
+        store=store or "chroma",
+        chunk_size=chunk_size,
+        allow_download=allow_download,
+        chroma=server,
+    )
+    return IndexSpec(
+        retrievers=specs, fusion=fusion_config(fusion, fusion_key), group_by="page" if per_page else "chunk"
+    )
+
+
+def fusion_config(kind: str, key: str) -> dict[str, Any]:
+    from ragloom.fusion import fuser_from_config
+
+    if key not in ("chunk", "page"):
+        raise ConfigError(f"--fusion-key must be chunk or page, got {key!r}")
+    config: dict[str, Any] = {"kind": kind, "key": key}
+    if kind == "rrf":
+        config["k"] = 60
+    fuser_from_config(config)  # a typed error for an unknown kind, before anything is written
+    return config
+
+
+def check_same_retrievers(index: Path, kinds: Sequence[str] | None) -> None:
+    """Ingesting into an existing index uses its retrievers; asking for others is an error, not ignored."""
+    from ragloom.recipes.config import IndexSpec
+
+    if not kinds:
+        return
+    have = [r.kind for r in IndexSpec.load(index).retrievers]
+    missing = [k for k in kinds if k not in have]
+    if missing:
+        raise ConfigError(
+            f"{index} has retrievers {have}, not {missing}; add them with `ragloom index add-retriever {index} "
+            + " ".join(f"-r {k}" for k in missing)
+            + "`"
+        )

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
-__all__ = ["LineProgress", "format_duration", "progress_reporter"]
+__all__ = ["LineProgress", "format_duration", "format_rate", "progress_reporter"]
 
 ProgressFn = Callable[[int, int], None]
 
@@ -31,6 +31,15 @@ def format_duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
+def format_rate(count: float, seconds: float, unit: str) -> str:
+    """``count`` per second, or per minute or hour when that reads better ("2.4 docs/min", never "0.0 docs/s")."""
+    per_second = count / max(seconds, 1e-9)
+    for factor, period in ((1, "s"), (60, "min"), (3600, "h")):
+        if per_second * factor >= 1 or period == "h":
+            return f"{per_second * factor:.1f} {unit}/{period}"
+    raise AssertionError("unreachable")
+
+
 class LineProgress:
     """Writes ``label: done/total unit (pct) · rate · ETA`` to ``stream`` at most every ``interval`` seconds."""
 
@@ -44,11 +53,12 @@ class LineProgress:
     def line(self, final: bool = False) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
         rate = self.done / elapsed
+        shown = format_rate(self.done, elapsed, self.unit)
         if final:
-            return f"{self.label}: {self.done} {self.unit} in {format_duration(elapsed)} ({rate:.1f} {self.unit}/s)"
+            return f"{self.label}: {self.done} {self.unit} in {format_duration(elapsed)} ({shown})"
         pct = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
         eta = f" · ETA {format_duration((self.total - self.done) / rate)}" if rate > 0 and self.total else ""
-        return f"{self.label}: {self.done}/{self.total or '?'} {self.unit}{pct} · {rate:.1f} {self.unit}/s{eta}"
+        return f"{self.label}: {self.done}/{self.total or '?'} {self.unit}{pct} · {shown}{eta}"
 
     def __call__(self, done: int, total: int) -> None:
         self.done, self.total = done, total
@@ -87,6 +97,7 @@ def progress_reporter(label: str, *, unit: str = "docs", quiet: bool = False) ->
         MofNCompleteColumn,
         Progress,
         ProgressColumn,
+        Task,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
@@ -94,8 +105,8 @@ def progress_reporter(label: str, *, unit: str = "docs", quiet: bool = False) ->
     from rich.text import Text
 
     class RateColumn(ProgressColumn):  # rich's speed column counts bytes
-        def render(self, task):  # type: ignore[no-untyped-def]
-            return Text(f"{task.speed:.1f} {unit}/s" if task.speed else "", style="progress.data.speed")
+        def render(self, task: Task) -> Text:
+            return Text(format_rate(task.speed, 1.0, unit) if task.speed else "", style="progress.data.speed")
 
     with Progress(
         TextColumn(label),

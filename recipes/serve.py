@@ -357,7 +357,7 @@ def _sources_text(payload: dict[str, Any]) -> str:
     lines = []
     for c in payload["citations"]:
         page = f", page {c['page']}" if c["page"] else ""
-        lines.append(f"[{c['marker']}] {c['doc_id']}{page} (chars {c['span'][0]}-{c['span'][1]})")
+        lines.append(f"[{c['marker']}] {c['doc_id']}{page} (chars {c['start']}-{c['end']})")
     return "\n\nSources:\n" + "\n".join(lines) if lines else ""
 
 

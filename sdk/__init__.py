@@ -8,9 +8,9 @@ and the CLI in ``ragloom.recipes``.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ragloom._imports import lazy_exports
 from ragloom.errors import (
     ConfigError,
     DocumentLoadError,
@@ -30,17 +30,34 @@ from ragloom.errors import (
 )
 from ragloom.protocols import (
     AsyncGenerator,
+    AsyncQueryEncoder,
     AsyncRetriever,
+    ChunkListing,
+    Closeable,
+    ConfigurableFuser,
+    ContextWindowAware,
     DenseEncoder,
+    DigestTokenCounter,
     Filters,
     Fuser,
     Generator,
+    ImportanceEncoder,
+    LogprobGenerator,
     MultiVectorEncoder,
+    NamedTokenCounter,
     PersistentRetriever,
+    PersistentStore,
+    ProgressCallback,
+    PromptMeasuringGenerator,
+    RecoverableStore,
+    ReplyLimited,
     Reranker,
     Retriever,
     SparseEncoder,
+    TokenAwareEncoder,
     TokenCounter,
+    TokenCountingGenerator,
+    VerifiableStore,
 )
 from ragloom.types import Answer, Chunk, Citation, Document, Hit, Message, Page, SparseVector
 
@@ -49,12 +66,18 @@ __version__ = "0.1.0"
 __all__ = [
     "Answer",
     "AsyncGenerator",
+    "AsyncQueryEncoder",
     "AsyncRetriever",
     "Chunk",
+    "ChunkListing",
     "Citation",
+    "Closeable",
     "ConfigError",
+    "ConfigurableFuser",
+    "ContextWindowAware",
     "ConvexFusion",
     "DenseEncoder",
+    "DigestTokenCounter",
     "Document",
     "DocumentLoadError",
     "EncoderMismatchError",
@@ -63,32 +86,43 @@ __all__ = [
     "Fuser",
     "Generator",
     "Hit",
+    "ImportanceEncoder",
     "IndexCorruptError",
     "IndexLockedError",
     "IndexRecoveryError",
     "IngestReport",
     "InputTooLongError",
     "InvalidInputError",
+    "LogprobGenerator",
     "Message",
     "MinMaxFusion",
     "MissingExtraError",
     "ModelNotFoundError",
     "MultiVectorEncoder",
+    "NamedTokenCounter",
     "Page",
     "PersistentRetriever",
+    "PersistentStore",
     "Pipeline",
+    "ProgressCallback",
     "PromptBuilder",
+    "PromptMeasuringGenerator",
     "RagloomError",
     "RagloomWarning",
     "ReciprocalRankFusion",
+    "RecoverableStore",
+    "ReplyLimited",
     "Reranker",
     "Retriever",
     "SparseEncoder",
     "SparseVector",
+    "TokenAwareEncoder",
     "TokenChunker",
     "TokenCounter",
+    "TokenCountingGenerator",
     "TruncationWarning",
     "UnsupportedFormatError",
+    "VerifiableStore",
     "ZScoreFusion",
     "__version__",
     "load_file",
@@ -116,14 +150,4 @@ if TYPE_CHECKING:
     from ragloom.prompting import PromptBuilder
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ragloom' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

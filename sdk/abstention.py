@@ -99,7 +99,8 @@ class DeclinePolicy:
             raise InvalidInputError(
                 f"DeclinePolicy.fit needs at least 2 texts with {words}+ distinct words; pass the indexed texts"
             )
-        inside, outside = [], []
+        inside: list[float] = []
+        outside: list[float] = []
         kinds: set[str] = set()
         for _ in range(samples):
             own = rng.choice(vocab)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ragloom.errors import ConfigError
-from ragloom.protocols import TokenCounter
+from ragloom.protocols import DigestTokenCounter, NamedTokenCounter, TokenCounter
 from ragloom.types import Chunk, Document, chunk_id_for_span
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "TokenChunker",
     "WordTokenizer",
     "sentence_boundaries",
+    "tokenizer_name",
 ]
 
 # A sentence ends at . ! ? (optionally followed by closing quotes/brackets) before whitespace, or at a blank line.
@@ -54,6 +55,7 @@ class OffsetTokenizer:
     """Adapts a Hugging Face fast tokenizer (anything returning ``offset_mapping``) to :class:`TokenCounter`."""
 
     def __init__(self, tokenizer: Any, name: str = "") -> None:
+        # ``tokenizer`` is a Hugging Face object: these getattr calls read its optional attributes (not our protocols)
         if not getattr(tokenizer, "is_fast", True):
             raise ConfigError("Chunking needs a fast tokenizer (with offset mapping); load it with use_fast=True")
         self._tokenizer = tokenizer
@@ -92,6 +94,11 @@ class OffsetTokenizer:
         return [(int(s), int(e)) for s, e in encoded["offset_mapping"] if e > s]
 
 
+def tokenizer_name(tokenizer: TokenCounter) -> str:
+    """The name a manifest records for ``tokenizer``: its own, else its class name."""
+    return str(tokenizer.name) if isinstance(tokenizer, NamedTokenCounter) else type(tokenizer).__name__
+
+
 @dataclass(frozen=True)
 class TokenChunker:
     """Split documents into chunks of at most ``chunk_size`` tokens with ``overlap`` tokens shared.
@@ -117,14 +124,13 @@ class TokenChunker:
         """What the manifest records: chunks made with another config must not mix into the same index."""
         config: dict[str, object] = {
             "kind": "tokens",
-            "tokenizer": str(getattr(self.tokenizer, "name", type(self.tokenizer).__name__)),
+            "tokenizer": tokenizer_name(self.tokenizer),
             "chunk_size": self.chunk_size,
             "overlap": self.overlap,
             "sentence_aware": self.sentence_aware,
         }
-        digest = getattr(self.tokenizer, "digest", None)
-        if isinstance(digest, str):
-            config["tokenizer_sha256"] = digest
+        if isinstance(self.tokenizer, DigestTokenCounter):
+            config["tokenizer_sha256"] = self.tokenizer.digest
         return config
 
     def chunk(self, document: Document) -> list[Chunk]:

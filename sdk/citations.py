@@ -25,7 +25,7 @@ import re
 from collections.abc import Sequence
 
 from ragloom.sentences import sentence_spans
-from ragloom.types import Citation, Hit, Support
+from ragloom.types import Citation, Hit, Support, Verdict
 
 __all__ = [
     "DECLINE_PATTERN",
@@ -285,6 +285,7 @@ def assess(
             unsupported.append(claim_text)
     supported = claims - len(uncited) - len(unsupported)
     off_topic = off_topic_terms(question, list(cited_hits.values()))
+    verdict: Verdict
     if claims == 0 or supported == 0 or off_topic:
         verdict = "unsupported"  # off-topic: the claims may match their passages, but not the question
     elif supported == claims:
@@ -298,4 +299,4 @@ def assess(
         reasons.append(f"{len(unsupported)} of {claims} claim(s) are not supported by the passages they cite")
     if off_topic:
         reasons.append(f"no cited passage mentions {', '.join(off_topic)} from the question")
-    return Support(verdict, claims, supported, tuple(uncited), tuple(unsupported), off_topic, "; ".join(reasons))  # type: ignore[arg-type]
+    return Support(verdict, claims, supported, tuple(uncited), tuple(unsupported), off_topic, "; ".join(reasons))

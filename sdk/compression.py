@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -97,14 +97,14 @@ class MultiVectorSettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> MultiVectorSettings:
-        values = dict(data)
+        values: dict[str, Any] = dict(data)  # each field is checked by __post_init__
         muvera = values.pop("muvera", None)
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"Unknown multi-vector settings {unknown}; known: {sorted(known)}")
         config = MuveraConfig(**muvera) if isinstance(muvera, dict) else MuveraConfig()
-        return cls(muvera=config, **values)  # type: ignore[arg-type]
+        return cls(muvera=config, **values)
 
 
 # -- pooling ------------------------------------------------------------------------------------------------------

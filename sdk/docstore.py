@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ragloom.errors import IndexCorruptError
-from ragloom.persistence import crash_point
-from ragloom.types import Document, Page
+from ragloom.stores.files import connect_sqlite, crash_point
+from ragloom.types import Document
 
 __all__ = ["DOCSTORE_NAME", "DocumentStore", "document_digest", "document_from_json", "document_to_json"]
 
@@ -34,24 +34,13 @@ CREATE TABLE IF NOT EXISTS documents (
 
 
 def document_to_json(doc: Document) -> dict[str, Any]:
-    """A Document as plain JSON (what the journal and the store keep)."""
-    return {
-        "id": doc.id,
-        "text": doc.text,
-        "source": doc.source,
-        "pages": [[p.number, p.start, p.end] for p in doc.pages],
-        "metadata": dict(doc.metadata),
-    }
+    """A Document as plain JSON (what the journal and the store keep): :meth:`Document.to_dict`."""
+    return doc.to_dict()
 
 
 def document_from_json(data: Mapping[str, Any]) -> Document:
-    return Document(
-        id=str(data["id"]),
-        text=str(data["text"]),
-        source=str(data.get("source", "")),
-        pages=tuple(Page(int(n), int(a), int(b)) for n, a, b in data.get("pages") or ()),
-        metadata=dict(data.get("metadata") or {}),
-    )
+    """Inverse of :func:`document_to_json`: :meth:`Document.from_dict` (InvalidInputError on a bad field)."""
+    return Document.from_dict(data)
 
 
 def document_digest(doc: Document) -> str:
@@ -70,9 +59,7 @@ class DocumentStore:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = sqlite3.connect(self.path or ":memory:", check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db = connect_sqlite(self.path)
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise IndexCorruptError(f"{self.path} is unreadable ({exc}); rebuild the index from its sources") from exc

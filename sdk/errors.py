@@ -10,7 +10,6 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "DocumentLoadError",
-    "EmptyIndexError",
     "EncoderMismatchError",
     "EndpointError",
     "IndexCorruptError",
@@ -102,10 +101,6 @@ class IndexCorruptError(RagloomError):
 
 class IndexRecoveryError(RagloomError):
     """An interrupted write could not be finished; nothing was removed and the next write tries again."""
-
-
-class EmptyIndexError(RagloomError):
-    """An operation needs documents but the index holds none."""
 
 
 class IndexTooSmallError(RagloomError, ValueError):

@@ -11,12 +11,16 @@ import dataclasses
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
 
 from ragloom.errors import ConfigError, InvalidInputError
+from ragloom.protocols import ConfigurableFuser
 from ragloom.types import Hit
+
+if TYPE_CHECKING:
+    from ragloom.routing import RoutedFusion
 
 __all__ = [
     "ConvexFusion",
@@ -116,6 +120,9 @@ def _normalise_zscore(scores: np.ndarray) -> np.ndarray:
     return np.zeros_like(scores) if std < 1e-12 else (scores - scores.mean()) / std
 
 
+_S = TypeVar("_S", bound="_ScoreFusion")
+
+
 @dataclass(frozen=True)
 class _ScoreFusion:
     """Shared body of score-based fusion: normalise each list, then add weighted scores."""
@@ -149,7 +156,7 @@ class _ScoreFusion:
                 contributions.setdefault(key, []).append((name, best[key], contrib))
         return _assemble(contributions, totals, k, "score")
 
-    def with_weights(self, weights: Mapping[str, float]):  # type: ignore[no-untyped-def]
+    def with_weights(self: _S, weights: Mapping[str, float]) -> _S:
         return dataclasses.replace(self, weights=dict(weights))
 
 
@@ -232,17 +239,38 @@ def fit_weights(
     return best_weights, best_score
 
 
-def fuser_from_config(config: Mapping[str, object]):  # type: ignore[no-untyped-def]
+def _config_weights(config: Mapping[str, object]) -> dict[str, float]:
+    raw = config.get("weights") or {}
+    weights: dict[str, float] = {}
+    if isinstance(raw, Mapping):
+        for name, weight in raw.items():
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+                break
+            weights[str(name)] = float(weight)
+        else:
+            return weights
+    raise ConfigError(f"Fusion weights must map retriever names to numbers, got {raw!r}")
+
+
+def fuser_from_config(
+    config: Mapping[str, object],
+) -> ReciprocalRankFusion | MinMaxFusion | ZScoreFusion | RoutedFusion:
     """Rebuild a fuser from the dict stored with an index (see ``fuser_to_config``)."""
     kind = config.get("kind", "rrf")
-    weights = dict(config.get("weights") or {})  # type: ignore[call-overload]
-    key = config.get("key", "chunk")
+    weights = _config_weights(config)
+    key_name = config.get("key", "chunk")
+    if key_name not in ("chunk", "page"):
+        raise ConfigError(f"Fusion key must be 'chunk' or 'page', got {key_name!r}")
+    key: FusionKey = "page" if key_name == "page" else "chunk"
     if kind == "rrf":
-        return ReciprocalRankFusion(k=int(config.get("k", 60)), weights=weights, key=key)  # type: ignore[arg-type]
+        k = config.get("k", 60)
+        if isinstance(k, bool) or not isinstance(k, int):
+            raise ConfigError(f"RRF k must be an integer, got {k!r}")
+        return ReciprocalRankFusion(k=k, weights=weights, key=key)
     if kind == "minmax":
-        return MinMaxFusion(weights=weights, key=key)  # type: ignore[arg-type]
+        return MinMaxFusion(weights=weights, key=key)
     if kind == "zscore":
-        return ZScoreFusion(weights=weights, key=key)  # type: ignore[arg-type]
+        return ZScoreFusion(weights=weights, key=key)
     if kind == "routed":  # a per-query router over a calibrated fusion (``ragloom tune --route``)
         from ragloom.routing import RoutedFusion
 
@@ -260,7 +288,6 @@ def fuser_to_config(fuser: object) -> dict[str, object]:
         return {"kind": "zscore", "weights": dict(fuser.weights), "key": fuser.key}
     if isinstance(fuser, ConvexFusion):
         return {"kind": "minmax", "weights": fuser.weights, "key": fuser.key}
-    to_config = getattr(fuser, "to_config", None)
-    if callable(to_config):
-        return dict(to_config())
+    if isinstance(fuser, ConfigurableFuser):
+        return dict(fuser.to_config())
     raise ConfigError(f"Cannot serialise fuser of type {type(fuser).__name__}")

@@ -28,9 +28,11 @@ RRF_K = 60
 
 
 def check_group_by(value: str) -> GroupBy:
-    if value not in GROUP_BY:
-        raise ConfigError(f"group_by must be 'chunk' or 'page', got {value!r}")
-    return value  # type: ignore[return-value]
+    if value == "chunk":
+        return "chunk"
+    if value == "page":
+        return "page"
+    raise ConfigError(f"group_by must be 'chunk' or 'page', got {value!r}")
 
 
 def page_key(hit: Hit) -> str:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
 from ragloom.errors import ConfigError, InputTooLongError, RagloomWarning
 from ragloom.protocols import Filters, Generator
-from ragloom.retrieval import ProgressCallback, RetrieverMethods, check_query
+from ragloom.retrieval import ChunkedVectorRetriever, ProgressCallback, RetrieverMethods, check_query
 from ragloom.types import Chunk, Document, Hit, Message
 
 __all__ = ["HydeRetriever"]
@@ -36,13 +36,13 @@ class HydeRetriever(RetrieverMethods):
 
     def __init__(
         self,
-        retriever: Any,
+        retriever: ChunkedVectorRetriever,
         generator: Generator,
         *,
         mode: Literal["average", "passage"] = "average",
         prompt: str = HYDE_PROMPT,
     ) -> None:
-        if not hasattr(retriever, "encoder") or not hasattr(retriever, "store"):
+        if not isinstance(retriever, ChunkedVectorRetriever):
             raise ConfigError("HyDE needs a chunk-and-embed retriever (DenseRetriever: one with encoder and store)")
         if mode not in ("average", "passage"):
             raise ConfigError(f"HyDE mode must be 'average' or 'passage', got {mode!r}")
@@ -50,7 +50,7 @@ class HydeRetriever(RetrieverMethods):
             raise ConfigError("The HyDE prompt must contain '{query}'")
         self.retriever, self.generator, self.mode, self.prompt = retriever, generator, mode, prompt
         self._name = str(retriever.name)
-        self.path = getattr(retriever, "path", None)  # the wrapped index's directory (the ingest journal's)
+        self.path = retriever.path  # the wrapped index's directory (the ingest journal's)
 
     @property
     def name(self) -> str:
@@ -72,7 +72,11 @@ class HydeRetriever(RetrieverMethods):
             p = None
         if p is None:
             return q
-        vector = p if self.mode == "passage" else q / max(np.linalg.norm(q), 1e-12) + p / max(np.linalg.norm(p), 1e-12)
+        vector = (
+            p
+            if self.mode == "passage"
+            else q / max(float(np.linalg.norm(q)), 1e-12) + p / max(float(np.linalg.norm(p)), 1e-12)
+        )
         return vector / max(float(np.linalg.norm(vector)), 1e-12)
 
     def search_many(self, queries: Sequence[str], k: int = 10, filters: Filters | None = None) -> list[list[Hit]]:
@@ -81,7 +85,7 @@ class HydeRetriever(RetrieverMethods):
         if not queries or len(self.retriever) == 0:
             return [[] for _ in queries]
         vectors = np.vstack([self.query_vector(q) for q in queries])
-        kind = self.retriever._score_kind  # same score kind as the wrapped retriever's hits
+        kind = self.retriever.score_kind  # same score kind as the wrapped retriever's hits
         return [
             [
                 Hit(chunk=chunk, score=score, score_kind=kind, retriever=self.name, rank=rank, explanation="hyde")

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ragloom.errors import IndexCorruptError
-from ragloom.persistence import MANIFEST_NAME, IndexLock, Manifest, check_index_tree, remove_stale_temp_files
+from ragloom.persistence import MANIFEST_NAME, IndexLock, Manifest
 from ragloom.protocols import RecoverableStore
+from ragloom.stores.files import check_index_tree, remove_stale_temp_files
 
 __all__ = ["IndexFolder", "stored_chunk_size"]
 
@@ -116,7 +117,7 @@ class IndexFolder:
                 if self.manifest.generation != self.generation and reload is not None:
                     reload()
                 self.generation = self.manifest.generation
-            for folder in {self.path, store.path if store is not None else None} - {None}:
+            for folder in {p for p in (self.path, store.path if store is not None else None) if p is not None}:
                 remove_stale_temp_files(folder)  # left by a writer killed mid atomic write
             if isinstance(store, RecoverableStore):
                 store.recover()

@@ -21,7 +21,7 @@ from typing import Any
 
 from ragloom.docstore import document_from_json, document_to_json
 from ragloom.errors import IndexCorruptError
-from ragloom.persistence import atomic_write_json, crash_point, read_json, remove_durably
+from ragloom.stores.files import atomic_write_json, crash_point, read_json, remove_durably
 from ragloom.types import Document
 
 __all__ = ["JOURNAL_NAME", "IngestJournal", "JournalEntry"]

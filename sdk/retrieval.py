@@ -14,13 +14,23 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from ragloom._fields import _SURROGATE
 from ragloom.chunking import TokenChunker, WordTokenizer
 from ragloom.errors import ConfigError, InvalidInputError, RagloomWarning
 from ragloom.index_folder import IndexFolder, stored_chunk_size
-from ragloom.persistence import Manifest, crash_point
-from ragloom.protocols import DenseEncoder, Filters, PersistentStore, TokenAwareEncoder
+from ragloom.persistence import Manifest
+from ragloom.protocols import (
+    AsyncQueryEncoder,
+    ChunkListing,
+    DenseEncoder,
+    Filters,
+    PersistentStore,
+    ProgressCallback,
+    TokenAwareEncoder,
+)
 from ragloom.stores import InMemoryVectorStore, VectorStore
-from ragloom.types import _SURROGATE, Chunk, Document, Hit, escape_undecodable
+from ragloom.stores.files import crash_point
+from ragloom.types import Chunk, Document, Hit, ScoreKind, escape_undecodable
 
 __all__ = [
     "DEFAULT_CHUNK_TOKENS",
@@ -35,9 +45,6 @@ __all__ = [
     "default_chunker",
     "warn_empty",
 ]
-
-ProgressCallback = Callable[[int, int], None]
-"""Called as ``progress(done, total)`` (documents) while indexing."""
 
 ChunkEmbedder = Callable[[Sequence[tuple[Document, list[Chunk]]]], np.ndarray]
 """Embeds the chunks of several documents at once (rows in document, then chunk order)."""
@@ -123,9 +130,8 @@ def default_chunker(
     ``chunk_size``: the size an existing index was built with (``stored``) when it fits, else the capacity capped
     at :data:`DEFAULT_CHUNK_TOKENS` (256 when the capacity is unknown). By words, with a warning, for an encoder
     that exposes no tokenizer."""
-    aware = isinstance(encoder, TokenAwareEncoder)
-    counter = encoder.token_counter if aware else None
-    capacity = encoder.document_capacity if aware else None
+    counter = encoder.token_counter if isinstance(encoder, TokenAwareEncoder) else None
+    capacity = encoder.document_capacity if isinstance(encoder, TokenAwareEncoder) else None
     if chunk_size is None and stored and (not capacity or stored <= capacity):
         chunk_size = stored
     if counter is None:
@@ -210,11 +216,9 @@ class StoredRetrieverMethods(RetrieverMethods):
 
     def chunks(self) -> list[Chunk]:
         """Every chunk indexed (with its text), in index order; what label-free calibration samples from."""
-        listing = getattr(self.store, "chunks", None)
-        if listing is None:
+        if not isinstance(self.store, ChunkListing):
             raise ConfigError(f"The {type(self.store).__name__} store cannot list its chunks")
-        chunks: list[Chunk] = listing()
-        return chunks
+        return self.store.chunks()
 
     def __len__(self) -> int:
         return len(self.store)
@@ -250,7 +254,7 @@ class StoredRetrieverMethods(RetrieverMethods):
     def _check_store_on_open(self) -> None:
         """A store whose files vanished under a manifest that counts chunks is damage, not an empty index."""
         if self._folder is not None and isinstance(self.store, PersistentStore) and self.store.state_missing:
-            self._folder.check_not_emptied(len(self.store), str(self.store.path or self.path))
+            self._folder.check_not_emptied(len(self), str(self.store.path or self.path))
 
     def _save_manifest(self) -> None:
         if self._folder is not None:
@@ -290,7 +294,7 @@ class ChunkedVectorRetriever(StoredRetrieverMethods):
         self.chunker = chunker or default_chunker(encoder, chunk_size, overlap, stored=stored_chunk_size(path))
         self._embed = chunk_embedder or self._embed_texts
         normalized = bool(encoder.fingerprint.get("normalize", False))
-        self._score_kind = "cosine" if normalized else "dot"
+        self._score_kind: ScoreKind = "cosine" if normalized else "dot"
         self._folder: IndexFolder | None = None
         if self.path is not None:
             self._folder = IndexFolder(
@@ -354,6 +358,11 @@ class ChunkedVectorRetriever(StoredRetrieverMethods):
 
     # -- the Retriever contract ---------------------------------------------------------------------------------
     @property
+    def score_kind(self) -> ScoreKind:
+        """What its hits' scores are: ``cosine`` for a normalising encoder, else ``dot``."""
+        return self._score_kind
+
+    @property
     def name(self) -> str:
         return self._name
 
@@ -388,12 +397,11 @@ class ChunkedVectorRetriever(StoredRetrieverMethods):
     ) -> list[list[Hit]]:
         """Async search; an encoder with ``aencode_queries`` (a framework's async embeddings) is awaited, the rest
         runs in a worker thread."""
-        encode = getattr(self.encoder, "aencode_queries", None)
-        if encode is None:
+        if not isinstance(self.encoder, AsyncQueryEncoder):
             return await asyncio.to_thread(self.search_many, queries, k, filters)
         if not self._searchable(queries, k):
             return [[] for _ in queries]
-        vectors = await encode(list(queries))
+        vectors = await self.encoder.aencode_queries(list(queries))
         return self._hits(await asyncio.to_thread(self.store.search, vectors, k, filters))
 
     async def asearch(self, query: str, k: int = 10, filters: Filters | None = None) -> list[Hit]:
@@ -402,7 +410,7 @@ class ChunkedVectorRetriever(StoredRetrieverMethods):
     def _hits(self, rows: Sequence[Sequence[tuple[Chunk, float]]]) -> list[list[Hit]]:
         return [
             [
-                Hit(chunk=chunk, score=score, score_kind=self._score_kind, retriever=self._name, rank=rank)  # type: ignore[arg-type]
+                Hit(chunk=chunk, score=score, score_kind=self._score_kind, retriever=self._name, rank=rank)
                 for rank, (chunk, score) in enumerate(row, start=1)
             ]
             for row in rows

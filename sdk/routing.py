@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ragloom.errors import ConfigError
-from ragloom.fusion import fuser_from_config
+from ragloom.fusion import MinMaxFusion, ReciprocalRankFusion, ZScoreFusion, fuser_from_config
 from ragloom.types import Hit
 
 __all__ = ["FEATURES", "RoutedFusion", "fit_router", "route_features"]
@@ -65,7 +65,7 @@ class RoutedFusion:
     models: Mapping[str, Sequence[float]]
     gamma: float = 1.0
     floor: float = 0.02
-    _base_fuser: Any = field(init=False, repr=False, compare=False)
+    _base_fuser: ReciprocalRankFusion | MinMaxFusion | ZScoreFusion = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.gamma < 0 or not 0 < self.floor <= 1:
@@ -75,7 +75,10 @@ class RoutedFusion:
                 raise ConfigError(f"Router model for {name!r} has {len(coef)} coefficients, expected {len(FEATURES)}")
         object.__setattr__(self, "base", dict(self.base))
         object.__setattr__(self, "models", {k: [float(x) for x in v] for k, v in self.models.items()})
-        object.__setattr__(self, "_base_fuser", fuser_from_config(self.base))
+        base = fuser_from_config(self.base)
+        if isinstance(base, RoutedFusion):
+            raise ConfigError("A routed fusion's base must be rrf, minmax or zscore, not another routed fusion")
+        object.__setattr__(self, "_base_fuser", base)
 
     def weights_for(self, results: Mapping[str, Sequence[Hit]]) -> dict[str, float]:
         """The weights this query gets."""
@@ -91,7 +94,7 @@ class RoutedFusion:
         return weights
 
     def fuse(self, results: Mapping[str, Sequence[Hit]], k: int) -> list[Hit]:
-        return self._base_fuser.with_weights(self.weights_for(results)).fuse(results, k)  # type: ignore[no-any-return]
+        return self._base_fuser.with_weights(self.weights_for(results)).fuse(results, k)
 
     def to_config(self) -> dict[str, Any]:
         return {

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ragloom.errors import IndexCorruptError
-from ragloom.persistence import MANIFEST_NAME, read_json
+from ragloom.persistence import MANIFEST_NAME
+from ragloom.stores.files import read_json
 
 __all__ = ["Component", "RetrieverStats", "estimate_ingest", "index_stats", "retriever_stats"]
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ragloom.errors import EncoderMismatchError, IndexLockedError, InvalidInputError
+from ragloom.protocols import Closeable
 from ragloom.types import Document, Hit
 
 __all__ = ["CONTRACT_DOCUMENTS", "RetrieverContract", "profile_documents"]
@@ -81,7 +82,8 @@ def profile_documents(seed: int = 0) -> tuple[list[Document], dict[str, set[str]
         rng.shuffle(slots)
         blocks.append(slots)
     likes = [[blocks[b][i] for b in range(3)] for i in range(46)]
-    docs, fans = [], {}
+    docs: list[Document] = []
+    fans: dict[str, set[str]] = {}
     for i, (name, hobbies) in enumerate(zip(names, likes)):
         first = name.split()[0]
         text = f"Profile of {name}. {first} lives in town number {i}. {first} likes {', '.join(hobbies)}."
@@ -92,9 +94,8 @@ def profile_documents(seed: int = 0) -> tuple[list[Document], dict[str, set[str]
 
 
 def _close(retriever: Any) -> None:
-    close = getattr(retriever, "close", None)
-    if callable(close):
-        close()
+    if isinstance(retriever, Closeable):
+        retriever.close()
 
 
 class RetrieverContract:

@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Any, Protocol, runtime_checkable
 
 from ragloom.chunking import WordTokenizer
+from ragloom.protocols import TokenCountingGenerator
 
 __all__ = ["TextTokenCounter", "TiktokenCounter", "WordCounter", "default_token_counter"]
 
@@ -89,13 +90,13 @@ class TiktokenCounter:
 
 def default_token_counter(generator: object | None = None) -> TextTokenCounter:
     """The generator's own counter when it has one (``count_tokens``), else tiktoken's offline counter."""
-    counter = getattr(generator, "count_tokens", None)
-    if callable(counter):
+    if isinstance(generator, TokenCountingGenerator):
+        counting = generator
 
         @dataclass(frozen=True)
         class _GeneratorCounter:
             def count(self, text: str) -> int:
-                return int(counter(text))
+                return int(counting.count_tokens(text))
 
         return _GeneratorCounter()
     return TiktokenCounter()

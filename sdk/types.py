@@ -2,18 +2,23 @@
 
 All are frozen dataclasses validated on construction, so a malformed value fails where it is made rather than
 deep inside an index. Metadata values are JSON scalars (str, int, float, bool) so they survive every store.
+
+Document, Chunk, Hit, Citation, Support and Answer have one JSON form each (``to_dict``/``from_dict``, exact round
+trip, InvalidInputError naming a bad field) that every surface speaks: CLI, server, tools, MCP, journal, docstore.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
+from ragloom import _fields
+from ragloom._fields import _SURROGATE, check_metadata, check_text
 from ragloom.errors import InvalidInputError
 
 __all__ = [
@@ -38,9 +43,8 @@ MetadataValue = str | int | float | bool
 ScoreKind = Literal["cosine", "dot", "bm25", "splade", "maxsim", "rrf", "fused", "rerank", "distance"]
 Role = Literal["system", "user", "assistant"]
 Verdict = Literal["supported", "partly", "unsupported", "declined"]
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_SCORE_KINDS: tuple[ScoreKind, ...] = get_args(ScoreKind)
+_VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
 
 
 def escape_undecodable(text: str) -> str:
@@ -55,33 +59,6 @@ def escape_undecodable(text: str) -> str:
         return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
 
     return _SURROGATE.sub(escape, text)
-
-
-def _check_text(value: str, what: str) -> None:
-    if not value.isascii() and _SURROGATE.search(value) is not None:
-        raise InvalidInputError(
-            f"{what} holds a lone surrogate (bytes that are not UTF-8, e.g. from a file name in another encoding), "
-            "which no store can save; clean it with ragloom.types.escape_undecodable (the loaders do this)"
-        )
-
-
-def _check_metadata(metadata: Mapping[str, object], where: str) -> dict[str, MetadataValue]:
-    clean: dict[str, MetadataValue] = {}
-    for key, value in metadata.items():
-        if not isinstance(key, str) or not key:
-            raise InvalidInputError(f"{where}: metadata keys must be non-empty strings, got {key!r}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise InvalidInputError(f"{where}: metadata[{key!r}] is {value}; use a finite number")
-        if not isinstance(value, (str, int, float, bool)):
-            raise InvalidInputError(
-                f"{where}: metadata[{key!r}] is {type(value).__name__}; values must be str, int, float or bool "
-                "(serialise lists or dicts to a string first)"
-            )
-        _check_text(key, f"{where}: metadata key {key!r}")
-        if isinstance(value, str):
-            _check_text(value, f"{where}: metadata[{key!r}]")
-        clean[key] = value
-    return clean
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,11 +95,11 @@ class Document:
             raise InvalidInputError("Document.id must be a non-empty string")
         if not isinstance(self.text, str):
             raise InvalidInputError(f"Document {self.id!r}: text must be str, got {type(self.text).__name__}")
-        _check_text(self.id, f"Document.id {self.id!r}")
-        _check_text(self.source, f"Document {self.id!r}: source")
-        _check_text(self.text, f"Document {self.id!r}: text")
+        check_text(self.id, f"Document.id {self.id!r}")
+        check_text(self.source, f"Document {self.id!r}: source")
+        check_text(self.text, f"Document {self.id!r}: text")
         object.__setattr__(self, "pages", tuple(self.pages))
-        object.__setattr__(self, "metadata", _check_metadata(self.metadata, f"Document {self.id!r}"))
+        object.__setattr__(self, "metadata", check_metadata(self.metadata, f"Document {self.id!r}"))
         previous_end = 0
         for page in self.pages:
             if page.start < previous_end or page.end > len(self.text):
@@ -145,6 +122,30 @@ class Document:
             if page.start <= offset < max(page.end, page.start + 1):
                 return page.number
         return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (pages as ``[number, start, end]`` triples); what the journal and document store keep."""
+        return {
+            "id": self.id,
+            "text": self.text,
+            "source": self.source,
+            "pages": [[p.number, p.start, p.end] for p in self.pages],
+            "metadata": dict(self.metadata),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Document:
+        """Inverse of :meth:`to_dict`."""
+        data = _fields.mapping(data, "Document")
+        where = f"Document {data.get('id')!r}"
+        pages = tuple(Page(*triple) for triple in _fields.int_triples(data, "pages", where))
+        return cls(
+            id=_fields.text(data, "id", "Document"),
+            text=_fields.text(data, "text", where),
+            source=_fields.text(data, "source", where, ""),
+            pages=pages,
+            metadata=dict(_fields.submapping(data, "metadata", where)),
+        )
 
     @classmethod
     def from_pages(
@@ -203,7 +204,7 @@ class Chunk:
             raise InvalidInputError(f"Chunk {self.id!r}: bad span {self.start}..{self.end}")
         if self.page is not None and self.page < 1:
             raise InvalidInputError(f"Chunk {self.id!r}: page numbers start at 1")
-        object.__setattr__(self, "metadata", _check_metadata(self.metadata, f"Chunk {self.id!r}"))
+        object.__setattr__(self, "metadata", check_metadata(self.metadata, f"Chunk {self.id!r}"))
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready dict (the on-disk form of a chunk)."""
@@ -221,17 +222,24 @@ class Chunk:
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> Chunk:
         """Inverse of :meth:`to_dict`."""
-        page = data.get("page")
+        data = _fields.mapping(data, "Chunk")
+        where = f"Chunk {data.get('id')!r}"
         return cls(
-            id=str(data["id"]),
-            doc_id=str(data["doc_id"]),
-            text=str(data.get("text", "")),
-            start=int(data["start"]),  # type: ignore[call-overload]
-            end=int(data["end"]),  # type: ignore[call-overload]
-            page=int(page) if page is not None else None,  # type: ignore[call-overload]
-            source=str(data.get("source", "")),
-            metadata=dict(data.get("metadata") or {}),  # type: ignore[call-overload]
+            id=_fields.text(data, "id", "Chunk"),
+            doc_id=_fields.text(data, "doc_id", where),
+            text=_fields.text(data, "text", where, ""),
+            start=_fields.integer(data, "start", where),
+            end=_fields.integer(data, "end", where),
+            page=_fields.optional_integer(data, "page", where),
+            source=_fields.text(data, "source", where, ""),
+            metadata=dict(_fields.submapping(data, "metadata", where)),
         )
+
+
+def _location(chunk: Chunk) -> dict[str, Any]:
+    """Where a chunk is, in the JSON form a hit and a citation share."""
+    where = {"chunk_id": chunk.id, "doc_id": chunk.doc_id, "source": chunk.source, "page": chunk.page}
+    return {**where, "start": chunk.start, "end": chunk.end}
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +264,36 @@ class Hit:
         """What fusion merges on: the chunk id (identical chunks from different retrievers fuse exactly)."""
         return self.chunk.id
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: the score, then where the chunk is (document, source, page, character span) and its text."""
+        chunk = self.chunk
+        return {
+            "rank": self.rank,
+            "score": self.score,
+            "score_kind": self.score_kind,
+            "retriever": self.retriever,
+            **_location(chunk),
+            "text": chunk.text,
+            "metadata": dict(chunk.metadata),
+            "explanation": self.explanation,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Hit:
+        """Inverse of :meth:`to_dict`."""
+        data = _fields.mapping(data, "Hit")
+        where = f"Hit {data.get('chunk_id')!r}"
+        kind: ScoreKind = _fields.choice(data, "score_kind", _SCORE_KINDS, where)
+        chunk = Chunk.from_dict({**data, "id": _fields.text(data, "chunk_id", "Hit"), "text": data.get("text")})
+        return cls(
+            chunk=chunk,
+            score=_fields.number(data.get("score"), "score", where),
+            score_kind=kind,
+            retriever=_fields.text(data, "retriever", where),
+            rank=_fields.integer(data, "rank", where),
+            explanation=_fields.text(data, "explanation", where, ""),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Citation:
@@ -275,6 +313,25 @@ class Citation:
     @property
     def span(self) -> tuple[int, int]:
         return (self.hit.chunk.start, self.hit.chunk.end)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: the marker and where the cited passage is. The passage itself (score, text) is in the
+        answer's ``context``, which a citation always points into."""
+        return {"marker": self.marker, **_location(self.hit.chunk)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], context: Sequence[Hit]) -> Citation:
+        """Inverse of :meth:`to_dict`: the cited hit is found in ``context`` (the answer's passages) by chunk id."""
+        data = _fields.mapping(data, "Citation")
+        marker = _fields.integer(data, "marker", "Citation")
+        chunk_id = _fields.text(data, "chunk_id", f"Citation [{marker}]")
+        for hit in context:
+            if hit.chunk.id == chunk_id:
+                return cls(marker=marker, hit=hit)
+        raise InvalidInputError(
+            f"Citation [{marker}] cites chunk {chunk_id!r}, which is not among the answer's context passages; "
+            "pass the answer's whole JSON form (its context holds every cited passage)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +365,20 @@ class Support:
             "reason": self.reason,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Support:
+        """Inverse of :meth:`to_dict`."""
+        data = _fields.mapping(data, "Support")
+        return cls(
+            verdict=_fields.choice(data, "verdict", _VERDICTS, "Support"),
+            claims=_fields.integer(data, "claims", "Support"),
+            supported_claims=_fields.integer(data, "supported_claims", "Support"),
+            uncited=_fields.texts(data, "uncited_claims", "Support"),
+            unsupported=_fields.texts(data, "unsupported_claims", "Support"),
+            off_topic=_fields.texts(data, "off_topic_terms", "Support"),
+            reason=_fields.text(data, "reason", "Support", ""),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Answer:
@@ -337,6 +408,40 @@ class Answer:
     def is_grounded(self) -> bool:
         """True when every marker resolves to a passage and none is flagged unsupported."""
         return not self.dangling_markers and not self.unsupported_markers
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: ``answer`` (the text), ``citations``, ``context`` (the passages given, in marker order),
+        ``timings``, the marker checks, and ``grounded``/``verdict`` (derived: ignored by :meth:`from_dict`)."""
+        return {
+            "answer": self.text,
+            "citations": [c.to_dict() for c in self.citations],
+            "context": [h.to_dict() for h in self.context],
+            "timings": dict(self.timings),
+            "dangling_markers": list(self.dangling_markers),
+            "unsupported_markers": list(self.unsupported_markers),
+            "citations_inferred": self.citations_inferred,
+            "grounded": self.is_grounded,
+            "verdict": self.verdict,
+            "support": self.support.to_dict() if self.support is not None else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Answer:
+        """Inverse of :meth:`to_dict`."""
+        data = _fields.mapping(data, "Answer")
+        timings = _fields.submapping(data, "timings", "Answer")
+        support = data.get("support")
+        context = tuple(Hit.from_dict(h) for h in _fields.items(data, "context", "Answer"))
+        return cls(
+            text=_fields.text(data, "answer", "Answer"),
+            citations=tuple(Citation.from_dict(c, context) for c in _fields.items(data, "citations", "Answer")),
+            context=context,
+            timings={str(k): _fields.number(v, f"timings.{k}", "Answer") for k, v in timings.items()},
+            dangling_markers=_fields.integers(data, "dangling_markers", "Answer"),
+            unsupported_markers=_fields.integers(data, "unsupported_markers", "Answer"),
+            citations_inferred=_fields.flag(data, "citations_inferred", "Answer", False),
+            support=Support.from_dict(support) if support is not None else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -185,46 +187,61 @@ def _write_bert_tokenizer(folder: Path, model_max_length: int) -> int:
     return len(vocab)
 
 
+def save_tiny_bert(
+    folder: Path,
+    *,
+    seed: int,
+    hidden: int = 32,
+    layers: int = 2,
+    masked_lm: bool = False,
+    num_labels: int | None = None,
+) -> Path:
+    """Save a tiny random BERT with the shared WordPiece tokenizer (one vocabulary for every tiny BERT, so their
+    chunk ids agree): an encoder, a ``BertForMaskedLM`` with ``masked_lm`` (SPLADE's architecture) or a
+    ``BertForSequenceClassification`` with ``num_labels`` (a cross-encoder)."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel
+
+    vocab_size = _write_bert_tokenizer(folder, model_max_length=64)
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        **({"num_labels": num_labels} if num_labels is not None else {}),
+    )
+    model_class = BertForSequenceClassification if num_labels is not None else BertModel
+    (BertForMaskedLM if masked_lm else model_class)(config).save_pretrained(folder)
+    return folder
+
+
+TinyBertFactory = Callable[..., Path]
+
+
 @pytest.fixture(scope="session")
-def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_bert_factory(tmp_path_factory: pytest.TempPathFactory) -> TinyBertFactory:
+    """``make(name, seed=..., **options)``: a tiny random BERT in a new folder (options: see
+    :func:`save_tiny_bert`); every tiny BERT of the suite is built here."""
+
+    def make(name: str, **options: Any) -> Path:
+        return save_tiny_bert(tmp_path_factory.mktemp(name), **options)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tiny_bert_factory: TinyBertFactory) -> Path:
     """A tiny random BERT encoder (hidden 32, 2 layers) with its WordPiece tokenizer, saved like a real model."""
-    import torch
-    from transformers import BertConfig, BertModel
-
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    vocab_size = _write_bert_tokenizer(folder, model_max_length=64)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    BertModel(config).save_pretrained(folder)
-    return folder
+    return tiny_bert_factory("tiny-bert", seed=0)
 
 
 @pytest.fixture(scope="session")
-def tiny_bert_other_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_bert_other_dir(tiny_bert_factory: TinyBertFactory) -> Path:
     """Same architecture and dimension as tiny_bert_dir, different weights (the silent-mismatch case)."""
-    import torch
-    from transformers import BertConfig, BertModel
-
-    folder = tmp_path_factory.mktemp("tiny-bert-other")
-    vocab_size = _write_bert_tokenizer(folder, model_max_length=64)
-    torch.manual_seed(1)
-    config = BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    BertModel(config).save_pretrained(folder)
-    return folder
+    return tiny_bert_factory("tiny-bert-other", seed=1)
 
 
 CHAT_TEMPLATE = (

@@ -24,6 +24,13 @@ model class there)."""
 def _imports(path: Path) -> list[tuple[int, str]]:
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     found: list[tuple[int, str]] = []
+    tables = {  # module-level name -> dict literal, for the lazy-export tables handed to lazy_exports
+        target.id: node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.extend((node.lineno, alias.name) for alias in node.names)
@@ -38,6 +45,15 @@ def _imports(path: Path) -> list[tuple[int, str]]:
             and isinstance(node.args[0].value, str)
         ):
             found.append((node.lineno, node.args[0].value))
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "lazy_exports":
+            for arg in node.args:  # name -> module tables: each module is imported on first use of the name
+                table = tables.get(arg.id) if isinstance(arg, ast.Name) else arg
+                if isinstance(table, ast.Dict):
+                    found.extend(
+                        (node.lineno, value.value)
+                        for value in table.values
+                        if isinstance(value, ast.Constant) and isinstance(value.value, str)
+                    )
     return found
 
 
@@ -76,6 +92,10 @@ def test_the_check_sees_lazy_imports(tmp_path: Path) -> None:
     sample.write_text(
         "def f():\n    from ragloom.recipes.cli import app\n    import importlib\n"
         "    importlib.import_module('ragloom.adapters.dense')\n"
+        "_LAZY = {'Thing': 'ragloom.recipes.config'}\n"
+        "__getattr__, __dir__ = lazy_exports(__name__, _LAZY, [])\n"
+        "x = lazy_exports(__name__, {'Other': 'ragloom.adapters.sparse'}, [])\n"
     )
     modules = [m for _, m in _imports(sample)]
     assert "ragloom.recipes.cli" in modules and "ragloom.adapters.dense" in modules
+    assert "ragloom.recipes.config" in modules and "ragloom.adapters.sparse" in modules

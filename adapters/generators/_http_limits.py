@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import re
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Iterator
 from typing import TypeVar
 
 import httpx
@@ -59,7 +59,7 @@ class Deadline:
             yield piece
             self._since = time.monotonic()  # the caller's time with the piece is not the server's
 
-    async def aiterate(self, pieces: AsyncIterable[_T]) -> AsyncIterator[_T]:
+    async def aiterate(self, pieces: AsyncIterable[_T]) -> AsyncGenerator[_T, None]:
         async for piece in pieces:
             self._tick()
             yield piece

@@ -13,7 +13,6 @@ Abandoning a stream stops the model at its next token.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -26,8 +25,10 @@ from typing import Any
 
 from ragloom._imports import require
 from ragloom.errors import ConfigError, InputTooLongError, InvalidInputError, ModelNotFoundError
+from ragloom.gguf import convert_gguf_causal_lm
 from ragloom.hf import DType, load_model, pick_device
-from ragloom.models import convert_gguf_causal_lm, models_home
+from ragloom.models import models_home
+from ragloom.stores.files import file_sha256
 from ragloom.tool_calls import ToolReply, check_tools, parse_tool_calls, tool_choice_instruction
 from ragloom.types import Message
 
@@ -36,11 +37,8 @@ __all__ = ["StopFilter", "TransformersGenerator", "gguf_cache_dir"]
 
 @lru_cache(maxsize=16)
 def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """``file_sha256`` cached per (path, size, mtime): a GGUF file is hashed once per change."""
+    return file_sha256(path)
 
 
 def gguf_cache_dir(gguf_path: str | os.PathLike[str]) -> Path:
@@ -184,6 +182,11 @@ class TransformersGenerator:
         return f"TransformersGenerator({self.name!r}, dtype={self.dtype}, device={self.device!r})"
 
     # -- token accounting ---------------------------------------------------------------------------------------
+    @property
+    def reply_tokens(self) -> int:
+        """The reply's cap (``max_new_tokens``): prompt builders leave this much of the window free."""
+        return int(self.max_new_tokens)
+
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` with this model's tokenizer (no special tokens)."""
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])

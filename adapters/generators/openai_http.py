@@ -11,18 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import json
 import logging
-import math
 import os
 import random
-import re
 import threading
 import time
 import warnings
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from datetime import datetime, timezone
 from typing import Any
 
 import httpx
@@ -35,136 +31,37 @@ from ragloom.adapters.generators._http_limits import (
     bounded_response,
     secret_pattern,
 )
+from ragloom.adapters.generators._openai_wire import (
+    SSE_HEADERS,
+    TRANSIENT,
+    Retry,
+    StreamState,
+    is_json,
+    retry_after,
+    tool_reply,
+)
 from ragloom.errors import ConfigError, EndpointError, InvalidInputError, TruncationWarning
-from ragloom.tool_calls import ToolCall, ToolReply, check_tools, parse_tool_calls
+from ragloom.tool_calls import ToolReply, check_tools
 from ragloom.types import Message
 
 __all__ = ["OpenAICompatibleGenerator"]
+
+_StreamState = StreamState  # the name the stream-decoding tests import
 
 logger = logging.getLogger(__name__)
 
 _EXCERPT_CHARS = 200
 _RESERVED_BODY_KEYS = frozenset({"model", "messages", "stream"})
-_SSE_HEADERS = {"Accept": "text/event-stream"}
-# The request may never have reached the model, or the server dropped it: worth another attempt.
-_TRANSIENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
-
-
-class _Retry(Exception):
-    """Internal: one attempt failed in a way worth retrying."""
-
-    def __init__(self, reason: str, status_code: int | None = None, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason, self.status_code, self.retry_after = reason, status_code, retry_after
-
-
-def _retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds the server asks us to wait: ``retry-after-ms``, or ``Retry-After`` in seconds or as a date."""
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) * scale
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(value)
-            except (TypeError, ValueError):
-                continue
-            when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
-            seconds = (when - datetime.now(timezone.utc)).total_seconds()
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    return None
-
-
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")  # server-sent events' line ends
 
 
 def _is_http_url(url: object) -> bool:
+    if not isinstance(url, (str, httpx.URL)):
+        return False
     try:
-        parsed = httpx.URL(url)  # type: ignore[arg-type]
+        parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError):
         return False
     return parsed.scheme in ("http", "https") and bool(parsed.host)
-
-
-def _is_json(response: httpx.Response) -> bool:
-    """Whether the server answered with one JSON body (an error, or a server that ignores ``stream``)."""
-    return response.status_code >= 400 or response.headers.get("content-type", "").startswith("application/json")
-
-
-class _StreamState:
-    """Decodes server-sent events into tokens and tracks whether the stream ended properly."""
-
-    def __init__(self, owner: OpenAICompatibleGenerator) -> None:
-        self._owner = owner
-        self._data: list[str] = []
-        self.done = self.finished = False  # saw [DONE] / saw a finish_reason
-        self.chars = 0
-        self.received = 0  # characters of the body so far, bounded by the owner's max_response_bytes
-        self._pending: list[str] = []  # text after the last line break, in pieces (never re-scanned)
-        self._after_cr = False  # the last piece ended in \r: a \n starting the next one ends no further line
-
-    def feed_text(self, text: str) -> Iterator[str]:
-        """Take decoded text as it arrives (any split); yield the tokens of the events it completes, each as soon
-        as its event is decoded (a later bad event in the same piece cannot hold back earlier tokens)."""
-        self.received += len(text)
-        if self.received > self._owner.max_response_bytes:
-            raise self._owner._too_large(self.received, "stream")
-        if self._after_cr and text.startswith("\n"):
-            text = text[1:]
-        self._after_cr = text.endswith("\r")
-        *lines, rest = _LINE_BREAK.split(text)  # only the new text is scanned: linear in the body
-        if lines:
-            lines[0] = "".join(self._pending) + lines[0]
-            self._pending = []
-        self._pending.append(rest)
-        for line in lines:
-            if self.done:
-                return
-            yield from self.feed(line)
-
-    def feed(self, line: str) -> list[str]:
-        """Take one line of the stream; return the tokens of the event it completes, if any."""
-        if line:  # ":" comments (keepalives) and event:/id:/retry: fields carry no tokens
-            field, _, value = line.partition(":")
-            if field == "data":
-                self._data.append(value[1:] if value.startswith(" ") else value)
-            return []
-        payload, self._data = "\n".join(self._data), []
-        if payload.strip() == "[DONE]":
-            self.done = True
-        if not payload or self.done:
-            return []
-        choice = self._owner._first_choice(payload, "stream chunk")
-        if choice is None:  # e.g. the usage chunk of stream_options.include_usage
-            return []
-        if choice.get("finish_reason"):
-            self.finished = True
-            self._owner._check_finish(choice["finish_reason"], stacklevel=5)  # feed < feed_text < stream < caller
-        delta = choice.get("delta")
-        content = delta.get("content") if isinstance(delta, dict) else None
-        if not isinstance(content, str) or not content:
-            return []
-        self.chars += len(content)
-        return [content]
-
-    def end(self, cause: httpx.HTTPError | None = None) -> None:
-        """The body ended (or broke): fine after [DONE] or a finish_reason, else the answer is incomplete."""
-        if pending := "".join(self._pending):  # a last line without a line break: an event needs a blank line
-            self.feed(pending)
-            self._pending = []
-        if self.done or self.finished or "\n".join(self._data).strip() == "[DONE]":
-            return
-        if cause is not None and not isinstance(cause, _TRANSIENT):
-            raise self._owner._transport_error(cause) from cause
-        why = self._owner._describe(cause) if cause else "it closed without [DONE] or a finish_reason"
-        if self.chars:  # tokens were yielded: a retry would repeat them
-            raise self._owner._error(
-                f"{self._owner.name}: stream ended early after {self.chars} characters ({why}); the answer "
-                "is incomplete. Check the server's logs, or use generate() for a non-streamed answer."
-            ) from cause
-        raise _Retry(why) from cause
 
 
 class OpenAICompatibleGenerator:
@@ -249,6 +146,11 @@ class OpenAICompatibleGenerator:
         self._aclient_loop: asyncio.AbstractEventLoop | None = None
 
     @property
+    def reply_tokens(self) -> int | None:
+        """The reply's cap (``max_tokens``; None: the server's): prompt builders leave this much of the window."""
+        return self.max_tokens
+
+    @property
     def name(self) -> str:
         return f"openai:{self.model}"
 
@@ -258,33 +160,20 @@ class OpenAICompatibleGenerator:
 
     def generate(self, messages: Sequence[Message]) -> str:
         """The whole answer to a chat."""
-        body, client, attempt = self._body(messages, stream=False), self._sync_client(), 0
-        deadline = Deadline(self.total_timeout)
-        while True:
-            try:
-                try:
-                    deadline.start()
-                    with client.stream("POST", self._url, json=body, timeout=deadline.timeout(self._timeout)) as got:
-                        response = self._bounded(got, deadline.iterate(got.iter_bytes()))
-                except httpx.HTTPError as exc:
-                    raise self._transport_error(exc) from exc
-                return self._whole(response)
-            except _Retry as failure:
-                time.sleep(self._next_delay(attempt, failure, deadline))
-                attempt += 1
+        return self._post(self._body(messages, stream=False), stacklevel=5).get("content") or ""
 
     def stream(self, messages: Sequence[Message]) -> Iterator[str]:
         """The answer token by token, as the server sends it (``stream=true``, server-sent events)."""
         body, client, attempt = self._body(messages, stream=True), self._sync_client(), 0
         deadline = Deadline(self.total_timeout)
         while True:
-            state = _StreamState(self)
+            state = StreamState(self)
             try:
                 try:
                     deadline.start()
                     timeout = deadline.timeout(self._timeout)
-                    with client.stream("POST", self._url, json=body, headers=_SSE_HEADERS, timeout=timeout) as response:
-                        if _is_json(response):
+                    with client.stream("POST", self._url, json=body, headers=SSE_HEADERS, timeout=timeout) as response:
+                        if is_json(response):
                             whole = self._bounded(response, deadline.iterate(response.iter_bytes()))
                             if text := self._whole(whole):
                                 yield text
@@ -298,7 +187,7 @@ class OpenAICompatibleGenerator:
                 except httpx.HTTPError as exc:
                     state.end(exc)
                     return
-            except _Retry as failure:
+            except Retry as failure:
                 time.sleep(self._next_delay(attempt, failure, deadline))
                 attempt += 1
 
@@ -306,20 +195,19 @@ class OpenAICompatibleGenerator:
         """A reply that may call ``tools`` (OpenAI schemas), sent as the request's ``tools``; the server applies
         the model's chat-template tool format. ``chat`` holds OpenAI-style message dicts (tool results included).
         """
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": [dict(m) for m in chat],
-            "temperature": self.temperature,
-            "stream": False,
-            "tools": check_tools(tools),
-        }
+        extra: dict[str, Any] = {"tools": check_tools(tools)}
         if tool_choice not in (None, False):
-            body["tool_choice"] = "required" if tool_choice in ("any", True) else tool_choice
-        if self.max_tokens is not None:
-            body["max_tokens"] = self.max_tokens
-        if self.stop:
-            body["stop"] = list(self.stop)
-        body = {**body, **self.extra_body}
+            extra["tool_choice"] = "required" if tool_choice in ("any", True) else tool_choice
+        body = self._request([dict(m) for m in chat], stream=False, **extra)
+        # the warning skips this method and tool_calling.generate_with_tools, which users call
+        message = self._post(body, stacklevel=6)
+        names = [t["function"]["name"] for t in body["tools"]]
+        return tool_reply(message, names, lambda why: self._error(f"{self.name}: {why}"), self._excerpt)
+
+    def _post(self, body: dict[str, Any], *, stacklevel: int) -> dict[str, Any]:
+        """POST a non-streamed request, retrying transient failures; ``choices[0].message`` of the answer.
+
+        ``stacklevel`` is the truncation warning's, counted from ``_check_finish`` (our caller's caller: 5)."""
         client, attempt = self._sync_client(), 0
         deadline = Deadline(self.total_timeout)
         while True:
@@ -330,27 +218,10 @@ class OpenAICompatibleGenerator:
                         response = self._bounded(got, deadline.iterate(got.iter_bytes()))
                 except httpx.HTTPError as exc:
                     raise self._transport_error(exc) from exc
-                message = self._whole_message(response)
-                break
-            except _Retry as failure:
+                return self._whole_message(response, stacklevel=stacklevel)
+            except Retry as failure:
                 time.sleep(self._next_delay(attempt, failure, deadline))
                 attempt += 1
-        calls = []
-        for call in message.get("tool_calls") or ():
-            function = call.get("function") if isinstance(call, dict) else None
-            if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-                raise self._error(f"{self.name}: a tool call without a function name: {self._excerpt(str(call))}")
-            try:
-                arguments = json.loads(function.get("arguments") or "{}")
-            except (TypeError, ValueError):
-                arguments = function.get("arguments")
-            if not isinstance(arguments, dict):
-                raise self._error(f"{self.name}: tool call arguments are not a JSON object: {arguments!r:.200}")
-            calls.append(ToolCall(function["name"], arguments, str(call.get("id") or ToolCall("", {}).id)))
-        content = message.get("content") or ""
-        if calls:
-            return ToolReply(content, tuple(calls))
-        return parse_tool_calls(content, [t["function"]["name"] for t in body["tools"]])  # calls written as text
 
     async def agenerate(self, messages: Sequence[Message]) -> str:
         """Async twin of :meth:`generate`, on an ``httpx.AsyncClient``: never blocks the event loop."""
@@ -366,7 +237,7 @@ class OpenAICompatibleGenerator:
                 except httpx.HTTPError as exc:
                     raise self._transport_error(exc) from exc
                 return self._whole(response)
-            except _Retry as failure:
+            except Retry as failure:
                 await asyncio.sleep(self._next_delay(attempt, failure, deadline))
                 attempt += 1
 
@@ -375,15 +246,15 @@ class OpenAICompatibleGenerator:
         body, client, attempt = self._body(messages, stream=True), await self._async_client(), 0
         deadline = Deadline(self.total_timeout)
         while True:
-            state = _StreamState(self)
+            state = StreamState(self)
             try:
                 try:
                     deadline.start()
                     timeout = deadline.timeout(self._timeout)
                     async with client.stream(
-                        "POST", self._url, json=body, headers=_SSE_HEADERS, timeout=timeout
+                        "POST", self._url, json=body, headers=SSE_HEADERS, timeout=timeout
                     ) as response:
-                        if _is_json(response):
+                        if is_json(response):
                             whole = await self._abounded(response, deadline.aiterate(response.aiter_bytes()))
                             if text := self._whole(whole):
                                 yield text
@@ -399,7 +270,7 @@ class OpenAICompatibleGenerator:
                 except httpx.HTTPError as exc:
                     state.end(exc)
                     return
-            except _Retry as failure:
+            except Retry as failure:
                 await asyncio.sleep(self._next_delay(attempt, failure, deadline))
                 attempt += 1
 
@@ -452,11 +323,16 @@ class OpenAICompatibleGenerator:
                     f"{self.name}: messages must be ragloom.types.Message, got {type(message).__name__}; "
                     "wrap it as Message(role=..., content=...)"
                 )
+        return self._request([{"role": m.role, "content": m.content} for m in messages], stream=stream)
+
+    def _request(self, messages: list[dict[str, Any]], *, stream: bool, **extra: Any) -> dict[str, Any]:
+        """A chat-completions request body: the generator's settings, ``extra`` fields, then ``extra_body``."""
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "messages": messages,
             "temperature": self.temperature,
             "stream": stream,
+            **extra,
         }
         if self.max_tokens is not None:
             body["max_tokens"] = self.max_tokens
@@ -496,8 +372,8 @@ class OpenAICompatibleGenerator:
 
     def _transport_error(self, exc: httpx.HTTPError) -> Exception:
         """Transient transport failures are retried; others (bad URL, proxy, decoding) are final."""
-        if isinstance(exc, _TRANSIENT):
-            return _Retry(self._describe(exc))
+        if isinstance(exc, TRANSIENT):
+            return Retry(self._describe(exc))
         return self._error(f"{self.name}: request to {self._url} failed: {self._describe(exc)}")
 
     def _describe(self, exc: httpx.HTTPError) -> str:
@@ -509,7 +385,7 @@ class OpenAICompatibleGenerator:
             return f"nothing received within read_timeout={self._timeout.read}s ({type(exc).__name__})"
         return f"{type(exc).__name__}: {exc}"
 
-    def _next_delay(self, attempt: int, failure: _Retry, deadline: Deadline) -> float:
+    def _next_delay(self, attempt: int, failure: Retry, deadline: Deadline) -> float:
         """Seconds to wait before the next attempt; raises once ``max_retries`` or ``total_timeout`` is spent."""
         base = self.backoff * 2**attempt
         delay = failure.retry_after if failure.retry_after is not None else base / 2 + random.uniform(0, base / 2)
@@ -532,7 +408,7 @@ class OpenAICompatibleGenerator:
         """The text of a complete (non-streamed) response, or the error it carries."""
         return self._whole_message(response).get("content") or ""
 
-    def _whole_message(self, response: httpx.Response) -> dict[str, Any]:
+    def _whole_message(self, response: httpx.Response, stacklevel: int = 5) -> dict[str, Any]:
         """``choices[0].message`` of a complete (non-streamed) response, or the error it carries."""
         status, text = response.status_code, response.text
         if status < 400:
@@ -541,11 +417,11 @@ class OpenAICompatibleGenerator:
             content = message.get("content") if isinstance(message, dict) else None
             if choice is None or not isinstance(message, dict) or not isinstance(content, str | None):
                 raise self._error(f"{self.name}: no choices[0].message.content in {self._excerpt(text)}")
-            self._check_finish(choice.get("finish_reason"), stacklevel=5)
+            self._check_finish(choice.get("finish_reason"), stacklevel=stacklevel)
             return message
         detail = self._server_message(text)
         if status in (408, 429) or status >= 500:
-            raise _Retry(f"HTTP {status}: {detail}", status, _retry_after(response.headers))
+            raise Retry(f"HTTP {status}: {detail}", status, retry_after(response.headers))
         hint = {
             401: f" Check the API key (api_key=, or the {self._api_key_env} environment variable).",
             403: " The key lacks access to this model or endpoint.",

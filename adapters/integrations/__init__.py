@@ -11,8 +11,7 @@ imports no framework. A missing framework raises :class:`ragloom.errors.MissingE
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ragloom._imports import lazy_exports
 
 __all__ = [
     "METADATA_KEYS",
@@ -32,34 +31,23 @@ __all__ = [
     "build_mcp_server",
 ]
 
-_PACKAGE = "ragloom.adapters.integrations"
 _LAZY = {
-    "METADATA_KEYS": "_common",
-    "AskInput": "tools",
-    "RagloomTools": "tools",
-    "SearchInput": "tools",
-    "LangChainEncoder": "langchain",
-    "LangChainGenerator": "langchain",
-    "RagloomChatModel": "langchain",
-    "RagloomRetriever": "langchain",
-    "LlamaIndexEncoder": "llamaindex",
-    "LlamaIndexGenerator": "llamaindex",
-    "RagloomLLM": "llamaindex",
-    "RagloomNodePostprocessor": "llamaindex",
-    "RagloomNodeRetriever": "llamaindex",
-    "RagloomQueryEngine": "llamaindex",
-    "build_mcp_server": "mcp_server",
+    "METADATA_KEYS": "ragloom.adapters.integrations._hits",
+    "AskInput": "ragloom.adapters.integrations.tools",
+    "RagloomTools": "ragloom.adapters.integrations.tools",
+    "SearchInput": "ragloom.adapters.integrations.tools",
+    "LangChainEncoder": "ragloom.adapters.integrations.langchain",
+    "LangChainGenerator": "ragloom.adapters.integrations.langchain",
+    "RagloomChatModel": "ragloom.adapters.integrations.langchain",
+    "RagloomRetriever": "ragloom.adapters.integrations.langchain",
+    "LlamaIndexEncoder": "ragloom.adapters.integrations.llamaindex",
+    "LlamaIndexGenerator": "ragloom.adapters.integrations.llamaindex",
+    "RagloomLLM": "ragloom.adapters.integrations.llamaindex",
+    "RagloomNodePostprocessor": "ragloom.adapters.integrations.llamaindex",
+    "RagloomNodeRetriever": "ragloom.adapters.integrations.llamaindex",
+    "RagloomQueryEngine": "ragloom.adapters.integrations.llamaindex",
+    "build_mcp_server": "ragloom.adapters.integrations.mcp_server",
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {_PACKAGE!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{_PACKAGE}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -30,6 +30,7 @@ from langchain_core.messages import (  # noqa: E402
     AIMessage,
     AIMessageChunk,
     BaseMessage,
+    ChatMessage,
     HumanMessage,
     SystemMessage,
     convert_to_openai_messages,
@@ -41,28 +42,20 @@ from langchain_core.tools import StructuredTool, ToolException  # noqa: E402
 from langchain_core.utils.function_calling import convert_to_openai_tool  # noqa: E402
 from pydantic import ConfigDict, PrivateAttr  # noqa: E402
 
-from ragloom.adapters.integrations._common import (  # noqa: E402
-    METADATA_KEYS,
-    ForeignDenseEncoder,
-    SearchSource,
-    acut_stream,
-    agenerate,
-    astream,
-    cut_stream,
-    hit_metadata,
-    model_label,
-    refuse_call_options,
-    search_source,
-    usage_counts,
-)
+from ragloom.adapters.integrations._async import agenerate, astream  # noqa: E402
+from ragloom.adapters.integrations._calls import ForeignErrors, model_label, refuse_call_options, usage_counts  # noqa: E402
+from ragloom.adapters.integrations._encoders import ForeignDenseEncoder  # noqa: E402
+from ragloom.adapters.integrations._hits import METADATA_KEYS, hit_metadata  # noqa: E402
+from ragloom.adapters.integrations._sources import SearchSource, search_source  # noqa: E402
+from ragloom.adapters.integrations._stops import acut_stream, cut_stream  # noqa: E402
 from ragloom.adapters.integrations.tool_calling import (  # noqa: E402
     agenerate_with_tools,
     generate_with_tools,
     supports_tools,
 )
-from ragloom.errors import EndpointError, InvalidInputError, RagloomError, RagloomWarning  # noqa: E402
+from ragloom.errors import InvalidInputError, RagloomError, RagloomWarning  # noqa: E402
 from ragloom.tool_calls import ToolReply  # noqa: E402
-from ragloom.types import Hit, Message  # noqa: E402
+from ragloom.types import Hit, Message, Role  # noqa: E402
 
 if TYPE_CHECKING:
     from ragloom.adapters.integrations.tools import RagloomTools
@@ -167,7 +160,8 @@ def _check_retriever_options(options: dict[str, Any]) -> None:
         raise InvalidInputError(f"RagloomRetriever k must be a positive integer, got {k!r}")
 
 
-_ROLES = {"system": "system", "human": "user", "ai": "assistant", "developer": "system"}
+_ROLES: dict[str, Role] = {"system": "system", "human": "user", "ai": "assistant", "developer": "system"}
+_CHAT_ROLES: dict[str, Role] = {"user": "user", "assistant": "assistant", "system": "system"}
 
 
 def from_langchain_messages(messages: Sequence[BaseMessage]) -> list[Message]:
@@ -175,8 +169,8 @@ def from_langchain_messages(messages: Sequence[BaseMessage]) -> list[Message]:
     out = []
     for message in messages:
         role = _ROLES.get(message.type)
-        if message.type == "chat":  # a ChatMessage with a free-form role
-            role = {"user": "user", "assistant": "assistant", "system": "system"}.get(str(message.role))  # type: ignore[attr-defined]
+        if isinstance(message, ChatMessage):  # a free-form role
+            role = _CHAT_ROLES.get(str(message.role))
         if role is None:
             raise InvalidInputError(
                 f"ragloom generators take system, user and assistant messages, got a {message.type!r} message; "
@@ -192,7 +186,7 @@ def from_langchain_messages(messages: Sequence[BaseMessage]) -> list[Message]:
                     RagloomWarning,
                     stacklevel=3,
                 )
-        out.append(Message(role, str(message.text)))  # type: ignore[arg-type]
+        out.append(Message(role, str(message.text)))
     return out
 
 
@@ -265,7 +259,7 @@ class RagloomChatModel(BaseChatModel):
         message = AIMessage(
             content=text,
             response_metadata={"model_name": self._model_name, "model_provider": "ragloom"},
-            usage_metadata=usage,  # type: ignore[arg-type]
+            usage_metadata=usage,
         )
         return ChatResult(generations=[ChatGeneration(message=message)], llm_output={"model_name": self._model_name})
 
@@ -329,7 +323,7 @@ class RagloomChatModel(BaseChatModel):
 
 def _tool_request(messages: list[BaseMessage], kwargs: dict[str, Any]) -> tuple[list[dict[str, Any]], Any, Any]:
     """(OpenAI-style chat, tool schemas, tool choice) for ``generate_with_tools``."""
-    return convert_to_openai_messages(messages), kwargs["tools"], kwargs.get("tool_choice")  # type: ignore[return-value]
+    return convert_to_openai_messages(messages), kwargs["tools"], kwargs.get("tool_choice")
 
 
 def _lc_tool_calls(reply: ToolReply) -> list[dict[str, Any]]:
@@ -346,7 +340,7 @@ def _tool_chunk(reply: ToolReply) -> ChatGenerationChunk:
         {"name": c.name, "args": json.dumps(dict(c.arguments)), "id": c.id, "index": i, "type": "tool_call_chunk"}
         for i, c in enumerate(reply.tool_calls)
     ]
-    return ChatGenerationChunk(message=AIMessageChunk(content=reply.content, tool_call_chunks=chunks))  # type: ignore[arg-type]
+    return ChatGenerationChunk(message=AIMessageChunk(content=reply.content, tool_call_chunks=chunks))
 
 
 def langchain_tools(tools: RagloomTools) -> list[StructuredTool]:
@@ -396,6 +390,7 @@ class LangChainEncoder(ForeignDenseEncoder):
     """
 
     provider = "langchain"
+    model: Embeddings
 
     def __init__(self, embeddings: Embeddings, **options: Any) -> None:
         if not isinstance(embeddings, Embeddings):
@@ -405,13 +400,13 @@ class LangChainEncoder(ForeignDenseEncoder):
         super().__init__(embeddings, **options)
 
     def _embed_queries(self, texts: list[str]) -> list[Sequence[float]]:
-        return [self.model.embed_query(t) for t in texts]  # type: ignore[attr-defined]
+        return [self.model.embed_query(t) for t in texts]
 
     def _embed_documents(self, texts: list[str]) -> list[Sequence[float]]:
-        return list(self.model.embed_documents(texts))  # type: ignore[attr-defined]
+        return list(self.model.embed_documents(texts))
 
     async def _aembed_queries(self, texts: list[str]) -> list[Sequence[float]]:
-        return [await self.model.aembed_query(t) for t in texts]  # type: ignore[attr-defined]
+        return [await self.model.aembed_query(t) for t in texts]
 
 
 class LangChainGenerator:
@@ -430,41 +425,26 @@ class LangChainGenerator:
     def name(self) -> str:
         return self._name
 
-    def _failed(self, exc: Exception) -> EndpointError:
-        return EndpointError(f"{self._name} failed: {type(exc).__name__}: {exc}. Check the model's configuration.")
+    def _errors(self) -> ForeignErrors:
+        """The model's own exceptions become EndpointError (ragloom's errors pass through)."""
+        return ForeignErrors(f"{self._name} failed", "Check the model's configuration.")
 
     def generate(self, messages: Sequence[Message]) -> str:
-        try:
+        with self._errors():
             return str(self.model.invoke(to_langchain_messages(messages)).text)
-        except RagloomError:
-            raise
-        except Exception as exc:
-            raise self._failed(exc) from exc
 
     def stream(self, messages: Sequence[Message]) -> Iterator[str]:
-        try:
+        with self._errors():
             for chunk in self.model.stream(to_langchain_messages(messages)):
                 if text := str(chunk.text):
                     yield text
-        except RagloomError:
-            raise
-        except Exception as exc:
-            raise self._failed(exc) from exc
 
     async def agenerate(self, messages: Sequence[Message]) -> str:
-        try:
+        with self._errors():
             return str((await self.model.ainvoke(to_langchain_messages(messages))).text)
-        except RagloomError:
-            raise
-        except Exception as exc:
-            raise self._failed(exc) from exc
 
     async def astream(self, messages: Sequence[Message]) -> AsyncIterator[str]:
-        try:
+        with self._errors():
             async for chunk in self.model.astream(to_langchain_messages(messages)):
                 if text := str(chunk.text):
                     yield text
-        except RagloomError:
-            raise
-        except Exception as exc:
-            raise self._failed(exc) from exc

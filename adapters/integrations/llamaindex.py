@@ -44,20 +44,14 @@ from llama_index.core.schema import NodeRelationship, NodeWithScore, QueryBundle
 from llama_index.core.tools import FunctionTool  # noqa: E402
 from pydantic import ConfigDict, Field  # noqa: E402
 
-from ragloom.adapters.integrations._common import (  # noqa: E402
-    METADATA_KEYS,
-    ForeignDenseEncoder,
-    SearchSource,
-    agenerate,
-    answer_to_dict,
-    astream,
-    hit_from_metadata,
-    hit_metadata,
-    model_label,
-    search_source,
-)
-from ragloom.errors import EndpointError, InvalidInputError, RagloomError, RagloomWarning  # noqa: E402
-from ragloom.types import Answer, Hit, Message  # noqa: E402
+from ragloom.adapters.integrations._async import agenerate, astream  # noqa: E402
+from ragloom.adapters.integrations._calls import ForeignErrors, model_label  # noqa: E402
+from ragloom.adapters.integrations._encoders import ForeignDenseEncoder  # noqa: E402
+from ragloom.adapters.integrations._hits import METADATA_KEYS, answer_to_dict, hit_from_metadata, hit_metadata  # noqa: E402
+from ragloom.adapters.integrations._sources import SearchSource, search_source  # noqa: E402
+from ragloom.errors import InvalidInputError, RagloomWarning  # noqa: E402
+from ragloom.protocols import ContextWindowAware, ReplyLimited  # noqa: E402
+from ragloom.types import Answer, Hit, Message, Role  # noqa: E402
 
 if TYPE_CHECKING:
     from ragloom.adapters.integrations.tools import RagloomTools
@@ -108,9 +102,9 @@ def node_to_hit(node: NodeWithScore, rank: int) -> Hit:
     inner = node.node
     metadata = dict(inner.metadata)
     metadata.setdefault("doc_id", inner.ref_doc_id or inner.node_id)
-    if getattr(inner, "start_char_idx", None) is not None:
+    if isinstance(inner, TextNode) and inner.start_char_idx is not None:
         metadata.setdefault("start", inner.start_char_idx)
-    if getattr(inner, "end_char_idx", None) is not None:
+    if isinstance(inner, TextNode) and inner.end_char_idx is not None:
         metadata.setdefault("end", inner.end_char_idx)
     return hit_from_metadata(inner.get_content(), metadata, chunk_id=inner.node_id, score=node.score, rank=rank)
 
@@ -187,12 +181,12 @@ class RagloomNodePostprocessor(BaseNodePostprocessor):
 def _positive(k: object, owner: str) -> int | None:
     if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
         raise InvalidInputError(f"{owner}: k must be a positive integer or None (the default), got {k!r}")
-    return k  # type: ignore[return-value]
+    return k
 
 
 def _response(answer: Answer) -> Response:
     details = answer_to_dict(answer)
-    details.pop("passages")
+    details.pop("context")
     details.pop("answer")
     details["timings"] = dict(answer.timings)
     return Response(response=answer.text, source_nodes=[hit_to_node(h) for h in answer.context], metadata=details)
@@ -229,7 +223,7 @@ class RagloomQueryEngine(CustomQueryEngine):
         return _response(await self.pipeline.aask(query_str, self.k, self.filters))
 
 
-_TO_RAGLOOM = {
+_TO_RAGLOOM: dict[MessageRole, Role] = {
     MessageRole.SYSTEM: "system",
     MessageRole.DEVELOPER: "system",
     MessageRole.USER: "user",
@@ -256,7 +250,7 @@ def from_llama_messages(messages: Sequence[ChatMessage]) -> list[Message]:
                 RagloomWarning,
                 stacklevel=3,
             )
-        out.append(Message(role, message.content or ""))  # type: ignore[arg-type]
+        out.append(Message(role, message.content or ""))
     return out
 
 
@@ -284,9 +278,10 @@ class RagloomLLM(CustomLLM):
 
     @property
     def metadata(self) -> LLMMetadata:
-        window = self.context_window or getattr(self.generator, "context_window", None) or 4096
-        output = self.num_output or getattr(self.generator, "max_new_tokens", None)
-        output = output or getattr(self.generator, "max_tokens", None) or 256
+        generator = self.generator
+        window = self.context_window or (generator.context_window if isinstance(generator, ContextWindowAware) else 0)
+        output = self.num_output or (generator.reply_tokens if isinstance(generator, ReplyLimited) else 0)
+        window, output = window or 4096, output or 256
         return LLMMetadata(
             context_window=int(window),
             num_output=int(output),
@@ -402,6 +397,7 @@ class LlamaIndexEncoder(ForeignDenseEncoder):
     """
 
     provider = "llamaindex"
+    model: BaseEmbedding
 
     def __init__(self, embed_model: BaseEmbedding, **options: Any) -> None:
         if not isinstance(embed_model, BaseEmbedding):
@@ -411,13 +407,13 @@ class LlamaIndexEncoder(ForeignDenseEncoder):
         super().__init__(embed_model, **options)
 
     def _embed_queries(self, texts: list[str]) -> list[Sequence[float]]:
-        return [self.model.get_query_embedding(t) for t in texts]  # type: ignore[attr-defined]
+        return [self.model.get_query_embedding(t) for t in texts]
 
     def _embed_documents(self, texts: list[str]) -> list[Sequence[float]]:
-        return list(self.model.get_text_embedding_batch(texts))  # type: ignore[attr-defined]
+        return list(self.model.get_text_embedding_batch(texts))
 
     async def _aembed_queries(self, texts: list[str]) -> list[Sequence[float]]:
-        return [await self.model.aget_query_embedding(t) for t in texts]  # type: ignore[attr-defined]
+        return [await self.model.aget_query_embedding(t) for t in texts]
 
 
 class LlamaIndexGenerator:
@@ -440,41 +436,26 @@ class LlamaIndexGenerator:
     def context_window(self) -> int:
         return int(self.llm.metadata.context_window)
 
-    def _failed(self, exc: Exception) -> EndpointError:
-        return EndpointError(f"{self._name} failed: {type(exc).__name__}: {exc}. Check the LLM's configuration.")
+    def _errors(self) -> ForeignErrors:
+        """The LLM's own exceptions become EndpointError (ragloom's errors pass through)."""
+        return ForeignErrors(f"{self._name} failed", "Check the LLM's configuration.")
 
     def generate(self, messages: Sequence[Message]) -> str:
-        try:
+        with self._errors():
             return self.llm.chat(to_llama_messages(messages)).message.content or ""
-        except RagloomError:
-            raise
-        except Exception as exc:
-            raise self._failed(exc) from exc
 
     def stream(self, messages: Sequence[Message]) -> Iterator[str]:
-        try:
+        with self._errors():
             for response in self.llm.stream_chat(to_llama_messages(messages)):
                 if response.delta:
                     yield response.delta
-        except RagloomError:
-            raise
-        except Exception as exc:
-            raise self._failed(exc) from exc
 
     async def agenerate(self, messages: Sequence[Message]) -> str:
-        try:
+        with self._errors():
             return (await self.llm.achat(to_llama_messages(messages))).message.content or ""
-        except RagloomError:
-            raise
-        except Exception as exc:
-            raise self._failed(exc) from exc
 
     async def astream(self, messages: Sequence[Message]) -> AsyncIterator[str]:
-        try:
+        with self._errors():
             async for response in await self.llm.astream_chat(to_llama_messages(messages)):
                 if response.delta:
                     yield response.delta
-        except RagloomError:
-            raise
-        except Exception as exc:
-            raise self._failed(exc) from exc

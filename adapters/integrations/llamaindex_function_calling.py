@@ -56,7 +56,7 @@ def _response(reply: ToolReply) -> ChatResponse:
     return ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=reply.content, additional_kwargs=extra))
 
 
-class RagloomFunctionCallingLLM(RagloomLLM, FunctionCallingLLM):  # type: ignore[misc]
+class RagloomFunctionCallingLLM(RagloomLLM, FunctionCallingLLM):
     """A ragloom Generator that calls tools, as a LlamaIndex ``FunctionCallingLLM`` (see the module docs)."""
 
     @classmethod

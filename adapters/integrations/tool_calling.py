@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ragloom.adapters.integrations._common import cut_at_stop
+from ragloom.adapters.integrations._stops import cut_at_stop
 from ragloom.errors import ConfigError
 from ragloom.tool_calls import ToolReply
 

@@ -20,12 +20,8 @@ require("pydantic", "tools", "agent tools")
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints, ValidationError  # noqa: E402
 
-from ragloom.adapters.integrations._common import (  # noqa: E402
-    SearchSource,
-    answer_to_dict,
-    hit_to_dict,
-    search_source,
-)
+from ragloom.adapters.integrations._hits import answer_to_dict, hit_to_dict  # noqa: E402
+from ragloom.adapters.integrations._sources import SearchSource, search_source  # noqa: E402
 from ragloom.errors import InvalidInputError, RagloomError  # noqa: E402
 
 if TYPE_CHECKING:
@@ -80,7 +76,7 @@ class AskInput(BaseModel):
 
 
 class PassageOutput(BaseModel):
-    """One passage found: where it is (document, source, page, character span) and its text."""
+    """One passage found: where it is (document, source, page, character span) and its text (``Hit.to_dict``)."""
 
     rank: int
     score: float
@@ -94,7 +90,7 @@ class PassageOutput(BaseModel):
     end: int
     text: str
     metadata: dict[str, FilterValue]
-    explanation: str | None = None
+    explanation: str = ""
 
 
 class SearchOutput(BaseModel):
@@ -104,6 +100,8 @@ class SearchOutput(BaseModel):
 
 
 class CitationOutput(BaseModel):
+    """Where an ``[n]`` marker points (``Citation.to_dict``); the passage itself is in ``context``."""
+
     marker: int
     chunk_id: str
     doc_id: str
@@ -114,15 +112,18 @@ class CitationOutput(BaseModel):
 
 
 class AskOutput(BaseModel):
-    """What the ask tool returns."""
+    """What the ask tool returns (``Answer.to_dict``): the answer, its citations and the passages it was given."""
 
     answer: str
-    grounded: bool
     citations: list[CitationOutput]
+    context: list[PassageOutput]
+    timings: dict[str, float]
     dangling_markers: list[int]
     unsupported_markers: list[int]
     citations_inferred: bool
-    passages: list[PassageOutput]
+    grounded: bool
+    verdict: str
+    support: dict[str, Any] | None
 
 
 def _strict_text(description: str) -> dict[str, Any]:
@@ -199,7 +200,7 @@ def openai_parameters(model: type[BaseModel]) -> dict[str, Any]:
     """The JSON schema (Draft 2020-12) of a tool's input model, as OpenAI's ``parameters`` expects it."""
     schema = _strip_titles(model.model_json_schema())
     schema.pop("description", None)
-    return schema  # type: ignore[no-any-return]
+    return schema
 
 
 @dataclass(frozen=True)

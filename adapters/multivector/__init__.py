@@ -11,8 +11,9 @@ Importing this package is cheap; torch, transformers, pypdfium2 and Pillow load 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ragloom._imports import lazy_exports
 
 __all__ = [
     "ColBERTEncoder",
@@ -53,14 +54,4 @@ if TYPE_CHECKING:
     from ragloom.compression import MultiVectorSettings, estimate_memory
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ragloom.adapters.multivector' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

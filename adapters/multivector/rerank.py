@@ -16,20 +16,16 @@ from ragloom.adapters.multivector.pages import IMAGE_SUFFIXES, RenderSettings, i
 from ragloom.errors import InvalidInputError
 from ragloom.protocols import MultiVectorEncoder
 from ragloom.retrieval import check_query
+from ragloom.stores.maxsim import maxsim_scores
 from ragloom.types import Hit
 
 __all__ = ["MaxSimReranker", "maxsim"]
 
 
 def maxsim(query: np.ndarray, document: np.ndarray) -> float:
-    """Σ over query tokens of the best dot product with any document token (float32)."""
-    q = np.asarray(query, dtype=np.float32)
-    d = np.asarray(document, dtype=np.float32)
-    if q.ndim != 2 or d.ndim != 2 or q.shape[1] != d.shape[1]:
-        raise InvalidInputError(f"maxsim needs (n, dim) and (m, dim) matrices, got {q.shape} and {d.shape}")
-    if d.shape[0] == 0:
-        return 0.0
-    return float((q @ d.T).max(axis=1).sum())
+    """Σ over query tokens of the best dot product with any document token (float32; numpy backend of
+    :func:`ragloom.stores.maxsim.maxsim_scores`)."""
+    return float(maxsim_scores([query], [document])[0, 0])
 
 
 class MaxSimReranker:
@@ -51,7 +47,7 @@ class MaxSimReranker:
         items = self._page_images(hits) if self._images else [h.chunk.text for h in hits]
         q = self.encoder.encode_queries([query])[0]
         docs = self.encoder.encode_documents(items)
-        scores = [maxsim(q, d) for d in docs]
+        scores = [float(s) for s in maxsim_scores([q], list(docs))[0]]
         order = sorted(range(len(hits)), key=lambda i: (-scores[i], i))[:k]
         return [
             Hit(

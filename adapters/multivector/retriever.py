@@ -21,7 +21,7 @@ from ragloom.chunking import TokenChunker
 from ragloom.compression import MemoryEstimate, MultiVectorSettings, estimate_memory, pool_tokens, prune_by_importance
 from ragloom.errors import ConfigError, RagloomWarning
 from ragloom.index_folder import IndexFolder
-from ragloom.protocols import Filters, MultiVectorEncoder
+from ragloom.protocols import Filters, ImportanceEncoder, MultiVectorEncoder, TokenAwareEncoder
 from ragloom.retrieval import ProgressCallback, StoredRetrieverMethods, check_documents
 from ragloom.stores.multivector import MultiVectorStore
 from ragloom.types import Chunk, Document, Hit, chunk_id_for_page
@@ -53,7 +53,7 @@ class MultiVectorRetriever(StoredRetrieverMethods):
         self.path = Path(path) if path is not None else None
         self._name = name or self.kind
         self._encode_batch = encode_batch
-        if self.settings.prune_k is not None and not hasattr(encoder, "encode_documents_with_importance"):
+        if self.settings.prune_k is not None and not isinstance(encoder, ImportanceEncoder):
             raise ConfigError(f"prune_k needs an encoder with attention importance; {type(encoder).__name__} has none")
         self._folder = (
             IndexFolder(self.path, kind=self.kind, fingerprint=encoder.fingerprint, units=self.unit_config)
@@ -120,7 +120,8 @@ class MultiVectorRetriever(StoredRetrieverMethods):
         def flush() -> None:
             items = [item for _, item in group]
             if self.settings.prune_k is not None:
-                encoded = self.encoder.encode_documents_with_importance(items)  # type: ignore[attr-defined]
+                assert isinstance(self.encoder, ImportanceEncoder)  # checked in __init__
+                encoded = self.encoder.encode_documents_with_importance(items)
                 matrices = [
                     prune_by_importance(v, w, self.settings.prune_k, self.settings.prune_min_tokens)[0]
                     for v, w in encoded
@@ -238,8 +239,8 @@ class ColBERTRetriever(MultiVectorRetriever):
         overlap: int = 32,
         **kwargs: Any,
     ) -> None:
-        counter = getattr(encoder, "token_counter", None)
-        capacity = getattr(encoder, "document_capacity", None)
+        counter = encoder.token_counter if isinstance(encoder, TokenAwareEncoder) else None
+        capacity = encoder.document_capacity if isinstance(encoder, TokenAwareEncoder) else None
         if counter is None or capacity is None:
             raise ConfigError("ColBERTRetriever needs an encoder with token_counter and document_capacity")
         if chunk_size is not None and chunk_size > capacity:

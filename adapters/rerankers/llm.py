@@ -21,7 +21,7 @@ from typing import Any, Literal
 from ragloom.adapters.rerankers._base import check_rerank, ranked_hits, text_windows
 from ragloom.chunking import OffsetTokenizer, WordTokenizer
 from ragloom.errors import ConfigError
-from ragloom.protocols import Generator
+from ragloom.protocols import Generator, LogprobGenerator
 from ragloom.types import Hit, Message
 
 __all__ = [
@@ -101,7 +101,7 @@ class LLMPointwiseReranker:
         batch_size: int = 4,
         concurrency: int = 1,
     ) -> None:
-        has_logits = callable(getattr(generator, "next_token_logprobs", None))
+        has_logits = isinstance(generator, LogprobGenerator)
         if mode == "auto":
             mode = "logits" if has_logits else "text"
         if mode not in ("logits", "text"):
@@ -159,9 +159,8 @@ class LLMPointwiseReranker:
     def _judge_logits(self, conversations: list[list[Message]]) -> list[tuple[float, str]]:
         yes, no = self._yes_no
         ids = yes + no
-        rows = self.generator.next_token_logprobs(  # type: ignore[attr-defined]
-            conversations, ids, batch_size=self.batch_size
-        )
+        assert isinstance(self.generator, LogprobGenerator)  # mode "logits" is only chosen for such a generator
+        rows = self.generator.next_token_logprobs(conversations, ids, batch_size=self.batch_size)
         out = []
         for row in rows:
             p_yes = _logsumexp(row[: len(yes)])

@@ -11,8 +11,9 @@ Importing this package is cheap; torch, transformers, scipy, bm25s and PyStemmer
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ragloom._imports import lazy_exports
 
 __all__ = ["BM25Retriever", "SparseRetriever", "SpladeEncoder", "tokenizer_chunker"]
 
@@ -29,14 +30,4 @@ if TYPE_CHECKING:
     from ragloom.adapters.sparse.splade import SpladeEncoder
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ragloom.adapters.sparse' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

@@ -10,16 +10,15 @@ generation. On disk::
     bm25/gen-000003/             bm25s's own files (.npy arrays saved with allow_pickle=False, JSON vocabulary
                                  and parameters) and chunks.jsonl
 
-A generation directory is complete before ``current.json`` names it, so a crash leaves the previous one live.
+The generation directories are :class:`ragloom.stores.generations.GenerationStore`'s (the core's storage layer):
+a generation is complete before ``current.json`` names it, so a crash leaves the previous one live.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,9 +28,9 @@ import numpy as np
 from ragloom._imports import require
 from ragloom.adapters.sparse.retriever import explain_terms
 from ragloom.chunking import OffsetTokenizer, TokenChunker, WordTokenizer
-from ragloom.errors import ConfigError, IndexCorruptError
+from ragloom.errors import ConfigError
 from ragloom.index_folder import IndexFolder
-from ragloom.persistence import Manifest, atomic_write_json, read_json
+from ragloom.persistence import Manifest
 from ragloom.protocols import Filters
 from ragloom.retrieval import (
     DEFAULT_CHUNK_TOKENS,
@@ -41,7 +40,8 @@ from ragloom.retrieval import (
     check_query,
     warn_empty,
 )
-from ragloom.stores.memory import check_filters, chunk_matches
+from ragloom.stores.generations import GenerationStore
+from ragloom.stores.rows import check_filters, chunk_matches
 from ragloom.types import Chunk, Document, Hit
 
 __all__ = ["BM25Retriever", "tokenizer_chunker"]
@@ -83,24 +83,6 @@ def _distribution_version(name: str) -> str:
         return version(name)
     except PackageNotFoundError:
         return "unknown"
-
-
-def _fsync_tree(directory: Path) -> None:
-    """fsync every file of ``directory``, then the directory itself (its entries)."""
-    for file in directory.iterdir():
-        if file.is_file():
-            with open(file, "rb") as handle:
-                os.fsync(handle.fileno())
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _digest(directory: Path) -> dict[str, str]:
-    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(directory.iterdir()) if f.is_file()}
 
 
 class BM25Retriever(RetrieverMethods):
@@ -157,15 +139,16 @@ class BM25Retriever(RetrieverMethods):
         self._tokens: list[list[str]] | None = []
         self._model: Any = None
         self._names: dict[int, str] | None = None  # term id -> token, for explanations
-        self._generation = 0
         self._folder: IndexFolder | None = None
+        self._store: GenerationStore | None = None
         if self.path is not None:
             self._folder = IndexFolder(
                 self.path, kind=self.kind, fingerprint=self.fingerprint, units=self.chunker.config
             )
+            self._store = GenerationStore(self.path / "bm25")
             self._load()
-            if not (self.path / "bm25" / "current.json").exists():
-                self._folder.check_not_emptied(len(self._chunks), str(self.path / "bm25" / "current.json"))
+            if not self._store.committed:
+                self._folder.check_not_emptied(len(self._chunks), str(self._store.current))
 
     @property
     def fingerprint(self) -> Mapping[str, object]:
@@ -346,52 +329,28 @@ class BM25Retriever(RetrieverMethods):
 
     def _reload(self) -> None:
         """Re-read the committed generation (another process wrote since this one loaded)."""
-        self._chunks, self._tokens, self._model, self._names, self._generation = [], [], None, None, 0
+        self._chunks, self._tokens, self._model, self._names = [], [], None, None
         self._load()
 
     def _commit(self, chunks: list[Chunk], model: Any) -> None:
-        if self.path is None:
+        if self._store is None:
             return
-        root = self.path / "bm25"
-        root.mkdir(exist_ok=True)
-        generation = self._generation + 1
-        final = root / f"gen-{generation:06d}"
-        staging = root / f".gen-{generation:06d}.tmp"
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(final, ignore_errors=True)  # an uncommitted leftover of a crashed writer
-        staging.mkdir()
-        if model is not None:
-            model.save(str(staging), corpus=None, allow_pickle=False, show_progress=False)
-        lines = "".join(json.dumps(c.to_dict(), ensure_ascii=False) + "\n" for c in chunks)
-        (staging / "chunks.jsonl").write_text(lines, encoding="utf-8")
-        _fsync_tree(staging)
-        os.replace(staging, final)
-        _fsync_tree(root)
-        state = {"generation": generation, "chunks": len(chunks), "files": _digest(final)}
-        atomic_write_json(root / "current.json", state)
-        for old in root.iterdir():
-            if old.is_dir() and old.name != final.name:
-                shutil.rmtree(old, ignore_errors=True)
-        self._generation = generation
+
+        def write(staging: Path) -> None:
+            if model is not None:
+                model.save(str(staging), corpus=None, allow_pickle=False, show_progress=False)
+
+        self._store.commit(chunks, write)
         assert self._folder is not None
         self._folder.save(self._store_config(), {"chunks": len(chunks), "documents": len({c.doc_id for c in chunks})})
 
     def _load(self) -> None:
-        assert self.path is not None
-        current = self.path / "bm25" / "current.json"
-        if not os.path.lexists(current):
+        assert self._store is not None
+        loaded = self._store.load()
+        if loaded is None:
             return
-        state = read_json(current)
-        folder = self.path / "bm25" / f"gen-{int(state['generation']):06d}"
-        expected = dict(state.get("files") or {})
-        if not folder.is_dir() or _digest(folder) != expected:
-            raise IndexCorruptError(
-                f"{folder} is missing or fails its sha256 check; restore the index directory or re-index"
-            )
-        lines = (folder / "chunks.jsonl").read_text(encoding="utf-8").splitlines()
-        self._chunks = [Chunk.from_dict(json.loads(line)) for line in lines if line]
+        folder, self._chunks = loaded
         self._tokens = None
-        self._generation = int(state["generation"])
         if (folder / "params.index.json").exists():
             self._model = self._bm25s.BM25.load(str(folder), load_corpus=False, mmap=False, allow_pickle=False)
             self._sort_postings(self._model)

@@ -26,7 +26,7 @@ from ragloom.retrieval import (
 from ragloom.stores.sparse import SparseIndex, SparseMatch
 from ragloom.stores.sparse_approx import DEFAULT as DEFAULT_APPROX
 from ragloom.stores.sparse_approx import ApproxSearch
-from ragloom.types import Chunk, Document, Hit
+from ragloom.types import Chunk, Document, Hit, ScoreKind
 
 __all__ = ["SparseRetriever", "explain_terms"]
 
@@ -68,7 +68,7 @@ class SparseRetriever(StoredRetrieverMethods):
         self.chunker = chunker or default_chunker(encoder, chunk_size, overlap, stored=stored_chunk_size(path))
         family = str(encoder.fingerprint.get("family", ""))
         self._name = name or (family or self.kind)
-        self._score_kind = "splade" if family == "splade" else "dot"
+        self._score_kind: ScoreKind = "splade" if family == "splade" else "dot"
         self.explain = explain
         self._folder = (
             IndexFolder(
@@ -123,7 +123,7 @@ class SparseRetriever(StoredRetrieverMethods):
             Hit(
                 chunk=match.chunk,
                 score=match.score,
-                score_kind=self._score_kind,  # type: ignore[arg-type]
+                score_kind=self._score_kind,
                 retriever=self._name,
                 rank=rank,
                 explanation=explain_terms(match.terms, name),

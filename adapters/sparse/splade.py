@@ -101,9 +101,9 @@ class SpladeEncoder:
         for label, value in (("doc_top_k", doc_top_k), ("query_top_k", query_top_k)):
             if value is not None and value < 1:
                 raise ConfigError(f"{label} must be a positive integer or None, got {value}")
-        options = {"dtype": dtype, "device": device, "allow_download": allow_download}
+        options: dict[str, Any] = {"dtype": dtype, "device": device, "allow_download": allow_download}
         options["trust_remote_code"] = trust_remote_code
-        loaded = load_model(model, auto_class="AutoModelForMaskedLM", **options)  # type: ignore[arg-type]
+        loaded = load_model(model, auto_class="AutoModelForMaskedLM", **options)
         self._doc = _MaskedLMHead(loaded)
         self.tokenizer, self.device, self._path = loaded.tokenizer, loaded.device, loaded.path
         self._name, self._weights = loaded.name, loaded.weights_hash
@@ -111,7 +111,7 @@ class SpladeEncoder:
         self._query_name: str | None = None
         self._query_weights_hash: str | None = None
         if query_model is not None:
-            q_loaded = load_model(query_model, auto_class="AutoModelForMaskedLM", **options)  # type: ignore[arg-type]
+            q_loaded = load_model(query_model, auto_class="AutoModelForMaskedLM", **options)
             if q_loaded.tokenizer.get_vocab() != self.tokenizer.get_vocab():
                 raise ConfigError(
                     f"query_model {q_loaded.name} has a different vocabulary from {self._name}; SPLADE query and "
@@ -226,7 +226,9 @@ class SpladeEncoder:
         for rows in longest_first(encoded, self.batch_size):
             for row, vector in zip(rows, self._forward(head, [encoded[i] for i in rows], top_k)):
                 out[row] = vector
-        return out  # type: ignore[return-value]
+        vectors = [v for v in out if v is not None]
+        assert len(vectors) == len(out), "every row is encoded"
+        return vectors
 
     def _forward(self, head: _MaskedLMHead, batch_ids: list[list[int]], top_k: int | None) -> list[SparseVector]:
         torch = self._torch

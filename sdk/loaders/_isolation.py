@@ -66,8 +66,12 @@ def configure_parsing(
     """
     global _limits
     previous = current_limits()
-    changes = {k: v for k, v in (("isolate", isolate), ("timeout", timeout), ("memory_mb", memory_mb)) if v is not None}
-    updated = replace(previous, **changes)
+    updated = replace(
+        previous,
+        isolate=previous.isolate if isolate is None else isolate,
+        timeout=previous.timeout if timeout is None else timeout,
+        memory_mb=previous.memory_mb if memory_mb is None else memory_mb,
+    )
     if updated.timeout <= 0 or updated.memory_mb < 64:
         raise ConfigError(f"Parser limits need timeout > 0 and memory_mb >= 64, got {updated}")
     _limits = updated

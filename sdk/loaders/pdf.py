@@ -79,7 +79,8 @@ def _extract(data: bytes) -> dict[str, Any]:
         try:
             pdf = pdfium.PdfDocument(data)
         except pdfium.PdfiumError as exc:
-            return {"error": "open", "code": getattr(exc, "err_code", None), "message": str(exc)}
+            code = getattr(exc, "err_code", None)  # pypdfium2's error code, absent in some versions
+            return {"error": "open", "code": code, "message": str(exc)}
         try:
             pages: list[str] = []
             for index in range(len(pdf)):

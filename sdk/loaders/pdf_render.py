@@ -88,7 +88,8 @@ def _render(pdf: Any, number: int, limits: PageLimits) -> dict[str, Any]:
         try:
             page = pdf[number - 1]
             try:
-                scale = _scale_for(*page.get_size(), limits, number)
+                width_pt, height_pt = page.get_size()
+                scale = _scale_for(width_pt, height_pt, limits, number)
                 if isinstance(scale, str):
                     return {"error": scale}
                 bitmap = page.render(scale=scale)

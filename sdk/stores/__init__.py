@@ -1,7 +1,9 @@
-"""Vector stores: exact in-memory (persisted in SQLite), compressed (binary/int8 codes + rescoring) and chromadb.
+"""The core's stores. Dense vectors: exact in-memory (persisted in SQLite), compressed (binary/int8 codes +
+rescoring) and chromadb, behind :class:`VectorStore`; also the sparse inverted index (``stores.sparse``,
+``stores.sparse_approx``) and the multi-vector store (``stores.multivector``).
 
-A store keeps chunks with their vectors and answers top-k inner-product queries. It knows nothing about
-encoders: the retriever that owns it writes the manifest and checks the encoder fingerprint.
+A store keeps chunks with their vectors and answers top-k queries. It knows nothing about encoders: the
+retriever that owns it writes the manifest and checks the encoder fingerprint.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from ragloom._imports import lazy_exports
 from ragloom.protocols import Filters
-from ragloom.stores.memory import InMemoryVectorStore, chunk_matches
+from ragloom.stores.memory import InMemoryVectorStore
+from ragloom.stores.rows import chunk_matches
 from ragloom.types import Chunk
 
 __all__ = ["ChromaVectorStore", "CompressedVectorStore", "InMemoryVectorStore", "VectorStore", "chunk_matches"]
@@ -42,13 +46,11 @@ class VectorStore(Protocol):
     def close(self) -> None: ...
 
 
-def __getattr__(name: str) -> object:
-    if name == "ChromaVectorStore":  # chromadb loads only when asked for
-        from ragloom.stores.chroma import ChromaVectorStore
-
-        return ChromaVectorStore
-    if name == "CompressedVectorStore":
-        from ragloom.stores.compressed import CompressedVectorStore
-
-        return CompressedVectorStore
-    raise AttributeError(name)
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "ChromaVectorStore": "ragloom.stores.chroma",
+        "CompressedVectorStore": "ragloom.stores.compressed",
+    },  # chromadb loads only when asked for
+    __all__,
+)

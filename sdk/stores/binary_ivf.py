@@ -12,26 +12,39 @@ reached 0.97 with 16 of 256 (docs/compression.md). Needs faiss (the ``compress``
 Persistence is split so a flush never rewrites the whole index: the centres are one file written once (a faiss
 ``IndexFlatIP`` through ``faiss.serialize_index``: bytes, no pickle), and each segment stores the list of each of
 its rows (``seg-*.lists.npy``, int32). Loading deserialises the centres and appends every segment's codes to their
-recorded lists (no k-means, no re-assignment).
+recorded lists (no k-means, no re-assignment). The functions at the end are the store's glue: its options, the
+centres file (written atomically, size and sha256 recorded in the store's commit log) and the candidate slots.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ragloom.errors import IndexCorruptError
+from ragloom.errors import IndexCorruptError, InvalidInputError
 from ragloom.stores.codes import one_thread
+from ragloom.stores.files import atomic_write_bytes, sha256_hex
 
-__all__ = ["DEFAULT_NPROBE", "BinaryIVF", "IVFParams"]
+__all__ = [
+    "DEFAULT_NPROBE",
+    "IVF_FILE",
+    "BinaryIVF",
+    "IVFParams",
+    "check_ivf_options",
+    "ivf_candidates",
+    "open_ivf",
+    "write_ivf",
+]
 
 KIND = "faiss.IndexBinaryIVF+IndexFlatIP centres"
 DEFAULT_NPROBE = 16
 """Lists probed per query when ``nprobe`` is not given, from ``python -m benchmarks scale dense`` (docs/
 compression.md)."""
+IVF_FILE = "binary-ivf.faiss"
+"""The centres file in a store folder (written once, when the first segment is flushed)."""
 TRAIN_PER_LIST = 64  # training rows per cluster (faiss warns below 39; more only slows k-means)
 
 
@@ -114,10 +127,6 @@ class BinaryIVF:
         centres = faiss.rev_swig_ptr(index.get_xb(), index.ntotal * index.d)
         return cls(np.asarray(centres).reshape(found[1], found[0]).copy(), expected.bits)
 
-    @staticmethod
-    def checksum(data: bytes) -> str:
-        return hashlib.sha256(data).hexdigest()
-
     def assign(self, vectors: np.ndarray, block: int = 65536) -> np.ndarray:
         """The list of each row (int32): its highest-scoring centre."""
         vectors = np.asarray(vectors, dtype=np.float32)
@@ -173,4 +182,54 @@ class BinaryIVF:
             _, slots = self._index.search_preassigned(
                 np.ascontiguousarray(query_bits[None, :], dtype=np.uint8), count, lists[None, :].astype(np.int64), None
             )
-        return slots[0][slots[0] >= 0].astype(np.int64)
+        found: np.ndarray = slots[0][slots[0] >= 0].astype(np.int64)  # faiss's SWIG wrapper returns Any
+        return found
+
+
+# -- the compressed store's glue --------------------------------------------------------------------------------------
+def check_ivf_options(first_stage: str, ivf_lists: int | None, nprobe: int | None, use_faiss: bool | None) -> None:
+    """Refuse IVF options that cannot work, and a missing faiss now (naming the extra) rather than at a flush."""
+    if ivf_lists is not None and (first_stage != "binary" or ivf_lists < 1 or use_faiss is False):
+        raise InvalidInputError("ivf_lists (>= 1) needs first_stage='binary' and faiss (use_faiss not False)")
+    if nprobe is not None and nprobe < 1:
+        raise InvalidInputError(f"nprobe must be >= 1, got {nprobe}")
+    if ivf_lists is not None:
+        _faiss()
+
+
+def write_ivf(path: Path | None, ivf: BinaryIVF, trained_rows: int) -> dict[str, Any]:
+    """Write the centres atomically (``path=None``: an in-memory store, nothing written); returns the record the
+    store commits (parameters, file, size, sha256)."""
+    record: dict[str, Any] = {**ivf.params.to_json(), "file": IVF_FILE, "trained_rows": trained_rows}
+    if path is not None:
+        data = ivf.to_bytes()
+        atomic_write_bytes(path / IVF_FILE, data)
+        record.update(bytes=len(data), sha256=sha256_hex(data))
+    return record
+
+
+def open_ivf(path: Path, record: dict[str, Any]) -> BinaryIVF:
+    """The trained IVF a store recorded: file size and checksum verified, kind and parameters checked."""
+    file = path / record["file"]
+    if not file.exists() or file.stat().st_size != record["bytes"]:
+        raise IndexCorruptError(f"{file} is missing or of the wrong size; restore the directory or re-index")
+    data = file.read_bytes()
+    if sha256_hex(data) != record["sha256"]:
+        raise IndexCorruptError(f"{file} does not match its recorded checksum; re-index")
+    expected = IVFParams(int(record["dim"]), int(record["bits"]), int(record["nlist"]))
+    return BinaryIVF.from_bytes(data, expected, str(file))
+
+
+def ivf_candidates(
+    ivf: BinaryIVF, query: np.ndarray, bits: np.ndarray, count: int, allowed: np.ndarray | None, nprobe: int
+) -> np.ndarray:
+    """IVF candidates: deleted rows are not in the index; a filter keeping most rows post-filters a larger IVF
+    answer, a smaller one hands every allowed slot to the exact rescoring (the first stage is skipped)."""
+    live = len(ivf)
+    if allowed is None or allowed.size == live:
+        return ivf.search(query, bits, count, nprobe)
+    if allowed.size > live // 2:
+        slots = ivf.search(query, bits, count + live - allowed.size, nprobe)
+        kept: np.ndarray = slots[np.isin(slots, allowed, assume_unique=True)][:count]
+        return kept
+    return allowed

@@ -26,9 +26,9 @@ from urllib.parse import urlparse
 import numpy as np
 
 from ragloom.errors import ConfigError, EndpointError, IndexCorruptError, InvalidInputError, MissingExtraError
-from ragloom.persistence import atomic_write_json, crash_point, read_json, remove_durably
 from ragloom.protocols import Filters
-from ragloom.stores.memory import check_filters
+from ragloom.stores.files import atomic_write_json, crash_point, read_json, remove_durably
+from ragloom.stores.rows import check_filters
 from ragloom.types import Chunk
 
 __all__ = ["ChromaVectorStore"]
@@ -143,8 +143,8 @@ class ChromaVectorStore:
         elif path is None:
             self._client = chromadb.EphemeralClient(settings=settings)
         else:
-            database = Path(path) / "chroma.sqlite3"
-            self.state_missing = not database.exists() or database.stat().st_size == 0
+            sqlite_file = Path(path) / "chroma.sqlite3"
+            self.state_missing = not sqlite_file.exists() or sqlite_file.stat().st_size == 0
             Path(path).mkdir(parents=True, exist_ok=True)
             self._client = chromadb.PersistentClient(path=str(path), settings=settings)
         self.url, self.path, self.metric, self.collection_name = url, path, metric, collection
@@ -255,8 +255,8 @@ class ChromaVectorStore:
         assert self._pending is not None
         data = read_json(self._pending)
         chunks = [Chunk.from_dict(c) for c in data["chunks"]]
-        shape = tuple(int(n) for n in data["shape"])
-        vectors = np.frombuffer(base64.b64decode(data["vectors"]), dtype=np.float32).reshape(shape)
+        rows, dim = (int(n) for n in data["shape"])
+        vectors = np.frombuffer(base64.b64decode(data["vectors"]), dtype=np.float32).reshape(rows, dim)
         if vectors.shape[0] != len(chunks):
             raise InvalidInputError(f"{self._pending}: {len(chunks)} chunks but {vectors.shape[0]} vectors")
         with self._lock:
@@ -395,5 +395,5 @@ class ChromaVectorStore:
 
     def close(self) -> None:
         # not Client.close(): that stops the system chroma shares between every client of this path in the process
-        self._collection = None  # type: ignore[assignment]
-        self._client = None  # type: ignore[assignment]
+        self._collection = None
+        self._client = None

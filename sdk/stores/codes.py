@@ -76,10 +76,12 @@ class Int8Calibration:
 
     def encode(self, vectors: np.ndarray) -> np.ndarray:
         levels = np.rint((np.asarray(vectors, dtype=np.float32) - self.low) / self.step)
-        return (np.clip(levels, 0, 255) - 128).astype(np.int8)
+        result: np.ndarray = (np.clip(levels, 0, 255) - 128).astype(np.int8)
+        return result
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
-        return self.low + self.step * (codes.astype(np.float32) + 128.0)
+        result: np.ndarray = self.low + self.step * (codes.astype(np.float32) + 128.0)
+        return result
 
     def to_array(self) -> np.ndarray:
         return np.stack([self.low, self.step]).astype(np.float32)
@@ -140,7 +142,8 @@ class BinaryCodes:
         if self._faiss is not None:
             with one_thread(self._faiss):
                 _, slots = self._faiss.knn_hamming(np.ascontiguousarray(query_bits[None, :]), codes, count)
-            return slots[0][slots[0] >= 0].astype(np.int64)
+            result: np.ndarray = slots[0][slots[0] >= 0].astype(np.int64)
+            return result
         distances = hamming(codes, query_bits)
         best = np.argpartition(distances, count - 1)[:count] if count < distances.size else np.arange(distances.size)
         return best[np.lexsort((best, distances[best]))]
@@ -152,7 +155,8 @@ def hamming(codes: np.ndarray, query_bits: np.ndarray) -> np.ndarray:
         words, query = codes.view(np.uint64), np.ascontiguousarray(query_bits).view(np.uint64)
     else:
         words, query = codes, query_bits
-    return np.bitwise_count(words ^ query).sum(axis=1, dtype=np.int32)
+    result: np.ndarray = np.bitwise_count(words ^ query).sum(axis=1, dtype=np.int32)
+    return result
 
 
 class Int8Codes:
@@ -194,7 +198,8 @@ class Int8Codes:
         if self._index is not None:
             with one_thread(self._faiss):
                 _, rows = self._index.search(np.ascontiguousarray(query[None, :], dtype=np.float32), count)
-            return rows[0][rows[0] >= 0].astype(np.int64)
+            result: np.ndarray = rows[0][rows[0] >= 0].astype(np.int64)
+            return result
         assert self._codes is not None
         scores = int8_scores(query, self._codes, self.calibration)
         return np.argpartition(-scores, count - 1)[:count] if count < scores.size else np.arange(scores.size)
@@ -203,6 +208,7 @@ class Int8Codes:
         """The float32 vectors the codes of ``rows`` stand for."""
         rows = np.asarray(rows, dtype=np.int64)
         if self._index is not None:
-            return self._index.reconstruct_batch(rows) - 0.5 * self.calibration.step
+            result: np.ndarray = self._index.reconstruct_batch(rows) - 0.5 * self.calibration.step
+            return result
         assert self._codes is not None
         return self.calibration.decode(self._codes[rows])

@@ -9,15 +9,9 @@ first stage's scores (int8 and fp32 only). ``ivf_lists``: the binary codes go in
 are recorded in the store and in the index manifest; opening with other settings raises
 :class:`ragloom.errors.StoreMismatchError`.
 
-A directory holds::
-
-    chunks.sqlite            chunks (rowid = position), settings, segments, tombstones: the commit log
-    seg-000001.rows.npy      int64 rowids of a segment's rows
-    seg-000001.codes.npy     first-stage codes (uint8 packed bits, or int8)
-    seg-000001.vectors.npy   rescoring vectors (float32 or int8), memory-mapped
-    seg-000001.calib.npy     int8 calibration (low, step) of the segment
-    seg-000001.lists.npy     binary IVF only: the IVF list of each row (int32)
-    binary-ivf.faiss         binary IVF only: the trained, empty faiss index (centres), written once
+A directory holds ``chunks.sqlite`` (chunks (rowid = position), settings, segments, tombstones: the commit log),
+the segments' ``.npy`` files (:mod:`ragloom.stores.compressed_segments`) and, for the binary IVF, its centres
+(``binary-ivf.faiss``, written once).
 
 New rows live in SQLite with their float32 vector (the "tail", searched exactly in RAM) until ``flush_rows`` of
 them gather; then one segment's files are written atomically and a single SQLite transaction records the segment
@@ -29,78 +23,34 @@ from __future__ import annotations
 
 import contextlib
 import json
-import mmap
-import re
 import sqlite3
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from ragloom.errors import IndexCorruptError, InvalidInputError, StoreMismatchError
-from ragloom.persistence import atomic_write_bytes, crash_point
 from ragloom.protocols import Filters
-from ragloom.stores.binary_ivf import DEFAULT_NPROBE, BinaryIVF, IVFParams
+from ragloom.stores.binary_ivf import DEFAULT_NPROBE, BinaryIVF, ivf_candidates, open_ivf, write_ivf
 from ragloom.stores.codes import BinaryCodes, Int8Calibration, Int8Codes, load_faiss, pack_bits
-from ragloom.stores.memory import check_filters, chunk_matches, top_k
+from ragloom.stores.compressed_log import PARAMS, SCHEMA, drop_documents, insert_chunks
+from ragloom.stores.compressed_segments import (
+    OWNED,
+    Segment,
+    bytes_on_disk,
+    encode_segment,
+    open_segment,
+    segment_candidates,
+    write_segment_files,
+)
+from ragloom.stores.compressed_settings import DEFAULT_OVERSAMPLE, FirstStage, Rescore, checked_oversample
+from ragloom.stores.files import connect_sqlite, crash_point
+from ragloom.stores.rows import check_filters, check_vectors, chunk_matches, top_k
 from ragloom.types import Chunk
 
-__all__ = ["CompressedVectorStore", "FirstStage", "Rescore"]
-
-FirstStage = Literal["binary", "int8", "fp32"]
-Rescore = Literal["fp32", "int8"]
-_OWNED = re.compile(r"^seg-(\d{6})\.(rows|codes|vectors|calib|lists)\.npy$")
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS chunks (
-    rowid INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    doc_id TEXT NOT NULL,
-    chunk TEXT NOT NULL,
-    vector BLOB
-);
-CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
-CREATE TABLE IF NOT EXISTS segments (id INTEGER PRIMARY KEY, rows INTEGER NOT NULL, files TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS tombstones (rowid INTEGER PRIMARY KEY);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-_IVF_FILE = "binary-ivf.faiss"
-_PARAMS = 500  # SQLite host parameters per statement
-DEFAULT_OVERSAMPLE: dict[str, int] = {"binary": 100, "int8": 2, "fp32": 1}
-"""Candidates per result when ``oversample`` is not given, from ``python -m benchmarks scale dense`` (docs/
-compression.md): binary reached recall@10 1.000 of exact at 100 (0.94 at 30) on 1M clustered vectors; int8
-was exact at 1."""
-
-
-@dataclass
-class _Segment:
-    id: int
-    rows: np.ndarray  # int64 rowids, ascending
-    offset: int  # first slot in the concatenated first stage
-    codes: Any  # Int8Codes (int8 first stage); binary codes until attached (then they live in BinaryCodes)
-    vectors: np.ndarray | None  # memory-mapped rescoring (or fp32 first-stage) vectors
-    calibration: Int8Calibration | None
-    lists: np.ndarray | None = None  # IVF list of each row (binary IVF first stage)
-
-
-def _map_random(array: Any) -> Any:
-    """Tell the OS a memory-mapped rescoring file is read at random rows: without it every candidate's page fault
-    reads ahead ~128 KiB around a 1.5 KiB row (a 10M-row file is larger than the page cache here)."""
-    handle = getattr(array, "_mmap", None)
-    if handle is not None and hasattr(mmap, "MADV_RANDOM"):
-        with contextlib.suppress(OSError, ValueError):
-            handle.madvise(mmap.MADV_RANDOM)
-    return array
-
-
-def _npy_bytes(array: np.ndarray) -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
+__all__ = ["DEFAULT_OVERSAMPLE", "CompressedVectorStore", "FirstStage", "Rescore"]
 
 
 class CompressedVectorStore:
@@ -123,27 +73,9 @@ class CompressedVectorStore:
         ivf_lists: int | None = None,
         nprobe: int | None = None,
     ) -> None:
-        if first_stage not in ("binary", "int8", "fp32"):
-            raise InvalidInputError(f"first_stage must be 'binary', 'int8' or 'fp32', got {first_stage!r}")
-        if rescore not in ("fp32", "int8", None):
-            raise InvalidInputError(f"rescore must be 'fp32', 'int8' or None, got {rescore!r}")
-        if first_stage == "binary" and rescore is None:
-            raise InvalidInputError("A binary first stage needs rescore='int8' or 'fp32' (Hamming is not a score)")
-        if first_stage == "fp32" and rescore is not None:
-            raise InvalidInputError("The fp32 first stage is exact already; use rescore=None")
-        if first_stage == rescore:
-            raise InvalidInputError(f"rescore={rescore!r} repeats the first stage; use rescore=None")
-        if ivf_lists is not None and (first_stage != "binary" or ivf_lists < 1 or use_faiss is False):
-            raise InvalidInputError("ivf_lists (>= 1) needs first_stage='binary' and faiss (use_faiss not False)")
-        if nprobe is not None and nprobe < 1:
-            raise InvalidInputError(f"nprobe must be >= 1, got {nprobe}")
-        if ivf_lists is not None:
-            from ragloom.stores.binary_ivf import _faiss
-
-            _faiss()  # fail now, naming the extra, rather than at the first flush
-        oversample = DEFAULT_OVERSAMPLE[first_stage] if oversample is None else oversample
-        if oversample < 1 or flush_rows < 1:
-            raise InvalidInputError("oversample and flush_rows must be >= 1")
+        oversample = checked_oversample(
+            first_stage, rescore, oversample, flush_rows, use_faiss=use_faiss, ivf_lists=ivf_lists, nprobe=nprobe
+        )
         self.path = Path(path) if path is not None else None
         self.first_stage: FirstStage = first_stage
         self.rescore: Rescore | None = rescore
@@ -155,7 +87,7 @@ class CompressedVectorStore:
         self._ivf: BinaryIVF | None = None
         self._dim = dim
         self._lock = threading.RLock()
-        self._segments: list[_Segment] = []
+        self._segments: list[Segment] = []
         self._binary: BinaryCodes | None = None
         self._threshold: np.ndarray | None = None
         self._rowids = np.zeros(0, dtype=np.int64)  # slot -> rowid over all segments
@@ -168,13 +100,11 @@ class CompressedVectorStore:
             self.path.mkdir(parents=True, exist_ok=True)
             database = self.path / "chunks.sqlite"
             self.state_missing = not database.exists() or database.stat().st_size == 0
-            self._db = sqlite3.connect(database, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db = connect_sqlite(database)
         else:
-            self._db = sqlite3.connect(":memory:", check_same_thread=False)
+            self._db = connect_sqlite(None)
         try:
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(SCHEMA)
             self._load()
         except sqlite3.DatabaseError as exc:
             raise IndexCorruptError(f"{self.path}/chunks.sqlite is unreadable ({exc}); re-index") from exc
@@ -200,7 +130,7 @@ class CompressedVectorStore:
             with self._db:
                 self._db.execute("INSERT INTO meta VALUES ('settings', ?)", (json.dumps(self._settings()),))
             return
-        mine = self._settings()
+        mine = self._settings()  # over the union of keys: a store built with (or without) an IVF differs
         differences = {k: (stored.get(k), mine.get(k)) for k in {*stored, *mine} if stored.get(k) != mine.get(k)}
         if differences:
             raise StoreMismatchError(str(self.path), differences)
@@ -232,14 +162,15 @@ class CompressedVectorStore:
             self._db.execute("COMMIT")
 
     def _load_snapshot(self) -> None:
+        if self.path is None:  # an in-memory store starts empty: no files to load
+            return
         threshold = self._meta("threshold")
         if threshold is not None:
             self._threshold = np.asarray(threshold, dtype=np.float32)
         ivf = self._meta("ivf")
-        if ivf is not None:
-            self._ivf = self._open_ivf(ivf)
+        self._ivf = open_ivf(self.path, ivf) if ivf is not None else None
         for seg_id, n_rows, files in self._db.execute("SELECT id, rows, files FROM segments ORDER BY id").fetchall():
-            self._attach(self._open_segment(int(seg_id), int(n_rows), json.loads(files)))
+            self._attach(open_segment(self.path, int(seg_id), int(n_rows), json.loads(files)))
         tombs = np.fromiter((r for (r,) in self._db.execute("SELECT rowid FROM tombstones")), dtype=np.int64)
         if tombs.size:
             self._alive &= ~np.isin(self._rowids, tombs)
@@ -254,78 +185,18 @@ class CompressedVectorStore:
         else:
             self._tail = np.zeros((0, self._dim or 0), dtype=np.float32)
 
-    def _open_segment(self, seg_id: int, n_rows: int, files: dict[str, int]) -> _Segment:
-        assert self.path is not None
-
-        def array(part: str, mapped: bool = False, rows: int | None = n_rows) -> np.ndarray | None:
-            name = f"seg-{seg_id:06d}.{part}.npy"
-            if name not in files:
-                return None
-            file = self.path / name  # type: ignore[operator]
-            if not file.exists() or file.stat().st_size != files[name]:
-                raise IndexCorruptError(f"{file} is missing or of the wrong size; restore the directory or re-index")
-            try:
-                loaded = np.load(file, mmap_mode="r" if mapped else None, allow_pickle=False)
-            except ValueError as exc:
-                raise IndexCorruptError(f"{file} is not a valid .npy file ({exc}); re-index") from exc
-            if rows is not None and loaded.shape[0] != rows:
-                raise IndexCorruptError(f"{file} holds {loaded.shape[0]} rows, expected {rows}; re-index")
-            return loaded
-
-        rows = array("rows")
-        if rows is None:
-            raise IndexCorruptError(f"{self.path}: segment {seg_id} has no rows file; re-index")
-        calib = array("calib", rows=2)
-        seg = _Segment(seg_id, rows, 0, None, _map_random(array("vectors", mapped=True)), None)
-        if calib is not None:
-            seg.calibration = Int8Calibration.from_array(calib)
-        seg.codes = array("codes")
-        seg.lists = array("lists")
-        if self.ivf_lists is not None and seg.lists is None:
-            raise IndexCorruptError(f"{self.path}: segment {seg_id} has no IVF lists file; re-index")
-        return seg
-
-    def _open_ivf(self, record: dict[str, Any]) -> BinaryIVF:
-        """The trained IVF the store recorded: file size and checksum verified, kind and parameters checked."""
-        assert self.path is not None or self._ivf is not None
-        if self.path is None:
-            return self._ivf  # type: ignore[return-value]
-        file = self.path / record["file"]
-        if not file.exists() or file.stat().st_size != record["bytes"]:
-            raise IndexCorruptError(f"{file} is missing or of the wrong size; restore the directory or re-index")
-        data = file.read_bytes()
-        if BinaryIVF.checksum(data) != record["sha256"]:
-            raise IndexCorruptError(f"{file} does not match its recorded checksum; re-index")
-        return BinaryIVF.from_bytes(
-            data, IVFParams(int(record["dim"]), int(record["bits"]), int(record["nlist"])), str(file)
-        )
-
-    def _train_ivf(self, vectors: np.ndarray) -> BinaryIVF:
-        """Train the IVF's centres on the first segment's vectors; its file is written atomically and recorded in the
-        caller's transaction (a crash before the commit leaves a file the next first flush overwrites)."""
-        assert self.ivf_lists is not None
-        assert self._dim is not None
-        ivf = BinaryIVF.train(vectors, self.ivf_lists, bits=8 * ((self._dim + 7) // 8))
-        record: dict[str, Any] = {**ivf.params.to_json(), "file": _IVF_FILE, "trained_rows": int(vectors.shape[0])}
-        if self.path is not None:
-            data = ivf.to_bytes()
-            atomic_write_bytes(self.path / _IVF_FILE, data)
-            record.update(bytes=len(data), sha256=BinaryIVF.checksum(data))
-        crash_point("compressed.ivf_written")
-        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('ivf', ?)", (json.dumps(record),))
-        return ivf
-
     def _binary_codes(self) -> BinaryCodes:
         if self._binary is None:
             assert self._dim is not None
             self._binary = BinaryCodes((self._dim + 7) // 8, use_faiss=self._use_faiss)
         return self._binary
 
-    def _attach(self, seg: _Segment) -> None:
+    def _attach(self, seg: Segment) -> None:
         """Append a segment to the searchable set (binary codes move into the one concatenated code matrix)."""
         seg.offset = self._rowids.size
         if self._ivf is not None and seg.codes is not None:
-            assert seg.lists is not None
+            if seg.lists is None:
+                raise IndexCorruptError(f"{self.path}: segment {seg.id} has no IVF lists file; re-index")
             self._ivf.add(seg.codes, np.arange(seg.offset, seg.offset + seg.rows.size), seg.lists)
             seg.codes, seg.lists = None, None
         elif self.first_stage == "binary" and seg.codes is not None:
@@ -339,24 +210,11 @@ class CompressedVectorStore:
         self._alive = np.concatenate([self._alive, np.ones(seg.rows.size, dtype=bool)])
 
     # -- writing --------------------------------------------------------------------------------------------------
-    def _check_vectors(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> np.ndarray:
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[0] != len(chunks):
-            raise InvalidInputError(f"Expected {len(chunks)} vectors as a 2-D array, got shape {vectors.shape}")
-        if self._dim is not None and len(chunks) and vectors.shape[1] != self._dim:
-            raise InvalidInputError(f"Vectors have dimension {vectors.shape[1]}; this store holds {self._dim}")
-        if not np.all(np.isfinite(vectors)):
-            raise InvalidInputError("Vectors contain NaN or Inf; check the encoder's output")
-        ids = [c.id for c in chunks]
-        if len(set(ids)) != len(ids):
-            raise InvalidInputError("Duplicate chunk ids in one batch")
-        return vectors
-
     def replace_documents(self, doc_ids: Sequence[str], chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
         """Drop every chunk of ``doc_ids`` (and of the chunks' documents) and add ``chunks`` in one transaction.
 
         A batch of ``flush_rows`` or more goes straight into a new segment (its vectors never enter SQLite)."""
-        vectors = self._check_vectors(chunks, vectors)
+        vectors = check_vectors(chunks, vectors, self._dim)
         with self._lock:
             dropping = sorted(set(doc_ids) | {c.doc_id for c in chunks})
             if len(chunks) and self._dim is None:
@@ -366,9 +224,9 @@ class CompressedVectorStore:
             with self._db:  # one transaction: old chunks out, new chunks in (and their segment, if direct)
                 if self._meta("dim") is None and self._dim is not None:
                     self._db.execute("INSERT INTO meta VALUES ('dim', ?)", (json.dumps(self._dim),))
-                flushed, unflushed = self._drop(dropping)
+                flushed, unflushed = drop_documents(self._db, dropping)
                 crash_point("compressed.deleted")
-                new_rows = self._insert(chunks, None if direct else vectors)
+                new_rows = insert_chunks(self._db, chunks, None if direct else vectors, self.path)
                 crash_point("compressed.inserted")
                 segment = self._write_segment(vectors, new_rows) if direct else None
             crash_point("compressed.committed")
@@ -380,47 +238,6 @@ class CompressedVectorStore:
                 self._tail = np.vstack([self._tail, vectors])
             if self._tail_rows.size >= self.flush_rows:
                 self.flush()
-
-    def _insert(self, chunks: Sequence[Chunk], vectors: np.ndarray | None) -> np.ndarray:
-        """Insert chunks (with their float32 vectors, or none when they go straight to a segment): their rowids.
-
-        One ``executemany``: the writer lock and the open transaction make the new rowids consecutive
-        (AUTOINCREMENT), which is checked rather than assumed."""
-        if not chunks:
-            return np.zeros(0, dtype=np.int64)
-        rows = (
-            (
-                c.id,
-                c.doc_id,
-                json.dumps(c.to_dict(), ensure_ascii=False),
-                vectors[i].tobytes() if vectors is not None else None,
-            )
-            for i, c in enumerate(chunks)
-        )
-        try:
-            self._db.executemany("INSERT INTO chunks(id, doc_id, chunk, vector) VALUES (?, ?, ?, ?)", rows)
-        except sqlite3.IntegrityError as exc:
-            raise InvalidInputError(f"Chunk id already indexed under another document ({exc})") from exc
-        last = int(self._db.execute("SELECT last_insert_rowid()").fetchone()[0])
-        first = last - len(chunks) + 1
-        found = self._db.execute("SELECT rowid FROM chunks WHERE id = ?", (chunks[0].id,)).fetchone()
-        if found is None or int(found[0]) != first:  # pragma: no cover - SQLite guarantees it under our lock
-            raise IndexCorruptError(f"{self.path}: rowids of a batch are not consecutive; re-index")
-        return np.arange(first, last + 1, dtype=np.int64)
-
-    def _drop(self, doc_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Delete the chunks of ``doc_ids`` inside the caller's transaction: (rows in segments, rows in the tail)."""
-        found: list[tuple[int, int]] = []
-        for start in range(0, len(doc_ids), _PARAMS):
-            part = list(doc_ids[start : start + _PARAMS])
-            marks = ",".join("?" * len(part))
-            found += self._db.execute(
-                f"SELECT rowid, vector IS NULL FROM chunks WHERE doc_id IN ({marks})", part
-            ).fetchall()
-            self._db.execute(f"DELETE FROM chunks WHERE doc_id IN ({marks})", part)
-        flushed = np.asarray(sorted(r for r, f in found if f), dtype=np.int64)
-        self._db.executemany("INSERT OR IGNORE INTO tombstones VALUES (?)", [(int(r),) for r in flushed])
-        return flushed, np.asarray(sorted(r for r, f in found if not f), dtype=np.int64)
 
     def _forget(self, flushed: np.ndarray, unflushed: np.ndarray) -> None:
         if flushed.size:
@@ -435,7 +252,7 @@ class CompressedVectorStore:
     def delete_documents(self, doc_ids: Sequence[str]) -> int:
         with self._lock:
             with self._db:
-                flushed, unflushed = self._drop(sorted(set(doc_ids)))
+                flushed, unflushed = drop_documents(self._db, sorted(set(doc_ids)))
                 crash_point("compressed.deleting")
             self._forget(flushed, unflushed)
             return int(flushed.size + unflushed.size)
@@ -447,8 +264,8 @@ class CompressedVectorStore:
                 return
             with self._db:
                 segment = self._write_segment(self._tail, self._tail_rows)
-                for start in range(0, self._tail_rows.size, _PARAMS):
-                    part = self._tail_rows[start : start + _PARAMS].tolist()
+                for start in range(0, self._tail_rows.size, PARAMS):
+                    part = self._tail_rows[start : start + PARAMS].tolist()
                     marks = ",".join("?" * len(part))
                     self._db.execute(f"UPDATE chunks SET vector = NULL WHERE rowid IN ({marks})", part)
             crash_point("compressed.flushed")
@@ -456,7 +273,7 @@ class CompressedVectorStore:
             self._tail_rows = np.zeros(0, dtype=np.int64)
             self._tail = np.zeros((0, self._dim or 0), dtype=np.float32)
 
-    def _write_segment(self, vectors: np.ndarray, rows: np.ndarray) -> _Segment:
+    def _write_segment(self, vectors: np.ndarray, rows: np.ndarray) -> Segment:
         """Encode rows into a new segment: files written atomically, recorded inside the caller's transaction
         (a crash before its commit leaves unreferenced files, which ``recover`` removes)."""
         if self._threshold is None and self.first_stage == "binary":
@@ -465,21 +282,17 @@ class CompressedVectorStore:
                 "INSERT OR REPLACE INTO meta VALUES ('threshold', ?)", (json.dumps(self._threshold.tolist()),)
             )
         seg_id = max(1 + max((s.id for s in self._segments), default=0), int(self._meta("next_segment") or 1))
-        parts = self._encode(vectors, rows)
-        files: dict[str, int] = {}
-        if self.path is not None:
-            for part, array in parts.items():
-                name = f"seg-{seg_id:06d}.{part}.npy"
-                data = _npy_bytes(array)
-                atomic_write_bytes(self.path / name, data)
-                files[name] = len(data)
-                if part == "vectors":  # from now on read from disk: only the codes stay in RAM
-                    parts[part] = _map_random(np.load(self.path / name, mmap_mode="r", allow_pickle=False))
+        parts = encode_segment(vectors, rows, self.first_stage, self.rescore, self._threshold)
+        if self.ivf_lists is not None:
+            if self._ivf is None or self._meta("ivf") is None:  # the first segment (or a rolled-back one)
+                self._ivf = self._train_ivf(vectors)
+            parts["lists"] = self._ivf.assign(vectors)
+        files = write_segment_files(self.path, seg_id, parts) if self.path is not None else {}
         crash_point("compressed.segment_written")
         self._db.execute("INSERT INTO segments VALUES (?, ?, ?)", (seg_id, int(rows.size), json.dumps(files)))
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('next_segment', ?)", (json.dumps(seg_id + 1),))
         calibration = Int8Calibration.from_array(parts["calib"]) if "calib" in parts else None
-        return _Segment(
+        return Segment(
             seg_id,
             np.asarray(rows, dtype=np.int64),
             0,
@@ -489,28 +302,15 @@ class CompressedVectorStore:
             parts.get("lists"),
         )
 
-    def _encode(self, vectors: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
-        """The files of a segment: rowids, first-stage codes, rescoring vectors, int8 calibration."""
-        parts: dict[str, np.ndarray] = {"rows": rows}
-        calibration = Int8Calibration.fit(vectors) if "int8" in (self.first_stage, self.rescore) else None
-        if calibration is not None:
-            parts["calib"] = calibration.to_array()
-        if self.first_stage == "binary":
-            assert self._threshold is not None
-            parts["codes"] = pack_bits(vectors, self._threshold)
-            if self.ivf_lists is not None:
-                if self._ivf is None or self._meta("ivf") is None:  # the first segment (or a rolled-back one)
-                    self._ivf = self._train_ivf(vectors)
-                parts["lists"] = self._ivf.assign(vectors)
-        elif self.first_stage == "int8":
-            assert calibration is not None
-            parts["codes"] = calibration.encode(vectors)
-        if self.first_stage == "fp32" or self.rescore == "fp32":
-            parts["vectors"] = np.ascontiguousarray(vectors, dtype=np.float32)
-        elif self.rescore == "int8":
-            assert calibration is not None
-            parts["vectors"] = calibration.encode(vectors)
-        return parts
+    def _train_ivf(self, vectors: np.ndarray) -> BinaryIVF:
+        """Train the IVF's centres on the first segment's vectors; its file is written atomically and recorded in the
+        caller's transaction (a crash before the commit leaves a file the next first flush overwrites)."""
+        assert self.ivf_lists is not None and self._dim is not None
+        ivf = BinaryIVF.train(vectors, self.ivf_lists, bits=8 * ((self._dim + 7) // 8))
+        record = write_ivf(self.path, ivf, int(vectors.shape[0]))
+        crash_point("compressed.ivf_written")
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('ivf', ?)", (json.dumps(record),))
+        return ivf
 
     def recover(self) -> None:
         """Remove segment files no committed segment names (a writer killed between writing and committing)."""
@@ -518,7 +318,7 @@ class CompressedVectorStore:
             return
         known = {name for (files,) in self._db.execute("SELECT files FROM segments") for name in json.loads(files)}
         for file in self.path.iterdir():
-            if _OWNED.match(file.name) and file.name not in known:
+            if OWNED.match(file.name) and file.name not in known:
                 with contextlib.suppress(OSError):
                     file.unlink()
 
@@ -585,7 +385,8 @@ class CompressedVectorStore:
         count = k if self.rescore is None else k * self.oversample
         if self._ivf is not None:
             assert self._threshold is not None
-            return self._ivf_candidates(query, pack_bits(query[None, :], self._threshold)[0], count, allowed)
+            bits = pack_bits(query[None, :], self._threshold)[0]
+            return ivf_candidates(self._ivf, query, bits, count, allowed, self.nprobe)
         if self.first_stage == "binary":
             assert self._binary is not None and self._threshold is not None
             bits = pack_bits(query[None, :], self._threshold)[0]
@@ -594,51 +395,10 @@ class CompressedVectorStore:
             if allowed.size > len(self._binary) // 2:  # few rows gone: search all, drop the dead, ask for more
                 slots = self._binary.search(bits, count + len(self._binary) - allowed.size)
                 return slots[np.isin(slots, allowed, assume_unique=True)][:count]
-            return allowed[self._binary.search(bits, count, subset=allowed)]
-        found = [self._segment_candidates(query, seg, count, allowed) for seg in self._segments]
+            result: np.ndarray = allowed[self._binary.search(bits, count, subset=allowed)]
+            return result
+        found = [segment_candidates(seg, query, count, allowed, self.first_stage) for seg in self._segments]
         return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
-
-    def _ivf_candidates(
-        self, query: np.ndarray, bits: np.ndarray, count: int, allowed: np.ndarray | None
-    ) -> np.ndarray:
-        """IVF candidates: deleted rows are not in the index; a filter keeping most rows post-filters a larger
-        IVF answer, a smaller one hands every allowed slot to the exact rescoring (the first stage is skipped)."""
-        assert self._ivf is not None
-        live = len(self._ivf)
-        if allowed is None or allowed.size == live:
-            return self._ivf.search(query, bits, count, self.nprobe)
-        if allowed.size > live // 2:
-            slots = self._ivf.search(query, bits, count + live - allowed.size, self.nprobe)
-            return slots[np.isin(slots, allowed, assume_unique=True)][:count]
-        return allowed
-
-    def _segment_candidates(
-        self, query: np.ndarray, seg: _Segment, count: int, allowed: np.ndarray | None
-    ) -> np.ndarray:
-        """The best ``count`` allowed slots of one segment by its first-stage score (int8 codes or fp32 scan)."""
-        end = seg.offset + seg.rows.size
-        if allowed is not None:
-            mine = allowed[(allowed >= seg.offset) & (allowed < end)] - seg.offset
-            if mine.size == 0:
-                return np.zeros(0, dtype=np.int64)
-        if self.first_stage == "int8":
-            dead = seg.rows.size - (mine.size if allowed is not None else seg.rows.size)
-            if allowed is None or mine.size > seg.rows.size // 2:
-                local = seg.codes.search(query, count + dead)
-                if allowed is not None:
-                    local = local[np.isin(local, mine, assume_unique=True)]
-            else:  # a small subset: decode it and score exactly
-                scores = seg.codes.decode(mine) @ query
-                local = mine[np.argpartition(-scores, count - 1)[:count]] if mine.size > count else mine
-            return local + seg.offset
-        assert seg.vectors is not None
-        scores = np.asarray(seg.vectors @ query, dtype=np.float32)
-        if allowed is not None:
-            masked = np.full(scores.shape, -np.inf, dtype=np.float32)
-            masked[mine] = scores[mine]
-            scores = masked
-            count = min(count, mine.size)
-        return top_k(scores, count) + seg.offset
 
     def _rescored(self, query: np.ndarray, slots: np.ndarray) -> np.ndarray:
         """Scores of the candidate ``slots``: rescored from the memory-mapped vectors (or the first stage's)."""
@@ -655,14 +415,14 @@ class CompressedVectorStore:
             else:
                 assert seg.vectors is not None
                 block = np.asarray(seg.vectors[local[order]])
-                vectors = block if block.dtype == np.float32 else seg.calibration.decode(block)  # type: ignore[union-attr]
+                vectors = block if block.dtype == np.float32 else seg.calibration.decode(block)
             out[mine[order]] = vectors @ query
         return out
 
     def _chunks(self, rowids: list[int]) -> dict[int, Chunk]:
         found: dict[int, Chunk] = {}
-        for start in range(0, len(rowids), _PARAMS):
-            part = rowids[start : start + _PARAMS]
+        for start in range(0, len(rowids), PARAMS):
+            part = rowids[start : start + PARAMS]
             marks = ",".join("?" * len(part))
             for rowid, text in self._db.execute(f"SELECT rowid, chunk FROM chunks WHERE rowid IN ({marks})", part):
                 found[int(rowid)] = Chunk.from_dict(json.loads(text))
@@ -687,14 +447,7 @@ class CompressedVectorStore:
         """Rows, segments and bytes: on disk (per file kind) and in RAM (codes, row maps, tail); memory-mapped
         bytes are counted apart (the OS pages them in on demand)."""
         with self._lock:
-            disk: dict[str, int] = {}
-            if self.path is not None:
-                for file in self.path.iterdir():
-                    if file.is_file():
-                        match = _OWNED.match(file.name)
-                        kind = match.group(2) if match else ("sqlite" if "sqlite" in file.name else "other")
-                        kind = "ivf" if file.name == _IVF_FILE else kind
-                        disk[kind] = disk.get(kind, 0) + file.stat().st_size
+            disk = bytes_on_disk(self.path) if self.path is not None else {}
             codes = sum(int(seg.codes.nbytes) for seg in self._segments if seg.codes is not None)  # int8
             codes += self._binary.nbytes if self._binary is not None else 0
             codes += self._ivf.nbytes if self._ivf is not None else 0
@@ -724,4 +477,4 @@ class CompressedVectorStore:
         with self._lock:
             if self._db is not None:
                 self._db.close()
-                self._db = None  # type: ignore[assignment]
+                self._db = None  # type: ignore[assignment]  # closed for good: no method runs after close()

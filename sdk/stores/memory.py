@@ -9,14 +9,15 @@ import json
 import sqlite3
 import threading
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ragloom.errors import IndexCorruptError, InvalidInputError
-from ragloom.persistence import crash_point
 from ragloom.protocols import Filters
+from ragloom.stores.files import connect_sqlite, crash_point
+from ragloom.stores.rows import check_filters, check_vectors, chunk_matches, top_k
 from ragloom.types import Chunk
 
 __all__ = ["InMemoryVectorStore", "check_filters", "chunk_matches", "top_k"]
@@ -33,58 +34,9 @@ CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
 """
 
 
-def check_filters(filters: object) -> None:
-    """Refuse what no store supports, identically in every store: filters are ``{key: value}`` equality tests
-    (all must match) on ``doc_id``, ``source``, ``page`` or a metadata key, with a str, int, float or bool value.
-    Operators (``$in``, ``$or``...), lists and nested objects raise instead of being misread or silently matching
-    nothing."""
-    if filters is None:
-        return
-    if not isinstance(filters, Mapping):
-        raise InvalidInputError(
-            f"filters must be a mapping of key -> value, got {type(filters).__name__}; e.g. {{'doc_id': 'a.pdf'}}"
-        )
-    for key, value in filters.items():
-        if not isinstance(key, str) or not key:
-            raise InvalidInputError(f"filter keys must be non-empty strings, got {key!r}")
-        if key.startswith("$"):
-            raise InvalidInputError(
-                f"filter operator {key!r} is not supported: filters are equality tests that must all match, e.g. "
-                "{'doc_id': 'a.pdf', 'lang': 'en'}; run one search per alternative and fuse the results instead"
-            )
-        if not isinstance(value, (str, int, float, bool)):
-            raise InvalidInputError(
-                f"filter {key!r}: value must be a str, int, float or bool, got {type(value).__name__} ({value!r}); "
-                "operators such as $in or lists of values are not supported, run one search per value instead"
-            )
-
-
-def chunk_matches(chunk: Chunk, filters: Filters) -> bool:
-    """Equality filters on doc_id, source, page or a metadata key; all must match."""
-    for key, value in filters.items():
-        if key == "doc_id":
-            actual: object = chunk.doc_id
-        elif key == "source":
-            actual = chunk.source
-        elif key == "page":
-            actual = chunk.page
-        else:
-            actual = chunk.metadata.get(key)
-        if actual != value:
-            return False
-    return True
-
-
 def _row_crc(text: str, blob: bytes) -> int:
     """CRC-32 of a row's chunk JSON and vector bytes: damage to either is found when the store loads."""
     return zlib.crc32(blob, zlib.crc32(text.encode("utf-8", "surrogatepass")))
-
-
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` largest scores, best first (ties by index, so results are deterministic)."""
-    n = scores.shape[0]
-    candidates = np.arange(n) if k >= n else np.argpartition(scores, n - k)[n - k :]
-    return candidates[np.lexsort((candidates, -scores[candidates]))]
 
 
 class InMemoryVectorStore:
@@ -105,9 +57,7 @@ class InMemoryVectorStore:
             self.path.mkdir(parents=True, exist_ok=True)
             database = self.path / "vectors.sqlite"
             self.state_missing = not database.exists() or database.stat().st_size == 0
-            self._db = sqlite3.connect(database, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db = connect_sqlite(database)
             try:
                 self._db.executescript(_SCHEMA)
                 columns = {row[1] for row in self._db.execute("PRAGMA table_info(chunks)")}
@@ -162,21 +112,8 @@ class InMemoryVectorStore:
             rows.setdefault(chunk.doc_id, []).append(row)
         self._rows_by_doc = rows
 
-    def _check_vectors(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> np.ndarray:
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[0] != len(chunks):
-            raise InvalidInputError(f"Expected {len(chunks)} vectors as a 2-D array, got shape {vectors.shape}")
-        if self._dim is not None and len(chunks) and vectors.shape[1] != self._dim:
-            raise InvalidInputError(f"Vectors have dimension {vectors.shape[1]}; this store holds {self._dim}")
-        if not np.all(np.isfinite(vectors)):
-            raise InvalidInputError("Vectors contain NaN or Inf; check the encoder's output")
-        ids = [c.id for c in chunks]
-        if len(set(ids)) != len(ids):
-            raise InvalidInputError("Duplicate chunk ids in one batch")
-        return vectors
-
     def replace_documents(self, doc_ids: Sequence[str], chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
-        vectors = self._check_vectors(chunks, vectors)
+        vectors = check_vectors(chunks, vectors, self._dim)
         with self._lock:
             dropping = set(doc_ids) | {c.doc_id for c in chunks}
             if self._db is not None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -34,41 +33,17 @@ from ragloom._imports import require
 from ragloom.compression import MultiVectorSettings, quantize_binary, quantize_int8
 from ragloom.errors import ConfigError, IndexCorruptError, InvalidInputError
 from ragloom.muvera import Muvera
-from ragloom.persistence import atomic_write_json, read_json
 from ragloom.protocols import Filters
-from ragloom.stores.memory import check_filters, chunk_matches, top_k
+from ragloom.stores.files import atomic_write_json, fsync_dir, read_json, save_npy
+from ragloom.stores.maxsim import query_indicator, segment_max, streamed_maxsim
+from ragloom.stores.rows import check_filters, check_token_matrices, chunk_matches, top_k
 from ragloom.types import Chunk
 
-__all__ = ["MultiVectorStore", "segment_max"]
+__all__ = ["MultiVectorStore", "segment_max"]  # segment_max: re-exported from ragloom.stores.maxsim
 
 STATE_NAME = "state.json"
 STATE_VERSION = 1
 _SEGMENT_FILE = re.compile(r"^(seg-\d{6})\.")
-_FP16_MAX = 65504.0
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    """Write a .npy atomically (temp file in the same folder, fsync, rename); no pickle."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 @dataclass(frozen=True)
@@ -85,24 +60,6 @@ class _Segment:
     @property
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
-
-
-def segment_max(torch: Any, sims: Any, lengths: np.ndarray, *, reduceat: bool | None = None) -> Any:
-    """Max over consecutive column segments of ``sims`` (query tokens x page tokens) → (query tokens, pages).
-
-    Equal lengths reshape and reduce in place; otherwise numpy's ``maximum.reduceat`` on CPUs and torch's
-    ``scatter_reduce`` elsewhere (``reduceat`` forces one or the other, for testing).
-    """
-    if np.all(lengths == lengths[0]):
-        return sims.view(sims.shape[0], len(lengths), int(lengths[0])).amax(dim=2).float()
-    if reduceat if reduceat is not None else sims.device.type == "cpu":
-        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-        return torch.from_numpy(np.maximum.reduceat(sims.float().cpu().numpy(), starts, axis=1)).to(sims.device)
-    page_of = torch.repeat_interleave(
-        torch.arange(len(lengths), device=sims.device), torch.from_numpy(np.asarray(lengths)).to(sims.device)
-    )
-    best = torch.full((sims.shape[0], len(lengths)), -torch.inf, device=sims.device)
-    return best.scatter_reduce_(1, page_of.expand(sims.shape[0], -1), sims.float(), "amax")
 
 
 class MultiVectorStore:
@@ -237,26 +194,6 @@ class MultiVectorStore:
                     file.unlink()
         self._cleaned = True
 
-    def _check(self, chunks: Sequence[Chunk], vectors: Sequence[np.ndarray]) -> list[np.ndarray]:
-        if len(chunks) != len(vectors):
-            raise InvalidInputError(f"{len(chunks)} chunks but {len(vectors)} vector matrices")
-        ids = [c.id for c in chunks]
-        if len(set(ids)) != len(ids):
-            raise InvalidInputError("Duplicate chunk ids in one batch")
-        checked = []
-        for chunk, matrix in zip(chunks, vectors):
-            array = np.asarray(matrix)
-            if array.dtype not in (np.float16, np.float32):
-                array = array.astype(np.float32)
-            if array.ndim != 2 or array.shape[1] != self.dim or array.shape[0] < 1:
-                raise InvalidInputError(
-                    f"{chunk.id}: expected a (tokens >= 1, {self.dim}) matrix, got shape {array.shape}"
-                )
-            if not np.all(np.isfinite(array)) or np.abs(array).max() > _FP16_MAX:
-                raise InvalidInputError(f"{chunk.id}: vectors contain NaN/Inf or exceed the float16 range")
-            checked.append(array)
-        return checked
-
     def _make_segment(self, chunks: Sequence[Chunk], vectors: list[np.ndarray]) -> _Segment:
         name = f"seg-{self._next_id:06d}"
         torch = require("torch", "multivector", "multi-vector stores")
@@ -270,9 +207,9 @@ class MultiVectorStore:
         extras = self._first_stage_data(tokens, offsets)
         if self.path is not None:
             for kind, array in (("tokens", tokens), ("offsets", offsets), *extras.items()):
-                _save_npy(self.path / f"{name}.{kind}.npy", array)
+                save_npy(self.path / f"{name}.{kind}.npy", array)
             atomic_write_json(self.path / f"{name}.chunks.json", [c.to_dict() for c in chunks])
-            _fsync_dir(self.path)
+            fsync_dir(self.path)
             return self._load_segment(name, [])
         return _Segment(name, tokens, offsets, tuple(chunks), np.ones(len(chunks), dtype=bool), extras)
 
@@ -343,7 +280,7 @@ class MultiVectorStore:
 
     def replace_documents(self, doc_ids: Sequence[str], chunks: Sequence[Chunk], vectors: Sequence[np.ndarray]) -> None:
         """Drop every page of ``doc_ids`` (and of the chunks' documents) and add ``chunks`` in one commit."""
-        checked = self._check(chunks, vectors)
+        checked = check_token_matrices(chunks, vectors, self.dim)
         with self._lock:
             self._clean_orphans()
             dropped = set(doc_ids) | {c.doc_id for c in chunks}
@@ -417,9 +354,9 @@ class MultiVectorStore:
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
             os.replace(tmp, final)
-        _save_npy(self.path / f"{name}.offsets.npy", offsets)
+        save_npy(self.path / f"{name}.offsets.npy", offsets)
         atomic_write_json(self.path / f"{name}.chunks.json", [c.to_dict() for c in chunks])
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
         return self._load_segment(name, [])
 
     @staticmethod
@@ -447,7 +384,7 @@ class MultiVectorStore:
             wanted = "float16" if device.startswith("cuda") else "float32"
         if wanted == "float16" and device == "cpu":
             raise ConfigError("float16 math on a CPU is very slow; use compute_dtype='float32' or 'bfloat16'")
-        return torch, device, getattr(torch, wanted)
+        return torch, device, getattr(torch, wanted)  # the torch dtype named by the setting
 
     def search(
         self, queries: Sequence[np.ndarray], k: int, filters: Filters | None = None, *, exact: bool = False
@@ -471,7 +408,7 @@ class MultiVectorStore:
             return [[] for _ in queries]
         torch, device, dtype = self._torch()
         qmat = torch.from_numpy(np.concatenate(queries)).to(device=device, dtype=dtype)
-        qsum = self._query_indicator(torch, queries, device)
+        qsum = query_indicator(torch, queries, device)
         use_first = self.settings.first_stage != "exact" and not exact and n_pages > self.settings.candidates
         if use_first:
             approx = np.concatenate(
@@ -508,17 +445,6 @@ class MultiVectorStore:
             raise InvalidInputError("Query vectors contain NaN or Inf")
         return array
 
-    @staticmethod
-    def _query_indicator(torch: Any, queries: list[np.ndarray], device: str) -> Any:
-        """(n_queries, total query tokens) 0/1 matrix: sums each query's per-token maxima."""
-        total = sum(q.shape[0] for q in queries)
-        indicator = torch.zeros((len(queries), total), dtype=torch.float32, device=device)
-        start = 0
-        for row, q in enumerate(queries):
-            indicator[row, start : start + q.shape[0]] = 1.0
-            start += q.shape[0]
-        return indicator
-
     def _exact_all(
         self,
         torch: Any,
@@ -530,7 +456,7 @@ class MultiVectorStore:
         dtype: Any,
     ) -> np.ndarray:
         parts = [
-            self._maxsim(torch, seg, sel, qmat, qsum, lambda s, a, b: s.tokens[a:b], device, dtype)
+            streamed_maxsim(torch, seg, sel, qmat, qsum, self.settings.block_tokens, device=device, dtype=dtype)
             for seg, sel in zip(segments, selections)
         ]
         return np.concatenate(parts, axis=1) if parts else np.zeros((qsum.shape[0], 0), np.float32)
@@ -563,49 +489,4 @@ class MultiVectorStore:
                 packed = torch.from_numpy(s.extras["binary"][a:b]).to(device).long()
                 return lut[packed].reshape(b - a, -1)[:, : self.dim]
 
-        return self._maxsim(torch, seg, sel, qmat, qsum, rows, device, dtype, raw_rows=True)
-
-    def _maxsim(
-        self,
-        torch: Any,
-        seg: _Segment,
-        sel: np.ndarray,
-        qmat: Any,
-        qsum: Any,
-        rows: Any,
-        device: str,
-        dtype: Any,
-        *,
-        raw_rows: bool = False,
-    ) -> np.ndarray:
-        """MaxSim of every query against pages ``sel`` of ``seg``, streamed in blocks of ~block_tokens."""
-        out = np.empty((qsum.shape[0], len(sel)), dtype=np.float32)
-        if len(sel) == 0:
-            return out
-        starts, ends = seg.offsets[sel], seg.offsets[sel + 1]
-        lengths = ends - starts
-        cum = np.concatenate([[0], np.cumsum(lengths)])
-        i = 0
-        while i < len(sel):
-            j = max(i + 1, int(np.searchsorted(cum, cum[i] + self.settings.block_tokens, side="right")) - 1)
-            j = min(j, len(sel))
-            contiguous = sel[j - 1] - sel[i] == j - 1 - i
-            if raw_rows:
-                parts = (
-                    [rows(seg, int(starts[i]), int(ends[j - 1]))]
-                    if contiguous
-                    else [rows(seg, int(a), int(b)) for a, b in zip(starts[i:j], ends[i:j])]
-                )
-                block = parts[0] if len(parts) == 1 else torch.cat(parts)
-            else:
-                data = (
-                    seg.tokens[starts[i] : ends[j - 1]]
-                    if contiguous
-                    else np.concatenate([seg.tokens[a:b] for a, b in zip(starts[i:j], ends[i:j])])
-                )
-                block = torch.from_numpy(data).to(device=device, dtype=dtype)
-            sims = qmat @ block.T  # (query tokens, block tokens)
-            best = segment_max(torch, sims, lengths[i:j])
-            out[:, i:j] = (qsum @ best).cpu().numpy()
-            i = j
-        return out
+        return streamed_maxsim(torch, seg, sel, qmat, qsum, self.settings.block_tokens, rows=rows)

@@ -24,9 +24,7 @@ also explains each match. MaxScore-style pruning is available (``prune=True``) b
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
-import json
 import re
 import threading
 from collections.abc import Iterable, Sequence
@@ -38,10 +36,11 @@ import numpy as np
 
 from ragloom._imports import require
 from ragloom.errors import IndexCorruptError, InvalidInputError
-from ragloom.persistence import atomic_write_bytes, atomic_write_json, read_json
 from ragloom.protocols import Filters
-from ragloom.stores.memory import check_filters, chunk_matches
+from ragloom.stores.files import atomic_write_bytes, atomic_write_json, npy_bytes, read_json, sha256_hex
+from ragloom.stores.rows import check_filters, chunk_matches, chunks_jsonl, read_chunks_jsonl
 from ragloom.stores.sparse_approx import ApproxSearch, approx_top_rows
+from ragloom.stores.sparse_search import contributions_of, largest_terms, query_terms, top_rows
 from ragloom.types import Chunk, SparseVector
 
 __all__ = ["SparseIndex", "SparseMatch", "sparse_matrix"]
@@ -108,12 +107,6 @@ class _Segment:
     @property
     def n_live(self) -> int:
         return self.n_rows - int(self.deleted.sum())
-
-
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
 
 
 class SparseIndex:
@@ -191,7 +184,7 @@ class SparseIndex:
             raise IndexCorruptError(
                 f"{self.path}: {name} is missing ({exc}); restore the directory or re-index"
             ) from exc
-        if hashlib.sha256(data).hexdigest() != expected:
+        if sha256_hex(data) != expected:
             raise IndexCorruptError(f"{self.path}: {name} fails its sha256 check; restore the directory or re-index")
         return data
 
@@ -202,11 +195,12 @@ class SparseIndex:
 
         def array(part: str) -> np.ndarray:
             name = f"{prefix}.{part}.npy"
-            return np.load(io.BytesIO(self._read_checked(name, files[name])), allow_pickle=False)
+            result: np.ndarray = np.load(io.BytesIO(self._read_checked(name, files[name])), allow_pickle=False)
+            return result
 
         indptr, rows, weights = array("indptr"), array("rows"), array("weights")
         text = self._read_checked(f"{prefix}.chunks.jsonl", files[f"{prefix}.chunks.jsonl"]).decode("utf-8")
-        chunks = [Chunk.from_dict(json.loads(line)) for line in text.splitlines() if line]
+        chunks = read_chunks_jsonl(text)
         if indptr.size < 1 or int(indptr[-1]) != rows.size or rows.size != weights.size:
             raise IndexCorruptError(f"{self.path}: segment {seg_id} has inconsistent postings arrays; re-index")
         if rows.size and int(rows.max()) >= len(chunks):
@@ -235,16 +229,14 @@ class SparseIndex:
         if self.path is not None:
             prefix = f"seg-{seg.id:06d}"
             payloads = {
-                f"{prefix}.indptr.npy": _npy_bytes(postings.indptr.astype(np.int64)),
-                f"{prefix}.rows.npy": _npy_bytes(postings.indices.astype(np.int32)),
-                f"{prefix}.weights.npy": _npy_bytes(postings.data.astype(np.float32)),
-                f"{prefix}.chunks.jsonl": "".join(
-                    json.dumps(c.to_dict(), ensure_ascii=False) + "\n" for c in chunks
-                ).encode("utf-8"),
+                f"{prefix}.indptr.npy": npy_bytes(postings.indptr.astype(np.int64)),
+                f"{prefix}.rows.npy": npy_bytes(postings.indices.astype(np.int32)),
+                f"{prefix}.weights.npy": npy_bytes(postings.data.astype(np.float32)),
+                f"{prefix}.chunks.jsonl": chunks_jsonl(chunks),
             }
             for name, data in payloads.items():
                 atomic_write_bytes(self.path / name, data)
-                seg.files[name] = hashlib.sha256(data).hexdigest()
+                seg.files[name] = sha256_hex(data)
         return seg
 
     def _take_id(self) -> int:
@@ -258,10 +250,10 @@ class SparseIndex:
         if self.path is None or not seg.deleted.any():
             return
         name = f"seg-{seg.id:06d}.del-{self._take_id():06d}.npy"
-        data = _npy_bytes(np.flatnonzero(seg.deleted).astype(np.int32))
+        data = npy_bytes(np.flatnonzero(seg.deleted).astype(np.int32))
         atomic_write_bytes(self.path / name, data)
         seg.tombstone = name
-        seg.files[name] = hashlib.sha256(data).hexdigest()
+        seg.files[name] = sha256_hex(data)
 
     def _commit(self, segments: list[_Segment]) -> None:
         """Make ``segments`` the index: one atomic replace of state.json, then drop unreferenced files."""
@@ -405,10 +397,10 @@ class SparseIndex:
                 if mask is not None and not mask.any():
                     continue
                 if approx is not None:
-                    rows = approx_top_rows(seg, *_query_terms(seg, query), k, mask, approx)
+                    rows = approx_top_rows(seg, *query_terms(seg, query), k, mask, approx)
                 else:
-                    rows = _top_rows(seg, query, k, mask, prune)
-                terms, contributions = _contributions(seg, query, rows)
+                    rows = top_rows(seg, query, k, mask, prune)
+                terms, contributions = contributions_of(seg, query, rows)
                 scored[order] = (terms, contributions)
                 scores = (-contributions.sum(axis=1)).tolist()
                 found.extend(zip(scores, [order] * rows.size, rows.tolist(), range(rows.size)))
@@ -418,7 +410,7 @@ class SparseIndex:
                     SparseMatch(
                         segments[order].chunks[row],
                         -neg,
-                        _largest(*scored[order], position, explain) if explain else (),
+                        largest_terms(*scored[order], position, explain) if explain else (),
                     )
                     for neg, order, row, position in found[:k]
                 ]
@@ -431,7 +423,8 @@ class SparseIndex:
         if not filters:
             return ~seg.deleted if seg.deleted.any() else None
         matches = np.fromiter((chunk_matches(c, filters) for c in seg.chunks), dtype=bool, count=seg.n_rows)
-        return matches & ~seg.deleted
+        result: np.ndarray = matches & ~seg.deleted
+        return result
 
     # -- introspection ----------------------------------------------------------------------------------------------
     def doc_ids(self) -> set[str]:
@@ -461,122 +454,3 @@ class SparseIndex:
 
     def close(self) -> None:
         """Nothing to release: every write is committed when it returns."""
-
-
-def _query_terms(seg: _Segment, query: SparseVector) -> tuple[np.ndarray, np.ndarray]:
-    """The query's terms that have postings in ``seg``, and their weights."""
-    indices = query.indices.astype(np.int64)
-    inside = indices < seg.postings.shape[0]
-    terms, weights = indices[inside], query.values[inside]
-    indptr = seg.postings.indptr
-    keep = (indptr[terms + 1] > indptr[terms]) & (weights != 0)
-    return terms[keep], weights[keep]
-
-
-def _top_rows(seg: _Segment, query: SparseVector, k: int, allowed: np.ndarray | None, prune: bool) -> np.ndarray:
-    """Rows of ``seg`` holding the ``k`` best scores for ``query`` (unordered), by term-at-a-time accumulation.
-
-    Every query term's postings are added into a float32 accumulator. With ``prune`` (and no negative weights)
-    terms are taken in decreasing order of their largest possible contribution (query weight × the term's largest
-    posting weight), and before a long postings list the k-th best partial
-    score θ among the rows reached so far is taken; when the terms left could add less than θ in total, no row
-    outside the candidates (partial score + what is left ≥ θ) can reach the top ``k``, so the remaining terms only
-    look those candidates up by binary search instead of scanning their postings (MaxScore-style pruning).
-    """
-    terms, weights = _query_terms(seg, query)
-    if terms.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    postings = seg.postings
-    indptr, rows, data = postings.indptr, postings.indices, postings.data
-    scores = np.zeros(seg.n_rows, dtype=np.float32)
-    largest, smallest = seg.bounds() if prune else (None, -1.0)
-    if largest is None or smallest < 0 or not bool(np.all(weights > 0)):
-        for start, end, weight in zip(indptr[terms].tolist(), indptr[terms + 1].tolist(), weights.tolist()):
-            span = data[start:end]
-            np.add.at(scores, rows[start:end], span if weight == 1.0 else span * np.float32(weight))
-        return _best(scores, allowed, k)
-    bounds = weights.astype(np.float64) * largest[terms]
-    order = np.argsort(-bounds, kind="stable")
-    left = np.cumsum(bounds[order][::-1])[::-1]  # left[i]: the most that terms order[i:] can still add
-    long_list = max(256, seg.n_rows // 256)
-    reached: list[np.ndarray] = []
-    reached_size = 0
-    for i, j in enumerate(order.tolist()):
-        start, end = int(indptr[terms[j]]), int(indptr[terms[j] + 1])
-        if i and end - start >= long_list and reached_size <= seg.n_rows // 8:
-            candidates = _candidates(scores, reached, allowed, k, float(left[i]))
-            if candidates is not None:
-                partial = scores[candidates].astype(np.float64)
-                for jj in order[i:].tolist():
-                    partial += _lookup(indptr, rows, data, int(terms[jj]), candidates) * float(weights[jj])
-                return candidates[np.argpartition(-partial, k - 1)[:k]] if partial.size > k else candidates
-        np.add.at(scores, rows[start:end], data[start:end] * weights[j])
-        reached.append(rows[start:end])
-        reached_size += end - start
-    return _best(scores, allowed, k)
-
-
-def _best(scores: np.ndarray, allowed: np.ndarray | None, k: int) -> np.ndarray:
-    """Rows of the ``k`` largest non-zero scores among the allowed rows (unordered)."""
-    if allowed is not None:
-        scores[~allowed] = 0.0
-    top = np.argpartition(-scores, k - 1)[:k] if scores.size > k else np.arange(scores.size)
-    return top[scores[top] != 0]
-
-
-def _candidates(
-    scores: np.ndarray, reached: list[np.ndarray], allowed: np.ndarray | None, k: int, left: float
-) -> np.ndarray | None:
-    """The rows that can still make the top ``k`` when the terms left add at most ``left``; None if all can.
-
-    Only rows in a processed postings list have a partial score (weights are positive). A postings list holds
-    distinct rows, so the k-th best partial score within any one of them is a lower bound θ of the final k-th
-    best; a row needs partial + left ≥ θ to matter.
-    """
-    theta = 0.0
-    for span in reached:
-        values = scores[span] if allowed is None else scores[span[allowed[span]]]
-        if values.size >= k:
-            theta = max(theta, float(np.partition(values, values.size - k)[values.size - k]))
-    theta *= 1 - 1e-5
-    if not left < theta:
-        return None
-    rows = np.concatenate(reached)
-    rows = np.sort(rows[scores[rows] >= theta - left])
-    rows = rows[np.concatenate(([True], rows[1:] != rows[:-1]))]  # unique (sort-based: faster than hashing here)
-    return rows if allowed is None else rows[allowed[rows]]
-
-
-def _lookup(indptr: np.ndarray, rows: np.ndarray, data: np.ndarray, term: int, wanted: np.ndarray) -> np.ndarray:
-    """Weights of ``term`` in the ``wanted`` rows (0 where absent), by binary search in its sorted postings."""
-    start, end = int(indptr[term]), int(indptr[term + 1])
-    found = np.zeros(wanted.size, dtype=np.float64)
-    if end == start or wanted.size == 0:
-        return found
-    span = rows[start:end]
-    where = np.searchsorted(span, wanted)
-    inside = where < span.size
-    hit = np.zeros(wanted.size, dtype=bool)
-    hit[inside] = span[where[inside]] == wanted[inside]
-    found[hit] = data[start + where[hit]]
-    return found
-
-
-def _contributions(seg: _Segment, query: SparseVector, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The query's terms in ``seg`` and each one's contribution (query weight × posting weight) to each row.
-
-    Row sums are the exact scores (float64, added in term order, so they do not depend on how the index is
-    segmented or on the order terms were accumulated in)."""
-    terms, weights = _query_terms(seg, query)
-    postings = seg.postings
-    contributions = np.zeros((rows.size, terms.size))
-    for column, (term, weight) in enumerate(zip(terms.tolist(), weights.tolist())):
-        contributions[:, column] = _lookup(postings.indptr, postings.indices, postings.data, term, rows) * weight
-    return terms, contributions
-
-
-def _largest(terms: np.ndarray, contributions: np.ndarray, position: int, top: int) -> tuple[tuple[int, float], ...]:
-    """The ``top`` largest contributions to one row, as (term, contribution); ties by smaller term id."""
-    row = contributions[position]
-    best = np.argsort(-row, kind="stable")[:top]
-    return tuple((int(terms[b]), float(row[b])) for b in best if row[b] != 0)

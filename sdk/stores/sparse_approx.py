@@ -161,4 +161,5 @@ def approx_top_rows(
     candidates, partial = candidates[keep], partial[keep]
     if candidates.size > want:
         candidates = candidates[np.argpartition(-partial, want - 1)[:want]]
-    return candidates.astype(np.int64)
+    result: np.ndarray = candidates.astype(np.int64)
+    return result

@@ -158,3 +158,36 @@ def test_bf16_stays_close_to_fp32(tiny_bert_dir: Path, encoder: TransformersDens
     cosines = np.sum(bf16 * encoder.encode_documents(texts), axis=1)
     assert cosines.min() > 0.99
     assert TransformersDenseEncoder(tiny_bert_dir, dtype="bfloat16").fingerprint == encoder.fingerprint
+
+
+@pytest.mark.parametrize("threads", [1, 2, "auto"])
+def test_thread_settings_match_fp32_and_restore_torchs_count(
+    tiny_bert_dir: Path, encoder: TransformersDenseEncoder, threads: int | str
+) -> None:
+    import torch
+
+    texts = [f"passage {i} about {'rivers ' * (i % 7)}and mountains" for i in range(9)]
+    before = torch.get_num_threads()
+    tuned = TransformersDenseEncoder(tiny_bert_dir, batch_size=2, dtype="float32", threads=threads)  # type: ignore[arg-type]
+    untouched = TransformersDenseEncoder(tiny_bert_dir, batch_size=2, dtype="float32", threads=None)
+    for _ in range(2):  # the second call runs on what the tuner learned in the first
+        np.testing.assert_allclose(tuned.encode_documents(texts), untouched.encode_documents(texts), atol=1e-5)
+        assert torch.get_num_threads() == before
+    if threads == "auto":
+        assert tuned._tuner is not None and tuned._tuner.best in tuned._tuner.candidates
+
+
+@pytest.mark.parametrize("threads", [0, -2, "fast", True, 1.5])
+def test_bad_thread_setting_is_a_config_error(tiny_bert_dir: Path, threads: object) -> None:
+    with pytest.raises(ConfigError, match="threads must be"):
+        TransformersDenseEncoder(tiny_bert_dir, dtype="float32", threads=threads)  # type: ignore[arg-type]
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns(tiny_bert_dir: Path) -> None:
+    from ragloom.errors import RagloomWarning
+    from ragloom.hf import cpu_has_bf16
+
+    if cpu_has_bf16():
+        pytest.skip("this CPU computes bf16 natively; the warning is for CPUs that emulate it")
+    with pytest.warns(RagloomWarning, match="no native bf16"):
+        TransformersDenseEncoder(tiny_bert_dir, dtype="bfloat16", device="cpu")

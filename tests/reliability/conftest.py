@@ -44,17 +44,6 @@ class Recorder:
                 entry[key] = value
 
 
-def _root_conftest() -> Any:
-    """tests/conftest.py as a module (its tokenizer builder), loaded by path."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_ragloom_root_conftest", HERE.parent / "conftest.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session")
 def record() -> Recorder:
     return Recorder()
@@ -107,21 +96,7 @@ def encoder(tiny_bert_dir: Path) -> Any:
 
 
 @pytest.fixture(scope="session")
-def tiny_bert_wide_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_bert_wide_dir(tiny_bert_factory: Any) -> Path:
     """A tiny BERT with hidden size 48 (another dimension than tiny_bert_dir's 32)."""
-    import torch
-    from transformers import BertConfig, BertModel
-
-    folder = tmp_path_factory.mktemp("tiny-bert-wide")
-    vocab_size = _root_conftest()._write_bert_tokenizer(folder, 64)
-    torch.manual_seed(2)
-    config = BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=48,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    BertModel(config).save_pretrained(folder)
-    return folder
+    path: Path = tiny_bert_factory("tiny-bert-wide", seed=2, hidden=48, layers=1)
+    return path

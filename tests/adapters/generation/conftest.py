@@ -2,52 +2,28 @@
 
 from __future__ import annotations
 
-import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 
-def _cross_encoder(tiny_bert_dir: Path, folder: Path, num_labels: int, seed: int) -> Path:
-    """A random BertForSequenceClassification sharing tiny_bert_dir's WordPiece tokenizer (64-token limit)."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    for source in tiny_bert_dir.iterdir():
-        if source.name not in ("config.json", "model.safetensors"):
-            shutil.copy(source, folder / source.name)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        num_labels=num_labels,
-    )
-    BertForSequenceClassification(config).save_pretrained(folder)
-    assert AutoTokenizer.from_pretrained(folder).vocab_size == config.vocab_size == len(tokenizer)
-    return folder
+@pytest.fixture(scope="session")
+def tiny_cross_encoder_dir(tiny_bert_factory: Callable[..., Path]) -> Path:
+    """A one-label (relevance logit) cross-encoder, like cross-encoder/ms-marco-MiniLM-L6-v2 (64-token limit)."""
+    return tiny_bert_factory("tiny-ce", seed=3, num_labels=1)
 
 
 @pytest.fixture(scope="session")
-def tiny_cross_encoder_dir(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A one-label (relevance logit) cross-encoder, like cross-encoder/ms-marco-MiniLM-L6-v2."""
-    return _cross_encoder(tiny_bert_dir, tmp_path_factory.mktemp("tiny-ce"), num_labels=1, seed=3)
-
-
-@pytest.fixture(scope="session")
-def tiny_cross_encoder_2label_dir(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_cross_encoder_2label_dir(tiny_bert_factory: Callable[..., Path]) -> Path:
     """A two-label (not relevant / relevant) cross-encoder."""
-    return _cross_encoder(tiny_bert_dir, tmp_path_factory.mktemp("tiny-ce2"), num_labels=2, seed=4)
+    return tiny_bert_factory("tiny-ce2", seed=4, num_labels=2)
 
 
 @pytest.fixture(scope="session")
-def tiny_classifier_dir(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_classifier_dir(tiny_bert_factory: Callable[..., Path]) -> Path:
     """A three-label classifier: not a reranker."""
-    return _cross_encoder(tiny_bert_dir, tmp_path_factory.mktemp("tiny-cls"), num_labels=3, seed=5)
+    return tiny_bert_factory("tiny-cls", seed=5, num_labels=3)
 
 
 GGUF_CHAT_TEMPLATE = (

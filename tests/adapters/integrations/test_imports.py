@@ -21,7 +21,7 @@ def test_import_ragloom_loads_no_framework() -> None:
         """
         import json, sys
         import ragloom, ragloom.adapters.integrations, ragloom.recipes.mcp_cli
-        from ragloom.adapters.integrations import _common
+        from ragloom.adapters.integrations import _async, _calls, _encoders, _hits, _sources, _stops
         heavy = ("langchain_core", "langchain", "llama_index", "mcp", "pydantic", "torch", "transformers")
         print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in heavy)))
         """

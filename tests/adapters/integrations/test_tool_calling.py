@@ -84,6 +84,22 @@ def test_openai_generator_sends_tools_and_reads_calls(server: FakeOpenAIServer, 
     assert endpoint.generate_with_tools(chat, [WEATHER]).content == "It is sunny."
 
 
+def test_tool_reply_cut_at_max_tokens_warns_at_the_users_call(server: FakeOpenAIServer, endpoint) -> None:  # type: ignore[no-untyped-def]
+    """generate and generate_with_tools share one request loop; the truncation warning still names the line that
+    called the module-level generate_with_tools (what agents and the framework bridges call)."""
+    from ragloom.adapters.integrations.tool_calling import generate_with_tools
+    from ragloom.errors import TruncationWarning
+
+    server.script(Reply(content="It is", finish_reason="length"), Reply(content="It is", finish_reason="length"))
+    chat = [{"role": "user", "content": "Weather in Oslo?"}]
+    with pytest.warns(TruncationWarning, match="max_tokens") as caught:
+        assert generate_with_tools(endpoint, chat, [WEATHER]).content == "It is"
+    assert caught[0].filename == __file__
+    with pytest.warns(TruncationWarning) as caught:
+        assert endpoint.generate([Message("user", "Weather in Oslo?")]) == "It is"
+    assert caught[0].filename == __file__
+
+
 def test_langchain_bind_tools_and_structured_output(server: FakeOpenAIServer, endpoint) -> None:  # type: ignore[no-untyped-def]
     from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 

@@ -98,7 +98,7 @@ async def test_adispatch_ask(hybrid: Pipeline) -> None:
     tools = RagloomTools(hybrid)
     result = await tools.adispatch("ragloom_ask", {"question": "What did the telescope observe?", "k": 2})
     answer = hybrid.ask("What did the telescope observe?", 2)
-    assert result["answer"] == answer.text and len(result["passages"]) == 2
+    assert result["answer"] == answer.text and len(result["context"]) == 2
     assert result["citations"] == [
         {
             "marker": 1,

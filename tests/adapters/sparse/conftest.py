@@ -11,6 +11,7 @@ random masked LM for checking the pooling arithmetic against a straightforward r
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -95,20 +96,6 @@ def lexical_splade_other_dir(tiny_bert_dir: Path, tmp_path_factory: pytest.TempP
 
 
 @pytest.fixture(scope="session")
-def random_mlm_dir(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-    from transformers import BertConfig, BertForMaskedLM
-
-    folder = tmp_path_factory.mktemp("random-mlm")
-    vocab_size = _copy_tokenizer(tiny_bert_dir, folder)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    BertForMaskedLM(config).save_pretrained(folder)
-    return folder
+def random_mlm_dir(tiny_bert_factory: Callable[..., Path]) -> Path:
+    """A tiny random BertForMaskedLM (untrained SPLADE) with the tiny BERT's vocabulary."""
+    return tiny_bert_factory("random-mlm", seed=0, masked_lm=True)

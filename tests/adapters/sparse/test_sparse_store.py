@@ -71,7 +71,7 @@ def test_explanations_sum_to_the_score(filled) -> None:
 
 
 def test_pruned_search_equals_exhaustive_search(monkeypatch: pytest.MonkeyPatch) -> None:
-    import ragloom.stores.sparse as module
+    import ragloom.stores.sparse_search as module  # the search kernels (pruning included) live here
 
     pruned_queries = []
     candidates = module._candidates

@@ -19,15 +19,16 @@ import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ragloom._imports import require
+from ragloom.adapters.late_chunking.rope import install_dynamic_ntk
+from ragloom.adapters.late_chunking.windows import Span, assign_windows, plan_windows
 from ragloom.chunking import OffsetTokenizer, TokenChunker
-from ragloom.errors import ConfigError, InputTooLongError, InvalidInputError, RagloomWarning
+from ragloom.errors import ConfigError, InvalidInputError, RagloomWarning
 from ragloom.hf import DType
 from ragloom.models import resolve_model
 from ragloom.retrieval import ChunkedVectorRetriever
@@ -45,8 +46,6 @@ __all__ = [
     "build_late",
     "plan_windows",
 ]
-
-Span = tuple[int, int]
 
 DEFAULT_WINDOW = 1024
 """Tokens per model input unless set. Measured with nomic-embed-text-v1.5 (docs/late-chunking.md): 512 and 1024
@@ -98,104 +97,6 @@ class LateSettings:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
-
-
-# -- macro-windows ----------------------------------------------------------------------------------------------
-def plan_windows(chunk_spans: Sequence[Span], n_tokens: int, capacity: int, overlap: int) -> list[Span]:
-    """Token ranges of the macro-windows of a document of ``n_tokens`` tokens.
-
-    One window when the document fits ``capacity``. Otherwise a window ends where the first chunk that would lack
-    ``overlap`` tokens of right context begins, less ``overlap`` tokens of left context, so every chunk lies whole
-    in some window with that much context on both sides; the last window is aligned to the document end.
-    """
-    if n_tokens <= capacity:
-        return [(0, n_tokens)]
-    windows: list[Span] = []
-    start = 0
-    while True:
-        end = min(start + capacity, n_tokens)
-        windows.append((start, end))
-        if end >= n_tokens:
-            return windows
-        pending = [s for s, e in chunk_spans if e > end - overlap]
-        following = min(pending) - overlap if pending else end - overlap
-        start = min(max(following, start + 1), n_tokens - capacity)
-
-
-def _margin(span: Span, window: Span, n_tokens: int) -> float:
-    """Context the window gives the chunk on its poorer side (a side at the document's edge lacks nothing)."""
-    left = span[0] - window[0] if window[0] > 0 else float("inf")
-    right = window[1] - span[1] if window[1] < n_tokens else float("inf")
-    return min(left, right)
-
-
-def assign_windows(chunk_spans: Sequence[Span], windows: Sequence[Span], n_tokens: int) -> list[int]:
-    """For each chunk, the index of the window holding it whole with the most context (earliest on ties)."""
-    chosen = []
-    for span in chunk_spans:
-        best, best_margin = -1, -1.0
-        for index, window in enumerate(windows):
-            if window[0] <= span[0] and span[1] <= window[1]:
-                margin = _margin(span, window, n_tokens)
-                if margin > best_margin:
-                    best, best_margin = index, margin
-        if best < 0:
-            raise InputTooLongError(
-                f"A chunk of {span[1] - span[0]} tokens fits no window of {windows[0][1] - windows[0][0]} "
-                "tokens; lower chunk_size or raise window"
-            )
-        chosen.append(best)
-    return chosen
-
-
-# -- RoPE scaling -------------------------------------------------------------------------------------------------
-@lru_cache(maxsize=1)
-def _dynamic_ntk_class() -> type:
-    torch = require("torch", "dense", "late chunking")
-
-    class DynamicNTKRotary(torch.nn.Module):  # type: ignore[misc,name-defined]
-        """Stateless dynamic NTK RoPE: frequencies from the length of each call's own input.
-
-        transformers' "dynamic" rope caches the longest length seen, so a vector would depend on what was encoded
-        before it; this computes the same formula per call (and the trained frequencies up to ``trained``).
-        """
-
-        def __init__(self, inner: Any, trained: int, factor: float, theta: float) -> None:
-            super().__init__()
-            self.inner = inner
-            self.trained, self.factor, self.theta = trained, factor, theta
-            self.base_inv_freq = inner.original_inv_freq.detach().clone().float()
-
-        def forward(self, x: Any, position_ids: Any) -> tuple[Any, Any]:
-            seq_len = int(position_ids.max()) + 1
-            inv_freq = self.base_inv_freq.to(x.device)
-            if seq_len > self.trained:
-                dim = 2 * inv_freq.numel()
-                base = self.theta * ((self.factor * seq_len / self.trained) - (self.factor - 1)) ** (dim / (dim - 2))
-                exponents = torch.arange(0, dim, 2, dtype=torch.int64, device=x.device).float() / dim
-                inv_freq = 1.0 / (base**exponents)
-            freqs = position_ids[..., None].float() * inv_freq
-            emb = torch.cat((freqs, freqs), dim=-1)
-            scale = getattr(self.inner, "attention_scaling", 1.0)
-            return (emb.cos() * scale).to(x.dtype), (emb.sin() * scale).to(x.dtype)
-
-    return DynamicNTKRotary
-
-
-def install_dynamic_ntk(model: Any, trained_context: int, factor: float) -> None:
-    """Give a transformers RoPE encoder (NomicBERT, ModernBERT-style ``rotary_emb``) dynamic NTK scaling."""
-    rotary = getattr(model, "rotary_emb", None)
-    params = getattr(model.config, "rope_parameters", None) or {}
-    if rotary is None or not hasattr(rotary, "original_inv_freq") or "rope_theta" not in params:
-        raise ConfigError(
-            f"{type(model).__name__} has no standard rotary embedding (rotary_emb, rope_parameters); RoPE scaling "
-            "applies to RoPE models such as nomic-embed-text. Leave rope_factor unset."
-        )
-    if params.get("rope_type", "default") != "default":
-        raise ConfigError(f"the model already uses {params['rope_type']!r} RoPE; leave rope_factor unset")
-    cls = _dynamic_ntk_class()
-    if not isinstance(rotary, cls):
-        model.rotary_emb = cls(rotary, trained_context, factor, float(params["rope_theta"]))
 
 
 # -- the encoder ----------------------------------------------------------------------------------------------------
@@ -320,7 +221,7 @@ class LateChunkingEncoder:
     @property
     def token_counter(self) -> OffsetTokenizer:
         """The model's tokenizer as a chunk token counter (the same one the dense adapter chunks with)."""
-        return self.dense.token_counter  # type: ignore[no-any-return]
+        return self.dense.token_counter
 
     @property
     def document_capacity(self) -> int:
@@ -328,7 +229,7 @@ class LateChunkingEncoder:
         return self.capacity - 2 * self.settings.overlap
 
     def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
-        return self.dense.encode_queries(texts)  # type: ignore[no-any-return]
+        return self.dense.encode_queries(texts)
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
         """One vector per text, as one chunk spanning the text (with ``edge_tokens``, the dense encoder's vector)."""
