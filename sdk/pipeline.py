@@ -25,7 +25,7 @@ from ragloom.abstention import DeclinePolicy, describe_search
 from ragloom.citations import assess, attribute_sentences, check_citations, has_markers
 from ragloom.docstore import DOCSTORE_NAME, DocumentStore, document_digest
 from ragloom.errors import ConfigError, IndexRecoveryError, RagloomWarning
-from ragloom.fusion import ReciprocalRankFusion
+from ragloom.fusion import MinMaxFusion
 from ragloom.grouping import GroupBy, check_group_by, group_by_page
 from ragloom.journal import JOURNAL_NAME, IngestJournal, JournalEntry
 from ragloom.persistence import IndexLock, check_index_tree, crash_point
@@ -125,7 +125,7 @@ class Pipeline:
         if len(set(names)) != len(names):
             raise ConfigError(f"Retriever names must be unique (fusion weights refer to them), got {names}")
         if self.fuser is None and len(self.retrievers) > 1:
-            self.fuser = ReciprocalRankFusion()
+            self.fuser = MinMaxFusion()  # beat RRF on every set measured (docs/hybrid.md)
         if self.k < 1 or self.candidates < self.k:
             raise ConfigError(f"Need 1 <= k <= candidates, got k={self.k}, candidates={self.candidates}")
         if self.ingest_batch < 1:
@@ -364,6 +364,7 @@ class Pipeline:
         holdout: float = 0.3,
         route: bool = False,
         apply: bool = True,
+        strategy: str = "robust",
         progress: ProgressCallback | None = None,
     ) -> Calibration:
         """Fit the fusion of this pipeline's retrievers on pseudo-queries made from its own index (no labels).
@@ -372,21 +373,37 @@ class Pipeline:
         :class:`~ragloom.pseudo_queries.PseudoQueryGenerator`. ``route=True`` fits a per-query router on top of
         the calibrated fusion. With ``apply`` the fitted fuser replaces ``self.fuser``. Returns the
         :class:`~ragloom.calibration.Calibration` (fuser, config to store, report with the held-out fit score).
+        ``strategy``: ``"robust"`` (equal weights, method chosen over pseudo-query families; see
+        :mod:`ragloom.robust_calibration`) or ``"grid"`` (weights fitted on the pseudo-queries; leans lexical).
         """
         from ragloom.calibration import calibrate
         from ragloom.pseudo_queries import pseudo_query_generator
+        from ragloom.robust_calibration import families_from, robust_calibrate
 
+        if strategy not in ("robust", "grid"):
+            raise ConfigError(f"Calibration strategy must be 'robust' or 'grid', got {strategy!r}")
         if isinstance(generator, str):
             generator = pseudo_query_generator(generator, self.generator)
-        result = calibrate(
-            self.retrievers,
-            generator=generator,
-            sample=sample,
-            seed=seed,
-            holdout=holdout,
-            candidates=self.candidates,
-            progress=progress,
-        )
+        if strategy == "robust":
+            result = robust_calibrate(
+                self.retrievers,
+                families=families_from(generator),
+                sample=sample,
+                seed=seed,
+                holdout=holdout,
+                candidates=self.candidates,
+                progress=progress,
+            )
+        else:
+            result = calibrate(
+                self.retrievers,
+                generator=generator,
+                sample=sample,
+                seed=seed,
+                holdout=holdout,
+                candidates=self.candidates,
+                progress=progress,
+            )
         if route:
             from ragloom.routing import fit_router
 
