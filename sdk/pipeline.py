@@ -93,7 +93,7 @@ class IngestReport:
 
 @dataclass
 class Pipeline:
-    """Retrievers, an optional fuser (RRF by default when there are several), reranker and generator.
+    """Retrievers, an optional fuser (equal-weight min-max by default when there are several), reranker and generator.
 
     ``candidates`` hits are taken from each retriever before fusion and reranking; ``k`` are kept.
     ``ingest_batch`` documents at most go through all retrievers at a time (the unit of the ingest journal).
