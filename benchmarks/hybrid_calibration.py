@@ -353,8 +353,16 @@ def _rerank_all(
         started = time.perf_counter()
         head = reranker.rerank(query, hits[:top], top)
         times.append(t + time.perf_counter() - started)
-        out.append(head + list(hits[top:]))
+        out.append(head + _below(head, hits[top:]))
     return out, times
+
+
+def _below(head: Sequence[Any], tail: Sequence[Any]) -> list[Any]:
+    """The tail past the reranked head, rescored below it in its order: documents are ranked by their best
+    chunk's score, and the reranker's scale (0..1) differs from the fusion's (min-max sums reach the member
+    count), so unshifted tail hits would outrank reranked ones."""
+    floor = min((h.score for h in head), default=0.0) - 1.0
+    return [dataclasses.replace(h, score=floor - i * 1e-6) for i, h in enumerate(tail)]
 
 
 def _hyde_rows(
