@@ -157,7 +157,7 @@ class TransformersDenseEncoder:
                 self._tuner = ThreadTuner(baseline_threads(torch))
             for rows in longest_first(encoded, self.batch_size):
                 batch = [encoded[i] for i in rows]
-                count = self._tuner.choose() if self._tuner else int(self.threads)  # type: ignore[arg-type, unused-ignore]  # an int here
+                count = self._tuner.choose() if self._tuner else int(self.threads)
                 torch.set_num_threads(count)
                 started = time.perf_counter()
                 out[rows] = self._forward(batch)

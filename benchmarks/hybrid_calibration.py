@@ -1,4 +1,5 @@
-"""Hybrid retrieval without labels: members alone, RRF, label-fitted, calibrated, routed, +E²Rank, +HyDE.
+"""Hybrid retrieval without labels: members alone, RRF, min-max, label-fitted, calibrated (robust and grid), routed,
++E²Rank, +HyDE.
 
     python -m benchmarks hybrid_calibration BEIR_DIR --cache /tmp/idx/NAME [--fit-split train] [--sample 300]
         [--limit-docs N] [--limit-queries N] [--hyde-queries 40] [--llm-sample 0] [--json out.json]
@@ -165,6 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     from ragloom.eval import load_beir
     from ragloom.fusion import ReciprocalRankFusion, fuser_from_config
     from ragloom.pseudo_queries import SalientSpanQueries
+    from ragloom.robust_calibration import robust_calibrate
     from ragloom.routing import fit_router
 
     if args.mirror:
@@ -245,19 +247,29 @@ def main(argv: list[str] | None = None) -> None:
         )
 
     started = time.perf_counter()
-    cal = calibrate(
-        retrievers, generator=SalientSpanQueries(), sample=args.sample, seed=args.seed, candidates=args.candidates
-    )
+    cal = robust_calibrate(retrievers, sample=args.sample, seed=args.seed, candidates=args.candidates)
     cal_s = time.perf_counter() - started
     calibrated, t_cal = _fuse_all(cal.fuser, runs, args.candidates)
     rep = cal.report
     add(
-        "calibrated (salient spans)",
+        "calibrated (robust, default)",
         calibrated,
         t_cal,
-        f"{rep.chosen}; {rep.sample_size} pseudo-queries; held-out {rep.fit_score:.3f} "
+        f"{rep.chosen}; {rep.sample_size} pseudo-queries in 3 families; held-out {rep.fit_score:.3f} "
         f"(rrf {rep.baselines['rrf k=60 (equal weights)']:.3f}); {cal_s:.0f}s "
         f"= {cal_s * 10000 / n_chunks:.0f}s per 10k chunks",
+    )
+    started = time.perf_counter()
+    grid = calibrate(
+        retrievers, generator=SalientSpanQueries(), sample=args.sample, seed=args.seed, candidates=args.candidates
+    )
+    grid_s = time.perf_counter() - started
+    lists, t = _fuse_all(grid.fuser, runs, args.candidates)
+    add(
+        "calibrated (grid: weights fitted on spans)",
+        lists,
+        t,
+        f"{grid.report.chosen}; held-out {grid.report.fit_score:.3f}; {grid_s:.0f}s",
     )
     routed = fit_router(cal)
     lists, t = _fuse_all(routed.fuser, runs, args.candidates)
@@ -270,8 +282,12 @@ def main(argv: list[str] | None = None) -> None:
 
         gen = TransformersGenerator("smollm2", max_new_tokens=48)
         started = time.perf_counter()
-        llm_cal = calibrate(
-            retrievers, generator=LLMQueries(gen), sample=args.llm_sample, seed=args.seed, candidates=args.candidates
+        llm_cal = robust_calibrate(
+            retrievers,
+            families={"llm": LLMQueries(gen)},
+            sample=args.llm_sample,
+            seed=args.seed,
+            candidates=args.candidates,
         )
         llm_s = time.perf_counter() - started
         lists, t = _fuse_all(llm_cal.fuser, runs, args.candidates)
@@ -337,8 +353,16 @@ def _rerank_all(
         started = time.perf_counter()
         head = reranker.rerank(query, hits[:top], top)
         times.append(t + time.perf_counter() - started)
-        out.append(head + list(hits[top:]))
+        out.append(head + _below(head, hits[top:]))
     return out, times
+
+
+def _below(head: Sequence[Any], tail: Sequence[Any]) -> list[Any]:
+    """The tail past the reranked head, rescored below it in its order: documents are ranked by their best
+    chunk's score, and the reranker's scale (0..1) differs from the fusion's (min-max sums reach the member
+    count), so unshifted tail hits would outrank reranked ones."""
+    floor = min((h.score for h in head), default=0.0) - 1.0
+    return [dataclasses.replace(h, score=floor - i * 1e-6) for i, h in enumerate(tail)]
 
 
 def _hyde_rows(

@@ -3,8 +3,9 @@
     python -m benchmarks hybrid_profiles
 
 Real models (all-MiniLM-L6-v2, SPLADE-tiny, BM25 on MiniLM's chunks). Recall@2 (each hobby has exactly two
-fans) and nDCG@10 of each member, of equal-weight RRF (two- and three-way) and of the fusion calibrated on
-pseudo-queries from the profiles themselves (300, the default: the 46 profiles are walked several times; no labels).
+fans) and nDCG@10 of each member, of equal-weight RRF and min-max (two- and three-way), and of the fusion
+calibrated on pseudo-queries from the profiles themselves (robust default and weight grid; 300, the default:
+the 46 profiles are walked several times; no labels).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     from ragloom.adapters.dense import DenseRetriever, TransformersDenseEncoder
     from ragloom.adapters.sparse import BM25Retriever, SparseRetriever, SpladeEncoder
     from ragloom.calibration import calibrate
-    from ragloom.fusion import ReciprocalRankFusion
+    from ragloom.fusion import fuser_from_config
+    from ragloom.robust_calibration import robust_calibrate
     from ragloom.testing import profile_documents
 
     docs, fans = profile_documents(args.seed)
@@ -53,15 +55,21 @@ def main(argv: list[str] | None = None) -> None:
     for name, lists in runs.items():
         print(f"| {name} alone | {_scores(lists, fans)[0]:.3f} | {_scores(lists, fans)[1]:.3f} | |")
     for group in (["dense", "bm25"], ["dense", "splade", "bm25"]):
-        fused = {h: ReciprocalRankFusion().fuse({n: runs[n][h] for n in group}, 50) for h in queries}
-        print(f"| {' + '.join(group)}, RRF | {_scores(fused, fans)[0]:.3f} | {_scores(fused, fans)[1]:.3f} | |")
-        started = time.perf_counter()
-        cal = calibrate([r for r in members if r.name in group], sample=300, seed=args.seed, candidates=50)
-        seconds = time.perf_counter() - started
-        fused = {h: cal.fuser.fuse({n: runs[n][h] for n in group}, 50) for h in queries}
-        recall, ndcg = _scores(fused, fans)
-        note = f"{cal.report.chosen}; {cal.report.sample_size} pseudo-queries, {seconds:.1f}s"
-        print(f"| {' + '.join(group)}, calibrated | {recall:.3f} | {ndcg:.3f} | {note} |")
+        label = " + ".join(group)
+        for kind in ("rrf", "minmax"):
+            fuser = fuser_from_config({"kind": kind})
+            fused = {h: fuser.fuse({n: runs[n][h] for n in group}, 50) for h in queries}
+            name = "RRF" if kind == "rrf" else "min-max (equal weights)"
+            print(f"| {label}, {name} | {_scores(fused, fans)[0]:.3f} | {_scores(fused, fans)[1]:.3f} | |")
+        chosen = [r for r in members if r.name in group]
+        for strategy, fit in (("robust, default", robust_calibrate), ("grid", calibrate)):
+            started = time.perf_counter()
+            cal = fit(chosen, sample=300, seed=args.seed, candidates=50)
+            seconds = time.perf_counter() - started
+            fused = {h: cal.fuser.fuse({n: runs[n][h] for n in group}, 50) for h in queries}
+            recall, ndcg = _scores(fused, fans)
+            note = f"{cal.report.chosen}; {cal.report.sample_size} pseudo-queries, {seconds:.1f}s"
+            print(f"| {label}, calibrated ({strategy}) | {recall:.3f} | {ndcg:.3f} | {note} |")
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ def ingest(
         typer.Option(help="Model per retriever: KIND=MODEL (e.g. splade=splade-tiny), or a bare MODEL for the first."),
     ] = None,
     store: Annotated[str, typer.Option(help="Vector store of dense/late: chroma (embedded) or memory.")] = "chroma",
-    fusion: Annotated[str, typer.Option(help="rrf, minmax or zscore (with several retrievers).")] = "rrf",
+    fusion: Annotated[str, typer.Option(help="minmax, rrf or zscore (with several retrievers).")] = "minmax",
     fusion_key: Annotated[
         str, typer.Option(help="Fuse on the chunk id, or on the (document, page) hits share.")
     ] = "chunk",
@@ -369,7 +369,7 @@ def evaluate(
         list[str] | None,
         typer.Option(help="Model per retriever, in --retriever order (default: each kind's default)."),
     ] = None,
-    fusion: Annotated[str, typer.Option(help="rrf, minmax or zscore (with several retrievers).")] = "rrf",
+    fusion: Annotated[str, typer.Option(help="minmax, rrf or zscore (with several retrievers).")] = "minmax",
     fit_split: Annotated[
         str | None, typer.Option(help="Fit fusion weights on this qrels split first (e.g. train), then evaluate.")
     ] = None,
@@ -442,7 +442,7 @@ def demo(
             retriever=None,
             model=["minilm"],
             store="chroma",
-            fusion="rrf",
+            fusion="minmax",
             fusion_key="chunk",
             chunk_size=None,
             index_per_page=True,

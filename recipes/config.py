@@ -113,7 +113,7 @@ class IndexSpec:
     """Everything needed to reopen an index directory as a Pipeline."""
 
     retrievers: tuple[RetrieverSpec, ...] = (RetrieverSpec(),)
-    fusion: dict[str, Any] = field(default_factory=lambda: {"kind": "rrf", "k": 60})
+    fusion: dict[str, Any] = field(default_factory=lambda: {"kind": "minmax"})
     generator: GeneratorSpec = field(default_factory=GeneratorSpec)
     k: int = 5
     candidates: int = 50

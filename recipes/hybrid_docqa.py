@@ -94,7 +94,7 @@ def hybrid_spec(
         raise ConfigError("A hybrid pipeline needs at least two retrievers (dense, splade, bm25)")
     return IndexSpec(
         retrievers=tuple(retrievers),
-        fusion=dict(fusion or {"kind": "rrf", "k": 60}),
+        fusion=dict(fusion or {"kind": "minmax"}),
         generator=GeneratorSpec(kind="local", model=llm),
     )
 

@@ -30,13 +30,18 @@ def calibrated_fusion(
     sample: int = 300,
     seed: int = 0,
     route: bool = False,
+    strategy: str = "robust",
     progress: Any = None,
 ) -> Any:
     """LLM-free calibration of ``retrievers`` (what ``ragloom eval --tune`` runs); returns the Calibration."""
     from ragloom.calibration import calibrate
+    from ragloom.robust_calibration import robust_calibrate
     from ragloom.routing import fit_router
 
-    result = calibrate(retrievers, sample=sample, seed=seed, candidates=candidates, progress=progress)
+    if strategy not in ("robust", "grid"):
+        raise ConfigError(f"--strategy must be robust or grid, got {strategy!r}")
+    fit = robust_calibrate if strategy == "robust" else calibrate
+    result = fit(retrievers, sample=sample, seed=seed, candidates=candidates, progress=progress)
     return fit_router(result) if route else result
 
 
@@ -56,6 +61,9 @@ def tune(
     seed: Annotated[int, typer.Option(help="Sampling seed (same seed, same fit).")] = 0,
     holdout: Annotated[float, typer.Option(help="Share of pseudo-queries held out to report the fit.")] = 0.3,
     route: Annotated[bool, typer.Option(help="Add a per-query router over the calibrated fusion.")] = False,
+    strategy: Annotated[
+        str, typer.Option(help="robust: equal weights, method chosen over query families; grid: fit weights too.")
+    ] = "robust",
     llm: Annotated[str | None, typer.Option(help="Generator model for --generator llm (default: the index's).")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint for --generator llm.")] = None,
     dry_run: Annotated[bool, typer.Option(help="Report only; leave ragloom.json as it is.")] = False,
@@ -88,7 +96,14 @@ def tune(
             pipeline = open_pipeline(index, generator=gen, allow_download=not offline)
         with pipeline, progress_reporter("Calibrating", unit="queries") as progress:
             result = pipeline.calibrate(
-                generator, sample=sample, seed=seed, holdout=holdout, route=route, apply=False, progress=progress
+                generator,
+                sample=sample,
+                seed=seed,
+                holdout=holdout,
+                route=route,
+                apply=False,
+                strategy=strategy,
+                progress=progress,
             )
         if not dry_run:
             save_fusion(index, result.config)

@@ -34,7 +34,7 @@ def check_thread_setting(threads: object) -> ThreadSetting:
         or threads == "auto"
         or (isinstance(threads, int) and not isinstance(threads, bool) and threads > 0)
     ):
-        return threads  # type: ignore[return-value, unused-ignore]  # mypy < 2 does not narrow object by ==
+        return threads
     raise ConfigError(
         f"threads must be 'auto' (tuned per batch), a positive number of CPU threads, or None (leave torch's "
         f"setting alone); got {threads!r}"

@@ -50,7 +50,7 @@ def test_hybrid_ingest_records_every_retriever_and_search_fuses_them(
     sizes = {r["chunk_size"] for r in spec["retrievers"]}
     assert sizes == {62}, "one chunk size for all (the tiny BERT's 64 positions less [CLS]/[SEP])"
     assert kinds["splade"]["store"] == "sparse" and kinds["bm25"]["store"] == "bm25s"
-    assert spec["fusion"] == {"kind": "rrf", "key": "page", "k": 60}
+    assert spec["fusion"] == {"kind": "minmax", "key": "page"}
     assert spec["group_by"] == "page", "new indexes answer one hit per page (measured in benchmarks/page_grouping)"
     for name in ("dense", "splade", "bm25"):
         assert (index / name).is_dir()

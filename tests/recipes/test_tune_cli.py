@@ -50,7 +50,7 @@ def test_tune_stores_the_fitted_fusion_and_reopening_uses_it(tmp_path: Path, tin
     fusion = IndexSpec.load(index).fusion
     assert payload["written"] and fusion == payload["fusion"]
     assert fusion["calibration"]["seed"] == 3 and fusion["calibration"]["sample_size"] == 40
-    assert fusion["calibration"]["generator"].startswith("salient-spans")
+    assert fusion["calibration"]["generator"].startswith("keywords: salient-spans")
     assert set(fusion["weights"]) == {"dense", "bm25"}
     with open_pipeline(index) as pipeline:
         assert dict(pipeline.fuser.weights) == fusion["weights"]  # type: ignore[union-attr]

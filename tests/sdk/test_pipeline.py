@@ -10,7 +10,7 @@ import pytest
 
 from ragloom.adapters.dense import DenseRetriever, TransformersDenseEncoder
 from ragloom.errors import ConfigError, InvalidInputError
-from ragloom.fusion import ReciprocalRankFusion
+from ragloom.fusion import MinMaxFusion
 from ragloom.pipeline import Pipeline
 from ragloom.testing import CONTRACT_DOCUMENTS
 from ragloom.types import Answer, Document, Message
@@ -92,7 +92,7 @@ def test_two_retrievers_fuse(encoder, tiny_bert_other_dir: Path) -> None:
         k=3,
         candidates=10,
     )
-    assert isinstance(pipeline.fuser, ReciprocalRankFusion)
+    assert isinstance(pipeline.fuser, MinMaxFusion)
     pipeline.ingest(list(CONTRACT_DOCUMENTS))
     hits = pipeline.retrieve(CONTRACT_DOCUMENTS[0].text)
     assert len(hits) == 3 and all(h.retriever == "fusion" for h in hits)

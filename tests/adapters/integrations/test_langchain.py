@@ -90,7 +90,7 @@ def test_lcel_rag_chain_uses_the_same_hits_as_ragloom(hybrid: Pipeline, generato
     expected = hybrid.retrieve(question)
     assert seen == [[h.chunk.id for h in expected]]
     assert expected[0].chunk.text.split(". ")[0].rstrip(".") in answer and answer.endswith("[1].")
-    assert all(h.score_kind == "rrf" and h.retriever == "fusion" for h in expected)
+    assert all(h.score_kind == "fused" and h.retriever == "fusion" for h in expected)
 
 
 async def test_async_chain_matches_and_does_not_block(slow_dense: DenseRetriever, ticker) -> None:  # type: ignore[no-untyped-def]
