@@ -62,7 +62,7 @@ def test_same_prompt_and_tokens_as_the_transformers_path(generator, tiny_gguf) -
     ids = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
     assert generator._encode(CHAT) == list(ids)
     assert generator.prompt_tokens(CHAT) == len(ids)
-    assert generator.count_tokens(" the cat") == len(tokenizer(" the cat", add_special_tokens=False)["input_ids"]) == 2
+    assert generator.count_tokens(" the cat") == len(tokenizer(" the cat", add_special_tokens=False)["input_ids"])
     assert generator.context_window == 256  # the model's trained context caps the 4096 asked for
     assert generator.name.startswith("llamacpp:")
 
