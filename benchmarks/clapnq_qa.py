@@ -193,6 +193,18 @@ def main(argv: list[str] | None = None) -> None:
         choices=["smollm2", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b", "extractive"],
     )
     parser.add_argument(
+        "--backend",
+        default="transformers",
+        choices=["transformers", "llamacpp"],
+        help="run the model's GGUF with llama.cpp (ragloom[llamacpp]) instead of transformers",
+    )
+    parser.add_argument(
+        "--prompt",
+        default="default",
+        choices=["default", "guided"],
+        help="guided: ragloom.qa_prompts.GUIDED_PROMPT (rules after the passages, one worked answer)",
+    )
+    parser.add_argument(
         "--index-dir", type=Path, default=None, help="persist the MiniLM index here and reuse it on later runs"
     )
     parser.add_argument("--index-only", action="store_true", help="build --index-dir and stop")
@@ -223,6 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     from ragloom.adapters.dense import DenseRetriever, TransformersDenseEncoder
     from ragloom.adapters.generators.local import TransformersGenerator
     from ragloom.pipeline import Pipeline
+    from ragloom.prompting import PromptBuilder
 
     questions, documents = load_questions(args.answerable, args.unanswerable, args.seed)
     kinds = [[q for q in questions if q["answerable"]], [q for q in questions if not q["answerable"]]]
@@ -245,9 +258,16 @@ def main(argv: list[str] | None = None) -> None:
         from ragloom.adapters.generators.extractive import ExtractiveGenerator
 
         generator = ExtractiveGenerator()
+    elif args.backend == "llamacpp":
+        from ragloom.adapters.generators.llamacpp import LlamaCppGenerator
+
+        generator = LlamaCppGenerator(args.generator, max_new_tokens=args.max_new_tokens, threads=args.threads)
     else:
         generator = TransformersGenerator(args.generator, max_new_tokens=args.max_new_tokens, dtype=args.dtype)
-    pipeline = Pipeline([retriever], generator=generator, k=args.k, candidates=max(20, args.k))
+    prompt = PromptBuilder()
+    if args.prompt == "guided":
+        from ragloom.qa_prompts import GUIDED_PROMPT as prompt
+    pipeline = Pipeline([retriever], generator=generator, k=args.k, candidates=max(20, args.k), prompt=prompt)
     if args.decline_fit:
         from ragloom.abstention import DeclinePolicy
 
@@ -292,8 +312,8 @@ def main(argv: list[str] | None = None) -> None:
     figures = summarize(rows, threshold)
     figures["seconds_per_question"] = elapsed / len(rows)
     print(
-        f"\n{args.generator} ({getattr(generator, 'dtype', '-')}), k={args.k}, max_new_tokens={args.max_new_tokens}, "
-        f"seed={args.seed}, decline fit={args.decline_fit}"
+        f"\n{args.generator} ({args.backend}, {getattr(generator, 'dtype', '-')}), prompt={args.prompt}, k={args.k}, "
+        f"max_new_tokens={args.max_new_tokens}, seed={args.seed}, decline fit={args.decline_fit}"
     )
     _print_figures(figures)
     result: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "figures": figures}

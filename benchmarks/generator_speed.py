@@ -5,6 +5,11 @@ the prompt (``min_new_tokens = max_new_tokens = n``), less the prefill time, per
 absolute figures move with the load; compare models within one run (they alternate, so they see the same load).
 
     nice -n 5 python -m benchmarks generator_speed --models smollm2 qwen2.5-coder-0.5b qwen2.5-coder-1.5b
+    python -m benchmarks generator_speed --models qwen2.5-coder-0.5b qwen2.5-coder-1.5b \
+        --backends transformers llamacpp --prompts 2 --new-tokens 16
+
+``--backends llamacpp`` runs the registry's GGUF quantised with llama.cpp (``ragloom[llamacpp]``) on the same
+templated prompt (same tokens), timing prefill as one evaluation of the prompt and decode as the next tokens.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prompts", type=int, default=3, help="ClapNQ prompts (k=3 passages each)")
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--backends", nargs="+", default=["transformers"], choices=["transformers", "llamacpp"])
     args = parser.parse_args(argv)
 
     import torch
@@ -35,7 +41,17 @@ def main(argv: list[str] | None = None) -> None:
 
     questions, documents = load_questions(args.prompts, 0, seed=0)
     by_id = {d.id: d for d in documents}
-    generators = {name: TransformersGenerator(name, max_new_tokens=args.new_tokens) for name in args.models}
+    generators: dict[str, Any] = {}
+    for name in args.models:
+        for backend in args.backends:
+            if backend == "llamacpp":
+                from ragloom.adapters.generators.llamacpp import LlamaCppGenerator
+
+                generators[f"{name} llamacpp"] = LlamaCppGenerator(
+                    name, max_new_tokens=args.new_tokens, threads=args.threads
+                )
+            else:
+                generators[f"{name} transformers"] = TransformersGenerator(name, max_new_tokens=args.new_tokens)
     prompts = []
     for question in questions:
         hits = [
@@ -49,6 +65,12 @@ def main(argv: list[str] | None = None) -> None:
         gen.generate(prompts[0])
     for messages in prompts:
         for name, gen in generators.items():
+            if name.endswith("llamacpp"):
+                prefill, decode, length = _llamacpp_speed(gen, messages, args.new_tokens)
+                stats[name]["prefill"].append(length / prefill)
+                stats[name]["decode"].append(args.new_tokens / decode)
+                stats[name]["length"].append(length)
+                continue
             ids = gen._inputs(messages)
             with torch.inference_mode():
                 started = time.perf_counter()
@@ -74,14 +96,30 @@ def main(argv: list[str] | None = None) -> None:
         f"{len(prompts)} ClapNQ prompts, {args.new_tokens} new tokens, {args.threads} thread(s), "
         f"load average {os.getloadavg()[0]:.1f} (shared CPU: compare rows, not absolute values)"
     )
-    print(f"{'model':22s} {'dtype':9s} {'prompt tok':>10s} {'prefill tok/s':>14s} {'decode tok/s':>13s}")
+    print(f"{'model / backend':34s} {'dtype':9s} {'prompt tok':>10s} {'prefill tok/s':>14s} {'decode tok/s':>13s}")
     result: dict[str, Any] = {}
     for name, s in stats.items():
         row = {k: statistics.median(v) for k, v in s.items()}
         result[name] = row
         print(
-            f"{name:22s} {generators[name].dtype:9s} {row['length']:10.0f} {row['prefill']:14.1f} {row['decode']:13.2f}"
+            f"{name:34s} {str(generators[name].dtype)[:9]:9s} {row['length']:10.0f} {row['prefill']:14.1f} "
+            f"{row['decode']:13.2f}"
         )
+
+
+def _llamacpp_speed(gen: Any, messages: Any, new_tokens: int) -> tuple[float, float, int]:
+    """(prefill seconds, decode seconds for ``new_tokens``, prompt length) with llama.cpp, greedy."""
+    ids = gen._checked(messages)
+    llm = gen.llm
+    llm.reset()
+    started = time.perf_counter()
+    llm.eval(ids)
+    prefill = time.perf_counter() - started
+    started = time.perf_counter()
+    for _ in range(new_tokens):
+        token = llm.sample(top_k=1, temp=0.0)
+        llm.eval([token])  # end-of-text ignored: timing, like min_new_tokens on the transformers side
+    return prefill, time.perf_counter() - started, len(ids)
 
 
 if __name__ == "__main__":

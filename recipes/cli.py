@@ -238,7 +238,9 @@ def ask(
     index: IndexOpt = Path(".ragloom/index"),
     k: Annotated[int, typer.Option("-k", min=1, help="Passages given to the model.")] = 4,
     per_page: PerPageOpt = None,
-    generator: Annotated[str | None, typer.Option(help="local, openai or extractive (default: the index's).")] = None,
+    generator: Annotated[
+        str | None, typer.Option(help="local, llamacpp, openai or extractive (default: the index's).")
+    ] = None,
     llm: Annotated[str | None, typer.Option(help="Generator model (alias, folder or endpoint model).")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint URL.")] = None,
     stream: Annotated[bool, typer.Option(help="Print the answer as it is generated.")] = True,

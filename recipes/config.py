@@ -98,8 +98,8 @@ def chroma_server_store(chroma: Mapping[str, str], normalized: bool) -> Any:
 
 @dataclass(frozen=True)
 class GeneratorSpec:
-    """The generator ``ask`` uses unless told otherwise: ``local`` (transformers), ``openai`` (HTTP) or
-    ``extractive`` (no model)."""
+    """The generator ``ask`` uses unless told otherwise: ``local`` (transformers), ``llamacpp`` (a GGUF run by
+    llama.cpp), ``openai`` (HTTP) or ``extractive`` (no model)."""
 
     kind: str = "local"
     model: str = "smollm2"
@@ -238,6 +238,10 @@ def build_generator(
         from ragloom.adapters.generators.local import TransformersGenerator
 
         return TransformersGenerator(spec.model, max_new_tokens=spec.max_new_tokens, allow_download=allow_download)
+    if spec.kind == "llamacpp":  # the registry's GGUF (or a .gguf path) run by llama.cpp: faster on CPUs
+        from ragloom.adapters.generators.llamacpp import LlamaCppGenerator
+
+        return LlamaCppGenerator(spec.model, max_new_tokens=spec.max_new_tokens, allow_download=allow_download)
     if spec.kind == "openai":
         from ragloom.adapters.generators.openai_http import OpenAICompatibleGenerator
 
@@ -251,7 +255,7 @@ def build_generator(
         from ragloom.adapters.generators.extractive import ExtractiveGenerator
 
         return ExtractiveGenerator()
-    raise ConfigError(f"Unknown generator kind {spec.kind!r}; use 'local', 'openai' or 'extractive'")
+    raise ConfigError(f"Unknown generator kind {spec.kind!r}; use 'local', 'llamacpp', 'openai' or 'extractive'")
 
 
 def open_pipeline(

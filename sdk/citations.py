@@ -22,13 +22,14 @@ inventing a figure, not citing at all, answering from another company's filing),
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from ragloom.sentences import sentence_spans
 from ragloom.types import Citation, Hit, Support, Verdict
 
 __all__ = [
     "DECLINE_PATTERN",
+    "DocumentTexts",
     "assess",
     "attribute_sentences",
     "check_citations",
@@ -241,30 +242,70 @@ def _entities(question: str) -> set[str]:
     return found
 
 
-def off_topic_terms(question: str, cited: Sequence[Hit]) -> tuple[str, ...]:
-    """The question's names (capitalised words, acronyms) when *none* of them appears in any cited passage's
-    text, source or document id; empty when one does, or when the question names nothing.
+def _acronyms(question: str) -> set[str]:
+    """Initials of the question's runs of capitalised words ("Bank Secrecy Act" -> "bsa")."""
+    found = set()
+    for run in re.finditer(r"\b[A-Z][a-z]+\b(?:\s+[A-Z][a-z]+\b)+", question):
+        words = [w for w in run.group(0).split() if w.lower() not in _QUESTION_WORDS]
+        if len(words) >= 3:  # two-letter initials ("US") are common words
+            found.add("".join(w[0] for w in words).lower())
+    return found
+
+
+def _mentions(names: set[str], acronyms: set[str], texts: Sequence[str]) -> bool:
+    haystack = " ".join(texts).lower()
+    words = set(re.findall(r"[\w&.'-]+", haystack.replace("_", " ")))
+    return any(name in words or name in haystack for name in names) or bool(acronyms & words)
+
+
+DocumentTexts = Callable[[Sequence[str]], Mapping[str, str]]
+"""doc ids -> the whole text of each document found (what the pipeline's document store holds)."""
+
+
+def off_topic_terms(
+    question: str, cited: Sequence[Hit], *, context: Sequence[Hit] = (), documents: DocumentTexts | None = None
+) -> tuple[str, ...]:
+    """The question's names (capitalised words, acronyms) when *none* of them appears in any cited document;
+    empty when one does, or when the question names nothing.
 
     A cheap check for answers that cite only documents the question does not concern (another company's filing,
-    another case). It misses a passage that mentions the name without being about it.
+    another case). It is a check on *documents*, not passages: a page about the Bank Secrecy Act that never
+    spells the name out still belongs to an opinion that does. A cited document counts as mentioning a name when
+    the name (or the initials of a multi-word name, "BSA") is in the cited passages' text, source, document id or
+    title, in another retrieved passage of the same document (``context``), or in the whole document
+    (``documents``, looked up only when the passages do not settle it). It misses a document that mentions the
+    name without being about it.
     """
     names = _entities(question)
     if not names or not cited:
         return ()
-    haystack = " ".join(
-        f"{hit.chunk.text} {hit.chunk.source} {hit.chunk.doc_id} {hit.chunk.metadata.get('title', '')}" for hit in cited
-    ).lower()
-    haystack_words = set(re.findall(r"[\w&.'-]+", haystack.replace("_", " ")))
-    if any(name in haystack_words or name in haystack for name in names):
+    acronyms = _acronyms(question)
+    cited_ids = list(dict.fromkeys(hit.chunk.doc_id for hit in cited))
+    passages = [
+        f"{hit.chunk.text} {hit.chunk.source} {hit.chunk.doc_id} {hit.chunk.metadata.get('title', '')}"
+        for hit in (*cited, *(h for h in context if h.chunk.doc_id in cited_ids))
+    ]
+    if _mentions(names, acronyms, passages):
+        return ()
+    if documents is not None and _mentions(names, acronyms, list(documents(cited_ids).values())):
         return ()
     return tuple(sorted(names))
 
 
 # -- the verdict ----------------------------------------------------------------------------------------------------
 def assess(
-    text: str, question: str, context: Sequence[Hit], *, min_overlap: float = 0.2, declined_reason: str = ""
+    text: str,
+    question: str,
+    context: Sequence[Hit],
+    *,
+    min_overlap: float = 0.2,
+    declined_reason: str = "",
+    documents: DocumentTexts | None = None,
 ) -> Support:
-    """The support verdict of an answer (see the module docs), with its uncited and unsupported claims."""
+    """The support verdict of an answer (see the module docs), with its uncited and unsupported claims.
+
+    ``documents`` gives the whole text of cited documents to the off-topic check (:func:`off_topic_terms`).
+    """
     if declined_reason or is_decline(text) or not text.strip():
         reason = declined_reason or ("the answer is empty" if not text.strip() else "the answer declines")
         return Support("declined", 0, 0, reason=reason)
@@ -284,7 +325,7 @@ def assess(
         elif not _supported(claim_text, valid, context, min_overlap):
             unsupported.append(claim_text)
     supported = claims - len(uncited) - len(unsupported)
-    off_topic = off_topic_terms(question, list(cited_hits.values()))
+    off_topic = off_topic_terms(question, list(cited_hits.values()), context=context, documents=documents)
     verdict: Verdict
     if claims == 0 or supported == 0 or off_topic:
         verdict = "unsupported"  # off-topic: the claims may match their passages, but not the question

@@ -301,13 +301,22 @@ class Pipeline:
         if inferred:
             text = attribute_sentences(text, parts.context)
         citations, dangling, unsupported = check_citations(text, parts.context)
-        support = assess(text, question, parts.context)
+        support = assess(text, question, parts.context, documents=self._document_texts)
         if support.verdict == "declined":
             searched = describe_search(question, list(parts.context), [r.name for r in self.retrievers])
             support = replace(support, reason=f"{support.reason}. {searched}")
         return Answer(
             text, citations, parts.context, timings, dangling, unsupported, inferred and bool(citations), support
         )
+
+    def _document_texts(self, doc_ids: Sequence[str]) -> dict[str, str]:
+        """Stored documents' source, title and whole text: what the off-topic citation check reads when the cited
+        passages do not name what the question asks about (a page of an opinion need not name the Act it
+        discusses; the opinion does)."""
+        return {
+            doc_id: f"{doc.source} {doc.metadata.get('title', '')} {doc.text}"
+            for doc_id, doc in self._docstore.get(doc_ids).items()
+        }
 
     def _declined(self, question: str, hits: list[Hit], timings: dict[str, float]) -> Answer | None:
         """The answer when retrieval evidence is too weak to generate from (see ``decline``), else None."""

@@ -81,19 +81,32 @@ class PromptBuilder:
     ``context_tokens`` caps the tokens spent on passages. Given the ``generator``, the budget also shrinks to
     what its context window leaves after the rest of the prompt and the reply, so a prompt never overflows the
     model. A passage that does not fit whole is left out (counted in ``dropped``), never cut mid-way.
+
+    ``instructions`` (placed after the passages, right before the question, where a small model still reads
+    them) and ``examples`` (worked chat turns placed before the question's turn) are empty by default; see
+    :mod:`ragloom.qa_prompts` for a prompt built with them for small instruct models.
     """
 
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     context_tokens: int = 1500
+    instructions: str = ""
+    examples: tuple[Message, ...] = ()
 
     def __post_init__(self) -> None:
         if self.context_tokens < 1:
             raise InvalidInputError(f"context_tokens must be positive, got {self.context_tokens}")
+        object.__setattr__(self, "examples", tuple(self.examples))
+        roles = [m.role if isinstance(m, Message) else None for m in self.examples]
+        if roles != ["user", "assistant"] * (len(roles) // 2):
+            raise InvalidInputError("examples must be ragloom.Message pairs: a user turn, then the assistant's reply")
 
     def _messages(self, question: str, blocks: Sequence[str]) -> tuple[Message, ...]:
         context = "\n\n".join(blocks) if blocks else "(no passages were found)"
-        user = f"Context passages:\n\n{context}\n\nQuestion: {question}\nAnswer:"
-        return (Message("system", self.system_prompt), Message("user", user))
+        if self.instructions:
+            user = f"Context passages:\n\n{context}\n\n{self.instructions}\n\nQuestion: {question}"
+        else:
+            user = f"Context passages:\n\n{context}\n\nQuestion: {question}\nAnswer:"
+        return (Message("system", self.system_prompt), *self.examples, Message("user", user))
 
     def budget(self, question: str, counter: TextTokenCounter, generator: object | None = None) -> int:
         """Tokens available for passages: ``context_tokens``, or less when the generator's window is smaller."""

@@ -1,0 +1,46 @@
+"""A grounded-QA prompt that small instruct models (Qwen2.5-Coder 0.5B/1.5B) follow.
+
+With :data:`ragloom.prompting.DEFAULT_SYSTEM_PROMPT` alone, the Qwen2.5-Coder models mostly reply with a bare
+``[1]``: the passages open with ``[1] (source)`` and the rules sit far above them, so the model continues the
+pattern it sees last. :data:`GUIDED_PROMPT` puts the rules after the passages, right before the question (a
+complete sentence, the ``[n]`` marker at its end, an exact decline phrase), and shows one worked turn in the
+model's own chat template (a user turn with two passages, the assistant's cited sentence). Measured on ClapNQ in
+docs/generators.md.
+
+    from ragloom.qa_prompts import GUIDED_PROMPT
+    pipeline = Pipeline([retriever], generator=generator, prompt=GUIDED_PROMPT)
+"""
+
+from __future__ import annotations
+
+from ragloom.prompting import PromptBuilder
+from ragloom.types import Message
+
+__all__ = ["DECLINE_PHRASE", "GUIDED_INSTRUCTIONS", "GUIDED_PROMPT", "GUIDED_SYSTEM_PROMPT"]
+
+DECLINE_PHRASE = "I don't know based on the provided documents."
+
+GUIDED_SYSTEM_PROMPT = "You answer questions using only the numbered passages the user gives you, and you cite them."
+
+GUIDED_INSTRUCTIONS = (
+    "Answer the question using only the passages above. Write one or two complete sentences. End each sentence "
+    "with the number of the passage it comes from in square brackets, like [2]. If the passages do not contain "
+    f"the answer, reply exactly: {DECLINE_PHRASE}"
+)
+
+_EXAMPLE_CONTEXT = (
+    "Context passages:\n\n"
+    "[1] (Golden Gate Bridge)\nThe Golden Gate Bridge is a suspension bridge in San Francisco. It opened to "
+    "traffic on May 27, 1937.\n\n"
+    "[2] (Brooklyn Bridge)\nThe Brooklyn Bridge in New York City opened in 1883."
+)
+
+GUIDED_EXAMPLES = (
+    Message("user", f"{_EXAMPLE_CONTEXT}\n\n{GUIDED_INSTRUCTIONS}\n\nQuestion: when did the golden gate bridge open"),
+    Message("assistant", "The Golden Gate Bridge opened to traffic on May 27, 1937 [1]."),
+)
+
+GUIDED_PROMPT = PromptBuilder(
+    system_prompt=GUIDED_SYSTEM_PROMPT, instructions=GUIDED_INSTRUCTIONS, examples=GUIDED_EXAMPLES
+)
+"""Rules after the passages and one worked, cited answer: the prompt for the registry's small Qwen models."""
