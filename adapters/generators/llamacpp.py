@@ -127,7 +127,7 @@ class LlamaCppGenerator:
 
     # -- generation ------------------------------------------------------------------------------------------------
     def _completion(self, ids: list[int]) -> Iterator[Any]:
-        return self.llm.create_completion(  # type: ignore[no-any-return]
+        return self.llm.create_completion(  # llm is typed Any: llama_cpp is imported lazily
             prompt=ids,
             max_tokens=self.max_new_tokens,
             temperature=self.temperature,
