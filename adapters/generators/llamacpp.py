@@ -146,15 +146,7 @@ class LlamaCppGenerator:
             stops = StopFilter((*self.stop, *((self._eos_text,) if self._eos_text else ())))
             pieces = self._completion(ids)
             try:
-                for chunk in pieces:
-                    shown = stops.feed(chunk["choices"][0]["text"])
-                    if shown:
-                        yield shown
-                    if stops.stopped:
-                        break
-                rest = stops.flush()
-                if rest:
-                    yield rest
+                yield from stops.filter(chunk["choices"][0]["text"] for chunk in pieces)
             finally:
                 close = getattr(pieces, "close", None)
                 if close is not None:

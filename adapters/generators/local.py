@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -117,6 +117,18 @@ class StopFilter:
         """What is left when the model ends without completing a stop sequence."""
         rest, self.pending = ("" if self.stopped else self.pending), ""
         return rest
+
+    def filter(self, pieces: Iterable[str]) -> Iterator[str]:
+        """The shown text of streamed ``pieces``, ending at the first stop sequence (the source is not read on)."""
+        for piece in pieces:
+            shown = self.feed(piece)
+            if shown:
+                yield shown
+            if self.stopped:
+                break
+        rest = self.flush()
+        if rest:
+            yield rest
 
 
 class TransformersGenerator:
@@ -261,17 +273,8 @@ class TransformersGenerator:
 
             worker = threading.Thread(target=run, name="ragloom-generate", daemon=True)
             worker.start()
-            stops = StopFilter(self.stop)
             try:
-                for piece in streamer:
-                    shown = stops.feed(piece)
-                    if shown:
-                        yield shown
-                    if stops.stopped:
-                        break
-                rest = stops.flush()
-                if rest:
-                    yield rest
+                yield from StopFilter(self.stop).filter(streamer)
             finally:
                 cancel.set()  # a consumer that stops early (or a stop sequence) ends the model at its next token
                 worker.join()
