@@ -20,9 +20,9 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ragloom._imports import require
-from ragloom.adapters.generators.local import StopFilter
 from ragloom.errors import ConfigError, InputTooLongError, InvalidInputError
 from ragloom.gguf_files import gguf_file
+from ragloom.stops import StopFilter
 from ragloom.types import Message
 
 __all__ = ["LlamaCppGenerator"]

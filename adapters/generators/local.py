@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from ragloom.errors import ConfigError, InputTooLongError, InvalidInputError, Mo
 from ragloom.gguf import convert_gguf_causal_lm
 from ragloom.hf import DType, load_model, pick_device
 from ragloom.models import models_home
+from ragloom.stops import StopFilter, cut_at_stop
 from ragloom.stores.files import file_sha256
 from ragloom.tool_calls import ToolReply, check_tools, parse_tool_calls, tool_choice_instruction
 from ragloom.types import Message
@@ -85,50 +86,6 @@ def _find_gguf(model: str | os.PathLike[str], gguf_file: str | os.PathLike[str])
             return inside
         tried.append(f"file {inside}")
     raise ModelNotFoundError(str(gguf_file), tried, "Pass the path of a .gguf file (or a folder plus its name).")
-
-
-class StopFilter:
-    """Cuts streamed text at the first stop sequence, holding back any tail that may still become one."""
-
-    def __init__(self, stops: Sequence[str]) -> None:
-        self.stops = tuple(s for s in stops if s)
-        self.pending = ""
-        self.stopped = False
-
-    def feed(self, piece: str) -> str:
-        """Text that is safe to show now."""
-        if self.stopped:
-            return ""
-        text = self.pending + piece
-        cuts = [p for p in (text.find(s) for s in self.stops) if p >= 0]
-        if cuts:
-            self.stopped, self.pending = True, ""
-            return text[: min(cuts)]
-        hold = 0
-        for stop in self.stops:
-            for size in range(min(len(stop) - 1, len(text)), hold, -1):
-                if text.endswith(stop[:size]):
-                    hold = size
-                    break
-        self.pending = text[len(text) - hold :] if hold else ""
-        return text[: len(text) - hold]
-
-    def flush(self) -> str:
-        """What is left when the model ends without completing a stop sequence."""
-        rest, self.pending = ("" if self.stopped else self.pending), ""
-        return rest
-
-    def filter(self, pieces: Iterable[str]) -> Iterator[str]:
-        """The shown text of streamed ``pieces``, ending at the first stop sequence (the source is not read on)."""
-        for piece in pieces:
-            shown = self.feed(piece)
-            if shown:
-                yield shown
-            if self.stopped:
-                break
-        rest = self.flush()
-        if rest:
-            yield rest
 
 
 class TransformersGenerator:
@@ -239,10 +196,6 @@ class TransformersGenerator:
             kwargs["stopping_criteria"] = self.transformers.StoppingCriteriaList([criterion])
         return kwargs
 
-    def _cut_at_stop(self, text: str) -> str:
-        cuts = [p for p in (text.find(s) for s in self.stop) if p >= 0]
-        return text[: min(cuts)] if cuts else text
-
     def generate(self, messages: Sequence[Message]) -> str:
         """The whole reply (greedy unless ``temperature`` > 0), cut at the first stop sequence."""
         with self._lock:
@@ -250,7 +203,7 @@ class TransformersGenerator:
             with self._torch.inference_mode():
                 output = self.model.generate(**inputs, **self._generate_kwargs(inputs["input_ids"].shape[1]))
             new_tokens = output[0, inputs["input_ids"].shape[1] :]
-            return self._cut_at_stop(self.tokenizer.decode(new_tokens, skip_special_tokens=True)).strip()
+            return cut_at_stop(self.tokenizer.decode(new_tokens, skip_special_tokens=True), self.stop).strip()
 
     def stream(self, messages: Sequence[Message]) -> Iterator[str]:
         """Yield decoded text pieces as the model produces them (the model runs in a worker thread)."""
@@ -343,7 +296,7 @@ class TransformersGenerator:
         for token in self.tokenizer.all_special_tokens:  # end-of-turn markers; tool-call tags are kept
             if token not in ("<tool_call>", "</tool_call>"):
                 text = text.replace(token, "")
-        return parse_tool_calls(self._cut_at_stop(text), [t["function"]["name"] for t in schemas])
+        return parse_tool_calls(cut_at_stop(text, self.stop), [t["function"]["name"] for t in schemas])
 
     # -- scoring (for rerankers) ------------------------------------------------------------------------------------
     def next_token_logprobs(
