@@ -244,6 +244,22 @@ def tiny_bert_other_dir(tiny_bert_factory: TinyBertFactory) -> Path:
     return tiny_bert_factory("tiny-bert-other", seed=1)
 
 
+@pytest.fixture(scope="module")
+def encoder(tiny_bert_dir: Path) -> Any:
+    """A dense encoder over tiny_bert_dir (fp32, batches of 2); a test module may define its own ``encoder``."""
+    from ragloom.adapters.dense import TransformersDenseEncoder
+
+    return TransformersDenseEncoder(tiny_bert_dir, batch_size=2, dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def other_encoder(tiny_bert_other_dir: Path) -> Any:
+    """The same over tiny_bert_other_dir: same dimension, different weights (the mismatch case)."""
+    from ragloom.adapters.dense import TransformersDenseEncoder
+
+    return TransformersDenseEncoder(tiny_bert_other_dir, batch_size=2, dtype="float32")
+
+
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|{{ message['role'] }}|> {{ message['content'] }} <|end|> {% endfor %}"
     "{% if add_generation_prompt %}<|assistant|> {% endif %}"

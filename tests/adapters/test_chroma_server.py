@@ -95,16 +95,6 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaSe
         yield server
 
 
-@pytest.fixture(scope="module")
-def encoder(tiny_bert_dir: Path) -> TransformersDenseEncoder:
-    return TransformersDenseEncoder(tiny_bert_dir, batch_size=2, dtype="float32")
-
-
-@pytest.fixture(scope="module")
-def other_encoder(tiny_bert_other_dir: Path) -> TransformersDenseEncoder:
-    return TransformersDenseEncoder(tiny_bert_other_dir, batch_size=2, dtype="float32")
-
-
 def _collection(path: Path) -> str:
     """One collection per index directory, so contract tests sharing the server never see each other's data."""
     return "t" + hashlib.sha1(str(path).encode()).hexdigest()[:20]

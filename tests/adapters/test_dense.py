@@ -14,16 +14,6 @@ from ragloom.testing import CONTRACT_DOCUMENTS, RetrieverContract
 from ragloom.types import Document
 
 
-@pytest.fixture(scope="module")
-def encoder(tiny_bert_dir: Path) -> TransformersDenseEncoder:
-    return TransformersDenseEncoder(tiny_bert_dir, batch_size=2, dtype="float32")
-
-
-@pytest.fixture(scope="module")
-def other_encoder(tiny_bert_other_dir: Path) -> TransformersDenseEncoder:
-    return TransformersDenseEncoder(tiny_bert_other_dir, batch_size=2, dtype="float32")
-
-
 class TestDenseMemory(RetrieverContract):
     @pytest.fixture(autouse=True)
     def _encoders(self, encoder: TransformersDenseEncoder, other_encoder: TransformersDenseEncoder) -> None:

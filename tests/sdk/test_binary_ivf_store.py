@@ -176,16 +176,6 @@ def test_missing_faiss_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
             CompressedVectorStore(None, DIM, **bad)  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="module")
-def encoder(tiny_bert_dir: Path) -> TransformersDenseEncoder:
-    return TransformersDenseEncoder(tiny_bert_dir, batch_size=2, dtype="float32")
-
-
-@pytest.fixture(scope="module")
-def other_encoder(tiny_bert_other_dir: Path) -> TransformersDenseEncoder:
-    return TransformersDenseEncoder(tiny_bert_other_dir, batch_size=2, dtype="float32")
-
-
 class TestDenseBinaryIVF(RetrieverContract):
     """The retriever contract over the binary IVF first stage, flushing segments every few chunks."""
 

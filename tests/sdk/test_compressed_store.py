@@ -168,16 +168,6 @@ def test_orphan_segment_files_are_removed(tmp_path: Path) -> None:
     store.close()
 
 
-@pytest.fixture(scope="module")
-def encoder(tiny_bert_dir: Path) -> TransformersDenseEncoder:
-    return TransformersDenseEncoder(tiny_bert_dir, batch_size=2, dtype="float32")
-
-
-@pytest.fixture(scope="module")
-def other_encoder(tiny_bert_other_dir: Path) -> TransformersDenseEncoder:
-    return TransformersDenseEncoder(tiny_bert_other_dir, batch_size=2, dtype="float32")
-
-
 class TestDenseBinary(RetrieverContract):
     """The retriever contract over binary codes + fp32 rescoring, flushing segments every few chunks."""
 
