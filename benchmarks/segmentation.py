@@ -44,6 +44,27 @@ CASES: list[tuple[str, list[str]]] = [
     ("Costs were $10,000.00 in total. That is high.", ["Costs were $10,000.00 in total.", "That is high."]),
     ("It grew e.g. in Asia. It fell elsewhere.", ["It grew e.g. in Asia.", "It fell elsewhere."]),
     ("The answer is 42", ["The answer is 42"]),
+    (
+        "The deadline for the annual report to the agency is \nJune 30 of each calendar year. It is strict.",
+        ["The deadline for the annual report to the agency is \nJune 30 of each calendar year.", "It is strict."],
+    ),
+    (
+        "Revenue grew in every region of the group,\nled by Asia. Costs fell.",
+        ["Revenue grew in every region of the group,\nled by Asia.", "Costs fell."],
+    ),
+    ("Results\nThe model improved.", ["Results", "The model improved."]),
+    (
+        "## Findings of the committee in brief\nThe model improved.",
+        ["## Findings of the committee in brief", "The model improved."],
+    ),
+    (
+        "The report lists three risks for the year:\n- rates\n- currency",
+        ["The report lists three risks for the year:", "- rates", "- currency"],
+    ),
+    (
+        "Two paragraphs about the annual report here\n\nAnother one begins.",
+        ["Two paragraphs about the annual report here", "Another one begins."],
+    ),
 ]
 
 _OLD = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)")  # the splitter attribution used before (splits "1.11")

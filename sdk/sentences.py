@@ -6,7 +6,9 @@ follow, so a boundary never falls inside a token:
 
 - a boundary is kept only where whitespace (or the end of the text) follows it, so "1.11", "1.5%", URLs such as
   "example.com/a.b?c=1" and "e.g.x" stay whole;
-- a line break always ends a sentence (list items, headings, table rows).
+- a line break ends a sentence (list items, headings, table rows) unless it is a soft wrap inside one: the line
+  before runs on (five words or more, ending in a lower-case word or a comma, not a heading) and the next line
+  starts with a word, not a list marker — "...Network is\nJune 30 of each year." stays one claim.
 
 The result is a list of ``(start, end)`` spans that tile the text exactly: ``"".join(text[s:e] for s, e in spans)
 == text``, trailing whitespace included in the sentence it follows.
@@ -27,6 +29,22 @@ _ABBREVIATIONS = frozenset(
     "u.k u.n e.u a.m p.m ph.d".split()
 )
 _CANDIDATE = re.compile(r"[.!?]+[\"'”’)\]]*(?=\s)|\n")
+_LIST_MARKER = re.compile(r"[-*•+>|#]|\d+[.)](?:\s|$)|[a-z][.)]\s")
+"""How a line that starts a new item begins: bullets, quotes, table rows, headings, "1." / "2)" / "a)"."""
+
+
+def _soft_wrap(text: str, newline: int) -> bool:
+    """Whether the line break at ``newline`` wraps a running sentence rather than ending a line of its own."""
+    line_start = text.rfind("\n", 0, newline) + 1
+    before = text[line_start:newline].rstrip()
+    after = text[newline + 1 :].lstrip(" \t")
+    if not before or not after or after[0] == "\n" or before.lstrip().startswith("#"):
+        return False  # a blank line (paragraph), the end of the text, or a Markdown heading
+    if not (before[-1].islower() or before[-1] == ","):
+        return False  # the line ends in punctuation, a figure or a capitalised word: a line of its own
+    if len(before.split()) < 5 or _LIST_MARKER.match(after):
+        return False  # a short line (a heading, a label) or a new list item
+    return after[0].isalnum() or after[0] in "$€£(\"'“‘"
 
 
 def _rule_boundaries(text: str) -> list[int]:
@@ -101,6 +119,9 @@ def _spans(text: str, use_pysbd: bool) -> tuple[tuple[int, int], ...]:
     cuts += [m.end() for m in re.finditer(r"\n", text)]
     ends = set()
     for cut in cuts:
+        wrap = text.find("\n", max(cut - 1, 0))
+        if wrap >= 0 and not text[cut:wrap].strip() and _soft_wrap(text, wrap):
+            continue  # a cut at (or just before) a soft line wrap: the sentence goes on
         # never inside a token: keep a boundary only where whitespace or the end of the text follows
         if cut >= len(text) or text[cut].isspace() or text[cut - 1] == "\n":
             end = cut

@@ -151,3 +151,10 @@ def test_citations_of_another_company_are_flagged() -> None:
 
 def test_answer_verdict_defaults_to_unsupported_when_unchecked() -> None:
     assert Answer("x", (), ()).verdict == "unsupported"
+
+
+def test_a_soft_line_wrap_inside_a_sentence_is_one_claim() -> None:
+    deadline = make_hit(4, "A separate regulation sets the deadline: June 30 of each calendar year.")
+    text = "The deadline for filing the report with the agency is \nJune 30 of each calendar year [1]."
+    support = assess(text, "What is the deadline for filing the report?", [deadline])
+    assert support.claims == 1 and support.verdict == "supported", support
