@@ -51,15 +51,9 @@ class ServerLimits:
 
 def check_exposure(host: str, token: str | None) -> None:
     """Refuse to listen beyond loopback without a bearer token (and refuse weak tokens)."""
-    from ragloom.adapters.integrations.mcp_server import is_loopback
+    from ragloom.adapters.integrations.mcp_server import check_exposure as check
 
-    if not is_loopback(host) and not token:
-        raise ConfigError(
-            f"Serving on {host} exposes the index beyond this machine; pass --token (or set RAGLOOM_TOKEN) so "
-            "clients must send 'Authorization: Bearer <token>', or bind to 127.0.0.1"
-        )
-    if token is not None and len(token) < 16:
-        raise ConfigError("The bearer token is too short; use at least 16 characters (e.g. `openssl rand -hex 32`)")
+    check(host, token, service="the HTTP API", token_env="RAGLOOM_TOKEN")
 
 
 class _Busy(Exception):

@@ -110,15 +110,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_exposure(host: str, token: str | None) -> None:
-    """Refuse to serve beyond this machine without a token."""
+def check_exposure(host: str, token: str | None, *, service: str = "MCP", token_env: str = "RAGLOOM_MCP_TOKEN") -> None:
+    """Refuse to serve beyond this machine without a bearer token, and refuse weak tokens (``ragloom serve`` and
+    ``ragloom mcp`` both; ``service`` and ``token_env`` only name them in the message)."""
     if not is_loopback(host) and not token:
         raise ConfigError(
-            f"Serving MCP on {host} exposes the index beyond this machine; pass --token (or set RAGLOOM_MCP_TOKEN) "
+            f"Serving {service} on {host} exposes the index beyond this machine; pass --token (or set {token_env}) "
             "so clients must send 'Authorization: Bearer <token>', or bind to 127.0.0.1"
         )
     if token is not None and len(token) < 16:
-        raise ConfigError("The MCP bearer token is too short; use at least 16 characters (e.g. `openssl rand -hex 32`)")
+        raise ConfigError(
+            f"The {service} bearer token is too short; use at least 16 characters (e.g. `openssl rand -hex 32`)"
+        )
 
 
 class BearerTokenMiddleware:

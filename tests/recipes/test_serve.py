@@ -214,7 +214,7 @@ def test_a_full_queue_answers_503(pipeline: Pipeline) -> None:
 
 
 def test_exposure_needs_a_token(pipeline: Pipeline) -> None:
-    with pytest.raises(ConfigError, match="--token"):
+    with pytest.raises(ConfigError, match=r"--token.*RAGLOOM_TOKEN"):
         check_exposure("0.0.0.0", None)
     with pytest.raises(ConfigError, match="too short"):
         build_app(pipeline, host="0.0.0.0", token="short")
