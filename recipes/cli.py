@@ -112,6 +112,9 @@ def ingest(
     ] = None,
     quiet: QuietOpt = False,
     offline: OfflineOpt = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only estimate disk and RAM per retriever: nothing encoded or written.")
+    ] = False,
 ) -> None:
     """Index files and folders (PDF, text, Markdown, HTML) into an index directory, with one or more retrievers."""
     from ragloom.recipes.config import open_pipeline
@@ -137,6 +140,12 @@ def ingest(
             chroma=chroma,
             allow_download=not offline,
         )
+        if dry_run:
+            from ragloom.recipes.config import IndexSpec
+            from ragloom.recipes.stats_cli import estimate_spec
+
+            estimate_spec(spec if spec is not None else IndexSpec.load(index), paths, include)
+            return
         with _loading("Loading models", quiet):
             pipeline = open_pipeline(index, spec=spec, allow_download=not offline)
         with pipeline, progress_reporter("Indexing", unit="docs", quiet=quiet) as progress:

@@ -18,7 +18,7 @@ import typer
 
 from ragloom.errors import RagloomError
 
-__all__ = ["dry_run", "estimate_for", "stats"]
+__all__ = ["dry_run", "estimate_for", "estimate_spec", "stats"]
 
 
 def _fail(message: str) -> None:
@@ -36,17 +36,17 @@ def _print_table(stats: list[Any], title: str) -> None:
     for column in ("retriever", "component", "on disk", "in RAM", "memory-mapped", "note"):
         table.add_column(column, justify="right" if column in ("on disk", "in RAM", "memory-mapped") else "left")
     for item in stats:
-        for part in item.components:
+        for row, part in enumerate(item.components):
             approx = "≈ " if part.estimated else ""
             table.add_row(
-                f"{item.name} ({item.kind}, {item.store}, {item.chunks:,} chunks)",
+                f"{item.name} ({item.kind}, {item.store}, {item.chunks:,} chunks)" if row == 0 else "",
                 part.name,
                 approx + human(part.disk) if part.disk else "",
                 approx + human(part.ram) if part.ram else "",
                 approx + human(part.mapped) if part.mapped else "",
                 part.note,
             )
-        table.add_row(f"[bold]{item.name} total[/]", "", human(item.disk), human(item.ram), human(item.mapped), "")
+        table.add_row("[bold]total[/]", "", human(item.disk), human(item.ram), human(item.mapped), "")
         table.add_section()
     Console().print(table)
     print(
@@ -110,7 +110,6 @@ def dry_run(
 ) -> None:
     """What ``ragloom ingest PATHS --index DIR`` would cost: documents are loaded (text extracted) but nothing is
     encoded or written. Retrievers come from the index's ``ragloom.json`` when it exists, else from the flags."""
-    from ragloom.loaders import load_paths
     from ragloom.recipes.config import IndexSpec, RetrieverSpec
 
     try:
@@ -119,6 +118,17 @@ def dry_run(
             if (index / "ragloom.json").exists()
             else IndexSpec(retrievers=(RetrieverSpec(model=model, store=store, chunk_size=chunk_size),))
         )
+    except RagloomError as exc:
+        _fail(str(exc))
+    estimate_spec(spec, paths, include, json_output)
+
+
+def estimate_spec(spec: Any, paths: list[Path], include: list[str] | None, json_output: bool = False) -> list[Any]:
+    """Load ``paths`` (text extracted, nothing encoded or written) and print what indexing them with the
+    retrievers of ``spec`` (an :class:`~ragloom.recipes.config.IndexSpec`) would cost; ``ingest --dry-run``."""
+    from ragloom.loaders import load_paths
+
+    try:
         report = load_paths(paths, include=include)
     except RagloomError as exc:
         _fail(str(exc))
@@ -137,11 +147,12 @@ def dry_run(
                 **{k: v for k, v in r.options.items() if k in ("first_stage", "rescore")},
             }
         )
-        if dim is None:
+        if dim is None and r.kind in ("dense", "late"):
             print(f"note: {r.model} does not resolve offline; assuming 384 dimensions", file=sys.stderr)
-    estimate_for(characters, len(report.documents), retrievers, json_output)
+    found = estimate_for(characters, len(report.documents), retrievers, json_output)
     if report.failures:
         print(f"{len(report.failures)} file(s) could not be read and are not counted", file=sys.stderr)
+    return found
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -96,3 +96,19 @@ def test_estimates_scale_with_text_and_settings(tmp_path: Path) -> None:
     data = json.loads(result.stdout)
     assert data["retrievers"][0]["store"] == "binary" and data["retrievers"][0]["chunks"] >= len(DOCS)
     assert not (tmp_path / "new").exists()  # a dry run writes nothing
+
+
+def test_ingest_dry_run_estimates_every_retriever_and_writes_nothing(tmp_path: Path) -> None:
+    from ragloom.recipes.cli import app
+
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for doc in DOCS:
+        (folder / f"{doc.id}.txt").write_text(doc.text)
+    index = tmp_path / "new"
+    result = CliRunner().invoke(
+        app, ["ingest", str(folder), "--index", str(index), "-r", "bm25", "--dry-run"], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 0, result.output
+    assert f"estimate for {len(DOCS)} documents" in result.output and "bm25 (bm25, bm25s" in result.output
+    assert not index.exists()  # a dry run writes nothing
