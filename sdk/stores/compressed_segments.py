@@ -8,6 +8,7 @@ A segment's files::
     seg-000001.vectors.npy   rescoring vectors (float32 or int8), memory-mapped
     seg-000001.calib.npy     int8 calibration (low, step) of the segment
     seg-000001.lists.npy     binary IVF only: the IVF list of each row (int32; :mod:`ragloom.stores.binary_ivf`)
+    seg-000001.middle.npy    three-stage search only: int8 codes under the store-wide calibration, held in RAM
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ __all__ = [
     "write_segment_files",
 ]
 
-OWNED = re.compile(r"^seg-(\d{6})\.(rows|codes|vectors|calib|lists)\.npy$")
+OWNED = re.compile(r"^seg-(\d{6})\.(rows|codes|vectors|calib|lists|middle)\.npy$")
 """The segment files of a store folder (anything else there is SQLite's or not ours)."""
 
 
@@ -52,6 +53,7 @@ class Segment:
     vectors: np.ndarray | None  # memory-mapped rescoring (or fp32 first-stage) vectors
     calibration: Int8Calibration | None
     lists: np.ndarray | None = None  # IVF list of each row (binary IVF first stage) until attached
+    middle: np.ndarray | None = None  # int8 middle-stage codes until attached (then they live in Int8Rows)
 
 
 def map_random(array: np.ndarray) -> np.ndarray:
@@ -67,10 +69,18 @@ def map_random(array: np.ndarray) -> np.ndarray:
 
 
 def encode_segment(
-    vectors: np.ndarray, rows: np.ndarray, first_stage: str, rescore: str | None, threshold: np.ndarray | None
+    vectors: np.ndarray,
+    rows: np.ndarray,
+    first_stage: str,
+    rescore: str | None,
+    threshold: np.ndarray | None,
+    middle: Int8Calibration | None = None,
 ) -> dict[str, np.ndarray]:
-    """The files of a segment: rowids, first-stage codes, rescoring vectors, int8 calibration."""
+    """The files of a segment: rowids, first-stage codes, rescoring vectors, int8 calibration and, with a middle
+    stage, its int8 codes under the store-wide ``middle`` calibration."""
     parts: dict[str, np.ndarray] = {"rows": rows}
+    if middle is not None:
+        parts["middle"] = middle.encode(vectors)
     calibration = Int8Calibration.fit(vectors) if "int8" in (first_stage, rescore) else None
     if calibration is not None:
         parts["calib"] = calibration.to_array()
@@ -130,6 +140,7 @@ def open_segment(path: Path, seg_id: int, n_rows: int, files: dict[str, int]) ->
         seg.calibration = Int8Calibration.from_array(calib)
     seg.codes = array("codes")
     seg.lists = array("lists")
+    seg.middle = array("middle")
     return seg
 
 
