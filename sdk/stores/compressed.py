@@ -44,7 +44,6 @@ from ragloom.stores.codes import (
     Int8Codes,
     Int8Rows,
     load_faiss,
-    matvec,
     pack_bits,
 )
 from ragloom.stores.compressed_log import PARAMS, SCHEMA, drop_documents, insert_chunks
@@ -54,6 +53,7 @@ from ragloom.stores.compressed_segments import (
     bytes_on_disk,
     encode_segment,
     open_segment,
+    rescored,
     segment_candidates,
     write_segment_files,
 )
@@ -390,7 +390,7 @@ class CompressedVectorStore:
             found = [self._search_one(q, k, allowed, tail_allowed) for q in queries]
             wanted = sorted({r for rows, _ in found for r in rows.tolist()})
             chunks = self._chunks(wanted)
-        return [[(chunks[int(r)], float(s)) for r, s in zip(rows, scores)] for rows, scores in found]
+        return [[(chunks[r], s) for r, s in zip(rows.tolist(), scores.tolist())] for rows, scores in found]
 
     def _allowed(self, filters: Filters | None) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Slots the first stage may return (None: every live one) and a mask over the tail (None: all)."""
@@ -421,7 +421,7 @@ class CompressedVectorStore:
                     approximate = self._middle.scores(query, slots)
                     slots = slots[np.argpartition(-approximate, keep - 1)[:keep]]
             rows.append(self._rowids[slots])
-            scores.append(self._rescored(query, slots))
+            scores.append(rescored(self._segments, query, slots, self.rescore is None and self.first_stage == "int8"))
         if self._tail_rows.size:
             tail_scores = self._tail @ query
             if tail_allowed is not None:
@@ -458,25 +458,6 @@ class CompressedVectorStore:
         found = [segment_candidates(seg, query, count, allowed, self.first_stage) for seg in self._segments]
         return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
-    def _rescored(self, query: np.ndarray, slots: np.ndarray) -> np.ndarray:
-        """Scores of the candidate ``slots``: rescored from the memory-mapped vectors (or the first stage's)."""
-        out = np.empty(slots.size, dtype=np.float32)
-        offsets = np.asarray([seg.offset for seg in self._segments])
-        owners = np.searchsorted(offsets, slots, side="right") - 1
-        for index in np.unique(owners).tolist():
-            seg = self._segments[index]
-            mine = np.flatnonzero(owners == index)
-            local = slots[mine] - seg.offset
-            order = np.argsort(local)  # ascending reads from the memory map
-            if self.rescore is None and self.first_stage == "int8":
-                vectors = seg.codes.decode(local[order])
-            else:
-                assert seg.vectors is not None
-                block = np.asarray(seg.vectors[local[order]])
-                vectors = block if block.dtype == np.float32 else seg.calibration.decode(block)
-            out[mine[order]] = matvec(vectors, query)
-        return out
-
     def _chunks(self, rowids: list[int]) -> dict[int, Chunk]:
         found: dict[int, Chunk] = {}
         for start in range(0, len(rowids), PARAMS):
@@ -499,7 +480,7 @@ class CompressedVectorStore:
             return {d for (d,) in self._db.execute("SELECT DISTINCT doc_id FROM chunks")}
 
     def __len__(self) -> int:
-        return int(self._alive.sum()) + int(self._tail_rows.size)
+        return int(np.count_nonzero(self._alive)) + int(self._tail_rows.size)
 
     def stats(self) -> dict[str, Any]:
         """Rows, segments and bytes: on disk (per file kind) and in RAM (codes, row maps, tail); memory-mapped

@@ -25,7 +25,7 @@ import numpy as np
 
 from ragloom.errors import IndexCorruptError
 from ragloom.stores.binary_ivf import IVF_FILE
-from ragloom.stores.codes import Int8Calibration, pack_bits
+from ragloom.stores.codes import Int8Calibration, matvec, pack_bits
 from ragloom.stores.files import atomic_write_bytes, npy_bytes
 from ragloom.stores.rows import top_k
 
@@ -36,6 +36,7 @@ __all__ = [
     "encode_segment",
     "map_random",
     "open_segment",
+    "rescored",
     "segment_candidates",
     "write_segment_files",
 ]
@@ -184,3 +185,26 @@ def segment_candidates(
         scores = masked
         count = min(count, mine.size)
     return top_k(scores, count) + seg.offset
+
+
+def rescored(segments: list[Segment], query: np.ndarray, slots: np.ndarray, codes_only: bool) -> np.ndarray:
+    """Scores of the candidate ``slots``: from the memory-mapped rescoring vectors (fp32, or int8 decoded), or from
+    the int8 first stage's codes (``codes_only``). Slots are sorted once and split at the segments' offsets, so
+    each segment's rows are read in ascending order with no per-segment mask over all candidates."""
+    out = np.empty(slots.size, dtype=np.float32)
+    order = np.argsort(slots)
+    ordered = slots[order]
+    bounds = np.searchsorted(ordered, [seg.offset for seg in segments] + [np.iinfo(np.int64).max]).tolist()
+    for index, seg in enumerate(segments):
+        start, end = bounds[index], bounds[index + 1]
+        if start == end:
+            continue
+        local = ordered[start:end] - seg.offset
+        if codes_only:
+            vectors = seg.codes.decode(local)
+        else:
+            assert seg.vectors is not None
+            block = np.asarray(seg.vectors[local])
+            vectors = block if block.dtype == np.float32 else seg.calibration.decode(block)
+        out[order[start:end]] = matvec(vectors, query)
+    return out
