@@ -205,6 +205,10 @@ def rescored(segments: list[Segment], query: np.ndarray, slots: np.ndarray, code
         else:
             assert seg.vectors is not None
             block = np.asarray(seg.vectors[local])
-            vectors = block if block.dtype == np.float32 else seg.calibration.decode(block)
+            if block.dtype == np.float32:
+                vectors = block
+            else:
+                assert seg.calibration is not None
+                vectors = seg.calibration.decode(block)
         out[order[start:end]] = matvec(vectors, query)
     return out
