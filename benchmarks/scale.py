@@ -332,7 +332,7 @@ def dense(args: argparse.Namespace) -> None:
             )
         for label, store in stores.items():
             if store._ivf is not None:
-                _measure_deletes(store, label, size, queries, k)
+                _measure_deletes(store, label, size, queries, k, draw, step)
         print(f"- process RSS {rss_mib():,.0f} MiB, peak {peak_rss_mib():,.0f} MiB (includes the peers' fp32 copies)")
         matrix = None  # the peers' float32 copy goes before the next size
         for store in stores.values():
@@ -343,13 +343,18 @@ def dense(args: argparse.Namespace) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _measure_deletes(store: Any, label: str, size: int, queries: np.ndarray, k: int) -> None:
-    """Deleting from the IVF (faiss ``remove_ids``: one pass over the lists) against re-opening (a rebuild)."""
+def _measure_deletes(
+    store: Any, label: str, size: int, queries: np.ndarray, k: int, draw: Callable[[int, int], np.ndarray], step: int
+) -> None:
+    """Deleting from the IVF (faiss ``remove_ids``: one pass over the lists) against re-opening (a rebuild); the
+    deleted documents are added back afterwards (into the tail) so a ``--keep`` store stays whole for ``--reuse``."""
+    deleted: list[str] = []
     for count in (1, 1000):
         doc_ids = [f"d{i}" for i in range(0, size, max(1, size // count))][:count]
         began = time.perf_counter()
         store.delete_documents(doc_ids)
         took = time.perf_counter() - began
+        deleted += doc_ids
         gone = {int(d[1:]) for d in doc_ids}
         leaked = sum(len({_row(c) for c, _ in row} & gone) for row in store.search(queries, k))
         print(
@@ -359,6 +364,16 @@ def _measure_deletes(store: Any, label: str, size: int, queries: np.ndarray, k: 
     began = time.perf_counter()
     store.reload()
     print(f"- {label}: reload (rebuild the IVF from the segments' codes and lists) {time.perf_counter() - began:.1f} s")
+    _restore(store, sorted({int(d[1:]) for d in deleted}), draw, step)
+
+
+def _restore(store: Any, rows: list[int], draw: Callable[[int, int], np.ndarray], step: int) -> None:
+    """Add generated rows back (regenerated from their batch's seed), e.g. after ``_measure_deletes``."""
+    for start in sorted({row - row % step for row in rows}):
+        batch = draw(step, start)
+        mine = [row for row in rows if start <= row < start + step]
+        for row in mine:
+            store.replace_documents([], _chunks(row, 1), batch[row - start : row - start + 1])
 
 
 def _scifact_embeddings() -> dict[str, Any]:
