@@ -381,7 +381,7 @@ class CompressedVectorStore:
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if not np.all(np.isfinite(queries)):
             raise InvalidInputError("Query vectors contain NaN or Inf; check the encoder's output")
-        if len(self) == 0 or k <= 0:
+        if k <= 0 or self._rowids.size + self._tail_rows.size == 0:  # (deleted rows are never found)
             return [[] for _ in range(queries.shape[0])]
         if queries.shape[1] != self._dim:
             raise InvalidInputError(f"Query dimension {queries.shape[1]} != index dimension {self._dim}")

@@ -187,6 +187,9 @@ def segment_candidates(
     return top_k(scores, count) + seg.offset
 
 
+_NO_SLOT = np.iinfo(np.int64).max  # past the last segment's slots
+
+
 def rescored(segments: list[Segment], query: np.ndarray, slots: np.ndarray, codes_only: bool) -> np.ndarray:
     """Scores of the candidate ``slots``: from the memory-mapped rescoring vectors (fp32, or int8 decoded), or from
     the int8 first stage's codes (``codes_only``). Slots are sorted once and split at the segments' offsets, so
@@ -194,7 +197,7 @@ def rescored(segments: list[Segment], query: np.ndarray, slots: np.ndarray, code
     out = np.empty(slots.size, dtype=np.float32)
     order = np.argsort(slots)
     ordered = slots[order]
-    bounds = np.searchsorted(ordered, [seg.offset for seg in segments] + [np.iinfo(np.int64).max]).tolist()
+    bounds = np.searchsorted(ordered, [seg.offset for seg in segments] + [_NO_SLOT]).tolist()
     for index, seg in enumerate(segments):
         start, end = bounds[index], bounds[index + 1]
         if start == end:
