@@ -44,6 +44,7 @@ from ragloom.stores.codes import (
     Int8Codes,
     Int8Rows,
     load_faiss,
+    matvec,
     pack_bits,
 )
 from ragloom.stores.compressed_log import PARAMS, SCHEMA, drop_documents, insert_chunks
@@ -423,7 +424,7 @@ class CompressedVectorStore:
             rows.append(self._rowids[slots])
             scores.append(rescored(self._segments, query, slots, self.rescore is None and self.first_stage == "int8"))
         if self._tail_rows.size:
-            tail_scores = self._tail @ query
+            tail_scores = matvec(self._tail, query)
             if tail_allowed is not None:
                 rows.append(self._tail_rows[tail_allowed])
                 scores.append(tail_scores[tail_allowed])
