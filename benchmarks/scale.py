@@ -130,14 +130,26 @@ def _merge_topk(
     return np.take_along_axis(merged_s, keep, 1), np.take_along_axis(merged_r, keep, 1)
 
 
-def _parse_setting(text: str) -> tuple[str, str, int | None]:
-    """``binary:fp32``, ``binary-ivf1024:fp32``, ``int8:fp32`` → (first stage, rescore, IVF lists)."""
-    first, rescore = text.split(":")
+def _parse_setting(text: str) -> tuple[str, str, int | None, str | None]:
+    """``binary:fp32``, ``binary-ivf1024:fp32``, ``int8:fp32``, ``binary-ivf1024:int8:fp32`` (three stages: an
+    int8 middle stage) → (first stage, rescore, IVF lists, middle)."""
+    stages = text.split(":")
+    first, rescore = stages[0], stages[-1]
+    middle = stages[1] if len(stages) == 3 else None
     ivf = None
     if "-ivf" in first:
         first, lists = first.split("-ivf")
         ivf = int(lists)
-    return first, rescore, ivf
+    return first, rescore, ivf, middle
+
+
+def _grid(text: list[str]) -> list[tuple[int, int, int]]:
+    """``nprobe:oversample[:rescore_oversample]`` → (nprobe, oversample, rescore_oversample or 0)."""
+    out = []
+    for item in text:
+        values = [int(v) for v in item.split(":")]
+        out.append((values[0], values[1], values[2] if len(values) > 2 else 0))
+    return out
 
 
 def _loadavg() -> str:
@@ -164,8 +176,9 @@ def dense(args: argparse.Namespace) -> None:
         step = args.batch
         stores: dict[str, CompressedVectorStore] = {}
         for text in args.settings:
-            first, rescore, ivf = _parse_setting(text)
-            label = f"{first}{f'-ivf{ivf}' if ivf else ''}+{rescore}" if rescore != "none" else first
+            first, rescore, ivf, middle = _parse_setting(text)
+            label = f"{first}{f'-ivf{ivf}' if ivf else ''}{f'+{middle}' if middle else ''}"
+            label += f"+{rescore}" if rescore != "none" else ""
             stores[label] = CompressedVectorStore(
                 folder / label,
                 args.dim,
@@ -173,6 +186,7 @@ def dense(args: argparse.Namespace) -> None:
                 rescore=None if rescore == "none" else rescore,  # type: ignore[arg-type]
                 flush_rows=step,
                 ivf_lists=ivf,
+                middle=middle,  # type: ignore[arg-type]
             )
         build = dict.fromkeys(stores, 0.0)
         empty = {label for label, store in stores.items() if len(store) == 0}  # --reuse: built here if missing
@@ -247,26 +261,36 @@ def dense(args: argparse.Namespace) -> None:
                         rams[name] = fp32_bytes + size * args.hnsw_m * 2 * 4
         for label, store in stores.items():
             ram = float(sum(store.stats()["bytes_in_ram"].values()))
-            if store.ivf_lists:
-                grid = [tuple(int(v) for v in g.split(":")) for g in args.ivf_grid]
+            if store.middle:
+                grid = _grid(args.middle_grid)
+                grid = [g for g in grid if g[0]] if store.ivf_lists else [(0, o, r) for _, o, r in grid]
+            elif store.ivf_lists:
+                grid = _grid(args.ivf_grid)
             elif store.first_stage == "binary":
-                grid = [(0, over) for over in args.oversample]
+                grid = [(0, over, 0) for over in args.oversample]
             else:
-                grid = [(0, over) for over in args.int8_oversample]
-            for nprobe, over in grid:
+                grid = [(0, over, 0) for over in args.int8_oversample]
+            for nprobe, over, final in dict.fromkeys(grid):
 
-                def run(q: np.ndarray, store: Any = store, over: int = over, nprobe: int = nprobe) -> set[int]:
+                def run(
+                    q: np.ndarray, store: Any = store, over: int = over, nprobe: int = nprobe, final: int = final
+                ) -> set[int]:
                     store.oversample, store.nprobe = over, nprobe or store.nprobe
+                    store.rescore_oversample = final or store.rescore_oversample
                     return {_row(c) for c, _ in store.search(q, k)[0]}
 
                 knobs = (f"nprobe {nprobe}, " if nprobe else "") + f"oversample {over}"
+                knobs += f", fp32 rescoring of {k * final}" if final else ""
                 name = f"ragloom {label} ({knobs})"
                 systems[name] = run
                 rams[name] = ram
                 code_bytes = size * args.dim / 8 if store.first_stage == "binary" else size * args.dim
                 if store._ivf is not None:
                     code_bytes *= min(1.0, nprobe / store._ivf.params.nlist)
-                floors[name] = code_bytes + k * over * args.dim * 4
+                if final:  # int8 codes of every candidate, fp32 of the few
+                    floors[name] = code_bytes + k * over * args.dim + k * final * args.dim * 4
+                else:
+                    floors[name] = code_bytes + k * over * args.dim * 4
                 if store.first_stage == "int8":
                     slow.add(name)
         for store in stores.values():  # rescoring files read once: every system meets a warm page cache
@@ -308,7 +332,7 @@ def dense(args: argparse.Namespace) -> None:
             )
         for label, store in stores.items():
             if store._ivf is not None:
-                _measure_deletes(store, label, size, queries, k)
+                _measure_deletes(store, label, size, queries, k, draw, step)
         print(f"- process RSS {rss_mib():,.0f} MiB, peak {peak_rss_mib():,.0f} MiB (includes the peers' fp32 copies)")
         matrix = None  # the peers' float32 copy goes before the next size
         for store in stores.values():
@@ -319,13 +343,18 @@ def dense(args: argparse.Namespace) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _measure_deletes(store: Any, label: str, size: int, queries: np.ndarray, k: int) -> None:
-    """Deleting from the IVF (faiss ``remove_ids``: one pass over the lists) against re-opening (a rebuild)."""
+def _measure_deletes(
+    store: Any, label: str, size: int, queries: np.ndarray, k: int, draw: Callable[[int, int], np.ndarray], step: int
+) -> None:
+    """Deleting from the IVF (faiss ``remove_ids``: one pass over the lists) against re-opening (a rebuild); the
+    deleted documents are added back afterwards (into the tail) so a ``--keep`` store stays whole for ``--reuse``."""
+    deleted: list[str] = []
     for count in (1, 1000):
         doc_ids = [f"d{i}" for i in range(0, size, max(1, size // count))][:count]
         began = time.perf_counter()
         store.delete_documents(doc_ids)
         took = time.perf_counter() - began
+        deleted += doc_ids
         gone = {int(d[1:]) for d in doc_ids}
         leaked = sum(len({_row(c) for c, _ in row} & gone) for row in store.search(queries, k))
         print(
@@ -335,6 +364,16 @@ def _measure_deletes(store: Any, label: str, size: int, queries: np.ndarray, k: 
     began = time.perf_counter()
     store.reload()
     print(f"- {label}: reload (rebuild the IVF from the segments' codes and lists) {time.perf_counter() - began:.1f} s")
+    _restore(store, sorted({int(d[1:]) for d in deleted}), draw, step)
+
+
+def _restore(store: Any, rows: list[int], draw: Callable[[int, int], np.ndarray], step: int) -> None:
+    """Add generated rows back (regenerated from their batch's seed), e.g. after ``_measure_deletes``."""
+    for start in sorted({row - row % step for row in rows}):
+        batch = draw(step, start)
+        mine = [row for row in rows if start <= row < start + step]
+        for row in mine:
+            store.replace_documents([], _chunks(row, 1), batch[row - start : row - start + 1])
 
 
 def _scifact_embeddings() -> dict[str, Any]:
@@ -438,13 +477,19 @@ def main(argv: list[str]) -> None:
     parser.add_argument(
         "--settings",
         nargs="+",
-        default=["binary:fp32", "binary-ivf1024:fp32", "int8:fp32"],
+        default=["binary:fp32", "binary-ivf1024:fp32", "binary-ivf1024:int8:fp32", "int8:fp32"],
         help="first_stage:rescore pairs; binary-ivfN: binary IVF first stage of N lists",
     )
     parser.add_argument("--oversample", type=int, nargs="+", default=[30, 100])
     parser.add_argument("--int8-oversample", type=int, nargs="+", default=[1])
     parser.add_argument(
         "--ivf-grid", nargs="+", default=["8:100", "16:100", "32:100", "64:100", "16:30"], help="nprobe:oversample"
+    )
+    parser.add_argument(
+        "--middle-grid",
+        nargs="+",
+        default=["16:100:5", "16:100:2", "16:30:3", "16:200:5", "32:200:5"],
+        help="three-stage settings (binary:int8:fp32): nprobe:oversample:rescore_oversample (nprobe ignored flat)",
     )
     parser.add_argument("--ivf-lists", type=int, default=1024, help="ten-million: IVF lists")
     parser.add_argument("--vectors", default=None, help="ten-million: an existing .npy of the generated rows")

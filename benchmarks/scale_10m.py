@@ -1,12 +1,17 @@
-"""Ten million dense vectors on one machine: the binary IVF first stage + float32 rescoring from a memory-mapped file.
+"""Ten million dense vectors on one machine: the binary IVF first stage + float32 rescoring from a memory-mapped file,
+and the three-stage search (binary IVF → int8 codes in RAM → float32 rescoring of the few best).
 
     python -m benchmarks scale ten-million --sizes 10000000 --queries 100 --workdir /tmp
+    python -m benchmarks scale ten-million --vectors /tmp/v.npy --settings binary-ivf1024:int8:fp32 \
+        --middle-grid 16:300:5 32:1000:5        # reuse a generated file; three stages only
 
 The float32 matrix (15.4 GB at 10M × 384) is generated and written to disk in chunks and never held in RAM; the
 exact answer of every query is folded in chunk by chunk as the rows are made (a streamed scan, no second read).
 The first stage is the compressed store's own components (``BinaryIVF``, ``pack_bits``, the memory-mapped
-rescoring with ``MADV_RANDOM``); the chunk table in SQLite is left out (inserting 10M chunk rows takes ~25 min
-on this machine and does not change the search: the 1M table measures the whole store). Prints p50/p95 ms,
+rescoring with ``MADV_RANDOM``; for three stages the store-wide int8 calibration and ``Int8Rows``, 384 B a row
+in RAM, fitted on the first chunk as the store fits it on its first segment); the chunk table in SQLite is left
+out (inserting 10M chunk rows takes ~25 min on this machine and does not change the search: the 1M table measures
+the whole store). Prints p50/p95 ms,
 recall@10 against exact, the IVF's bytes in RAM and the process's peak RSS (``resource.getrusage``).
 """
 
@@ -25,8 +30,10 @@ import numpy as np
 from benchmarks._common import machine, median, peak_rss_mib, percentile
 from benchmarks.scale import (
     _batches,
+    _grid,
     _loadavg,
     _merge_topk,
+    _parse_setting,
     _recall,
     _time_alternating,
     bandwidth_gbs,
@@ -37,7 +44,7 @@ from benchmarks.scale import (
 
 def ten_million(args: argparse.Namespace) -> None:
     from ragloom.stores.binary_ivf import BinaryIVF
-    from ragloom.stores.codes import pack_bits
+    from ragloom.stores.codes import Int8Calibration, Int8Rows, matvec, pack_bits
     from ragloom.stores.compressed_segments import map_random
 
     size, dim, k, step = args.sizes[0], args.dim, args.k, args.batch
@@ -56,7 +63,10 @@ def ten_million(args: argparse.Namespace) -> None:
             _write_vectors(file, draw, size, dim, step)
         offset = np.load(file, mmap_mode="r").offset
         best = (np.full((len(queries), k), -np.inf, np.float32), np.zeros((len(queries), k), np.int64))
-        threshold, ivf = None, None
+        threshold, ivf, middle = None, None, None
+        settings = [_parse_setting(text) for text in args.settings]
+        two_stage = any(ivf_lists and not mid for _, _, ivf_lists, mid in settings)
+        three_stage = any(ivf_lists and mid == "int8" for _, _, ivf_lists, mid in settings)
         started, trained = time.perf_counter(), 0.0
         with open(file, "rb") as handle:  # plain reads, not a memory map: the RSS figure stays the process's own
             handle.seek(offset)
@@ -67,7 +77,12 @@ def ten_million(args: argparse.Namespace) -> None:
                     began = time.perf_counter()
                     ivf = BinaryIVF.train(x, args.ivf_lists)
                     trained = time.perf_counter() - began
+                    if three_stage:
+                        middle = Int8Rows(Int8Calibration.fit(x), dim)
+                        middle.reserve(size)
                 assert threshold is not None
+                if middle is not None:
+                    middle.add(middle.calibration.encode(x))
                 ivf.add(pack_bits(x, threshold), np.arange(start, start + n, dtype=np.int64), ivf.assign(x))
                 best = _merge_topk(best, queries, x, start, k)
                 if (start // step) % 8 == 0:
@@ -83,25 +98,36 @@ def ten_million(args: argparse.Namespace) -> None:
         )
         vectors = map_random(np.load(file, mmap_mode="r", allow_pickle=False))
 
-        def search(q: np.ndarray, nprobe: int, over: int) -> set[int]:
-            slots = np.sort(ivf.search(q, pack_bits(q[None, :], threshold)[0], k * over, nprobe))
-            scores = np.asarray(vectors[slots]) @ q  # ascending reads from the memory map
+        def search(q: np.ndarray, nprobe: int, over: int, final: int) -> set[int]:
+            slots = ivf.search(q, pack_bits(q[None, :], threshold)[0], k * over, nprobe)
+            if final and slots.size > k * final:  # the int8 middle stage, as the store runs it
+                assert middle is not None
+                slots = slots[np.argpartition(-middle.scores(q, slots), k * final - 1)[: k * final]]
+            slots = np.sort(slots)
+            scores = matvec(np.asarray(vectors[slots]), q)  # ascending reads from the memory map
             return set(slots[np.argpartition(-scores, k - 1)[:k]].tolist())
 
-        grid = [tuple(int(v) for v in g.split(":")) for g in args.ivf_grid]
+        grid = (_grid(args.ivf_grid) if two_stage else []) + (_grid(args.middle_grid) if three_stage else [])
         systems = {
-            f"binary IVF + fp32 rescoring (nprobe {p}, oversample {o})": (lambda q, p=p, o=o: search(q, p, o))
-            for p, o in grid
+            (
+                f"binary IVF + int8 ({k * o} candidates) + fp32 rescoring of {k * f} (nprobe {p})"
+                if f
+                else f"binary IVF + fp32 rescoring (nprobe {p}, oversample {o})"
+            ): (lambda q, p=p, o=o, f=f: search(q, p, o, f))
+            for p, o, f in grid
         }
         lat = _time_alternating(systems, queries)
         print("\n| system | p50 ms | p95 ms | p99 ms | recall@10 | bytes scanned floor ms | index RAM |")
         print("|---|---|---|---|---|---|---|")
-        for (name, fn), (nprobe, over) in zip(systems.items(), grid):
+        index_ram = ivf.nbytes + (middle.nbytes if middle is not None else 0)
+        for (name, fn), (nprobe, over, final) in zip(systems.items(), grid):
             recall = _recall([fn(q) for q in queries], exact, k)
-            floor = (size * dim / 8 * nprobe / ivf.params.nlist + k * over * dim * 4) / (gbs * 1e9) * 1000
+            read = k * over * dim + k * final * dim * 4 if final else k * over * dim * 4
+            floor = (size * dim / 8 * nprobe / ivf.params.nlist + read) / (gbs * 1e9) * 1000
+            ram = ivf.nbytes + (middle.nbytes if final and middle is not None else 0)
             print(
                 f"| {name} | {median(lat[name]):.2f} | {percentile(lat[name], 95):.2f} | "
-                f"{percentile(lat[name], 99):.2f} | {recall:.3f} | {floor:.2f} | {ivf.nbytes / 2**20:,.0f} MiB |",
+                f"{percentile(lat[name], 99):.2f} | {recall:.3f} | {floor:.2f} | {ram / 2**20:,.0f} MiB |",
                 flush=True,
             )
         exact_floor = size * dim * 4 / (gbs * 1e9) * 1000
@@ -110,7 +136,9 @@ def ten_million(args: argparse.Namespace) -> None:
             f"({size * dim * 4 / 1e9:.1f} GB per query)"
         )
         print(
-            f"- IVF in RAM {ivf.nbytes / 2**20:,.0f} MiB (codes + ids + centres); float32 vectors memory-mapped "
+            f"- IVF in RAM {ivf.nbytes / 2**20:,.0f} MiB (codes + ids + centres), int8 middle-stage codes "
+            f"{(middle.nbytes if middle is not None else 0) / 2**20:,.0f} MiB (index RAM in all "
+            f"{index_ram / 2**20:,.0f} MiB); float32 vectors memory-mapped "
             f"{vectors.nbytes / 2**30:.1f} GiB; process RSS now {rss_mib():,.0f} MiB (includes mapped pages the "
             f"rescoring touched), peak RSS {peak_rss_mib():,.0f} MiB (getrusage); load average {_loadavg()}"
         )

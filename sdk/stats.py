@@ -113,9 +113,10 @@ def retriever_stats(folder: str | Path, name: str | None = None) -> RetrieverSta
     rest = [p for p in _files(folder) if p not in seen]
     if rest:
         parts.append(Component("other files", disk=_size(rest), note="not read by search"))
-    label = (
-        store_kind if store_kind != "compressed" else f"compressed {store.get('first_stage')}+{store.get('rescore')}"
-    )
+    label = store_kind
+    if store_kind == "compressed":
+        middle = f"+{store['middle']}" if store.get("middle") else ""
+        label = f"compressed {store.get('first_stage')}{middle}+{store.get('rescore')}"
     return RetrieverStats(name or folder.name, kind, label, chunks, tuple(parts))
 
 
@@ -128,7 +129,7 @@ def _memory(folder: Path, chunks: int, dim: int) -> tuple[list[Component], set[P
     ], files
 
 
-_SEGMENT = re.compile(r"^seg-\d{6}\.(rows|codes|vectors|calib|lists)\.npy$")
+_SEGMENT = re.compile(r"^seg-\d{6}\.(rows|codes|vectors|calib|lists|middle)\.npy$")
 
 
 def _compressed(folder: Path, chunks: int, dim: int) -> tuple[list[Component], set[Path]]:
@@ -158,6 +159,11 @@ def _compressed(folder: Path, chunks: int, dim: int) -> tuple[list[Component], s
         ),
         Component("unflushed tail (float32, searched exactly)", ram=tail * dim * 4, note=f"{tail} rows"),
         *_ivf_component(by_part),
+        *(
+            [Component("middle-stage int8 codes", disk=by_part["middle"], ram=by_part["middle"])]
+            if "middle" in by_part
+            else []
+        ),
     ], files
 
 
@@ -244,7 +250,7 @@ def estimate_ingest(
     retrievers: Iterable[Mapping[str, Any]],
 ) -> list[RetrieverStats]:
     """What indexing ``characters`` of text in ``documents`` will cost, per retriever spec (``kind``, ``store``,
-    ``dim``, ``chunk_size``, ``overlap``, ``name``; compressed stores also ``first_stage``/``rescore``).
+    ``dim``, ``chunk_size``, ``overlap``, ``name``; compressed stores also ``first_stage``/``rescore``/``middle``).
 
     Chunks are counted from ~4.2 characters a token (the exact count needs the tokenizer, i.e. the real ingest)."""
     tokens = characters / _CHARS_PER_TOKEN
@@ -272,6 +278,11 @@ def estimate_ingest(
             parts = [
                 Component("first-stage codes", disk=chunks * code, ram=chunks * code, estimated=True),
                 Component("rescoring vectors", disk=vectors, mapped=vectors, estimated=True),
+                *(
+                    [Component("middle-stage int8 codes", disk=chunks * dim, ram=chunks * dim, estimated=True)]
+                    if spec.get("middle") == "int8"
+                    else []
+                ),
                 Component("row maps", disk=chunks * 8, ram=chunks * 9, estimated=True),
                 Component("chunks (SQLite)", disk=text + chunks * 250, estimated=True),
             ]

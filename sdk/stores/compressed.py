@@ -5,13 +5,17 @@ distance — 32x less RAM than float32), ``"int8"`` (per-dimension calibrated sc
 (exact, the reference, memory-mapped). ``rescore``: the top ``k * oversample`` candidates are rescored with the
 ``"fp32"`` or ``"int8"`` vectors, read from a memory-mapped ``.npy`` so only the codes need RAM; ``None`` keeps the
 first stage's scores (int8 and fp32 only). ``ivf_lists``: the binary codes go into a faiss ``IndexBinaryIVF``
-(:mod:`ragloom.stores.binary_ivf`; ``nprobe`` lists searched per query) instead of a flat Hamming scan. The settings
+(:mod:`ragloom.stores.binary_ivf`; ``nprobe`` lists searched per query) instead of a flat Hamming scan.
+``middle="int8"``: a three-stage search — the binary first stage's ``k * oversample`` candidates are rescored with
+int8 codes held in RAM (one byte a dimension) and only the best ``k * rescore_oversample`` go on to the fp32
+rescoring from the memory map (:mod:`ragloom.stores.compressed_settings`). The settings
 are recorded in the store and in the index manifest; opening with other settings raises
 :class:`ragloom.errors.StoreMismatchError`.
 
 A directory holds ``chunks.sqlite`` (chunks (rowid = position), settings, segments, tombstones: the commit log),
 the segments' ``.npy`` files (:mod:`ragloom.stores.compressed_segments`) and, for the binary IVF, its centres
-(``binary-ivf.faiss``, written once).
+(``binary-ivf.faiss``, written once). The binary sign threshold and the middle stage's int8 calibration are fitted
+on the first segment and recorded in SQLite.
 
 New rows live in SQLite with their float32 vector (the "tail", searched exactly in RAM) until ``flush_rows`` of
 them gather; then one segment's files are written atomically and a single SQLite transaction records the segment
@@ -34,7 +38,15 @@ import numpy as np
 from ragloom.errors import IndexCorruptError, InvalidInputError, StoreMismatchError
 from ragloom.protocols import Filters
 from ragloom.stores.binary_ivf import DEFAULT_NPROBE, BinaryIVF, ivf_candidates, open_ivf, write_ivf
-from ragloom.stores.codes import BinaryCodes, Int8Calibration, Int8Codes, load_faiss, pack_bits
+from ragloom.stores.codes import (
+    BinaryCodes,
+    Int8Calibration,
+    Int8Codes,
+    Int8Rows,
+    load_faiss,
+    matvec,
+    pack_bits,
+)
 from ragloom.stores.compressed_log import PARAMS, SCHEMA, drop_documents, insert_chunks
 from ragloom.stores.compressed_segments import (
     OWNED,
@@ -42,15 +54,24 @@ from ragloom.stores.compressed_segments import (
     bytes_on_disk,
     encode_segment,
     open_segment,
+    rescored,
     segment_candidates,
     write_segment_files,
 )
-from ragloom.stores.compressed_settings import DEFAULT_OVERSAMPLE, FirstStage, Rescore, checked_oversample
+from ragloom.stores.compressed_settings import (
+    DEFAULT_MIDDLE_OVERSAMPLE,
+    DEFAULT_OVERSAMPLE,
+    FirstStage,
+    Middle,
+    Rescore,
+    checked_middle,
+    checked_oversample,
+)
 from ragloom.stores.files import connect_sqlite, crash_point
 from ragloom.stores.rows import check_filters, check_vectors, chunk_matches, top_k
 from ragloom.types import Chunk
 
-__all__ = ["DEFAULT_OVERSAMPLE", "CompressedVectorStore", "FirstStage", "Rescore"]
+__all__ = ["DEFAULT_OVERSAMPLE", "CompressedVectorStore", "FirstStage", "Middle", "Rescore"]
 
 
 class CompressedVectorStore:
@@ -58,7 +79,10 @@ class CompressedVectorStore:
     in-memory SQLite and RAM segments). ``oversample``: candidates rescored per result (``k * oversample``;
     default per first stage, :data:`DEFAULT_OVERSAMPLE`). ``ivf_lists``: binary first stage through a faiss
     ``IndexBinaryIVF`` of that many lists (the ``compress`` extra; worth it from ~100k rows); ``nprobe``: lists
-    searched per query (default :data:`ragloom.stores.binary_ivf.DEFAULT_NPROBE`), a search-time knob."""
+    searched per query (default :data:`ragloom.stores.binary_ivf.DEFAULT_NPROBE`), a search-time knob.
+    ``middle="int8"``: int8 rescoring of the first stage's candidates in RAM before the fp32 rescoring of the best
+    ``k * rescore_oversample`` (defaults in :mod:`ragloom.stores.compressed_settings`; both oversamplings are
+    search-time knobs, ``middle`` is recorded)."""
 
     def __init__(
         self,
@@ -72,7 +96,12 @@ class CompressedVectorStore:
         use_faiss: bool | None = None,
         ivf_lists: int | None = None,
         nprobe: int | None = None,
+        middle: Middle | None = None,
+        rescore_oversample: int | None = None,
     ) -> None:
+        self.rescore_oversample = checked_middle(first_stage, rescore, middle, rescore_oversample)
+        if middle is not None and oversample is None:
+            oversample = DEFAULT_MIDDLE_OVERSAMPLE
         oversample = checked_oversample(
             first_stage, rescore, oversample, flush_rows, use_faiss=use_faiss, ivf_lists=ivf_lists, nprobe=nprobe
         )
@@ -85,6 +114,8 @@ class CompressedVectorStore:
         self.ivf_lists = ivf_lists
         self.nprobe = DEFAULT_NPROBE if nprobe is None else nprobe
         self._ivf: BinaryIVF | None = None
+        self.middle: Middle | None = middle
+        self._middle: Int8Rows | None = None  # the middle stage's codes of every segment row, by slot
         self._dim = dim
         self._lock = threading.RLock()
         self._segments: list[Segment] = []
@@ -118,6 +149,8 @@ class CompressedVectorStore:
         settings: dict[str, object] = {"first_stage": self.first_stage, "rescore": self.rescore}
         if self.ivf_lists is not None:
             settings["ivf_lists"] = self.ivf_lists
+        if self.middle is not None:  # absent from stores built before the three-stage search: they open unchanged
+            settings["middle"] = self.middle
         return settings
 
     def _meta(self, key: str) -> Any:
@@ -140,6 +173,7 @@ class CompressedVectorStore:
         """Re-read the committed state (another process wrote since this one loaded)."""
         with self._lock:
             self._segments, self._binary, self._threshold, self._ivf = [], None, None, None
+            self._middle = None
             self._rowids, self._alive = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
             self._tail_rows = np.zeros(0, dtype=np.int64)
             self._tail = np.zeros((0, self._dim or 0), dtype=np.float32)
@@ -169,7 +203,14 @@ class CompressedVectorStore:
             self._threshold = np.asarray(threshold, dtype=np.float32)
         ivf = self._meta("ivf")
         self._ivf = open_ivf(self.path, ivf) if ivf is not None else None
-        for seg_id, n_rows, files in self._db.execute("SELECT id, rows, files FROM segments ORDER BY id").fetchall():
+        segments = self._db.execute("SELECT id, rows, files FROM segments ORDER BY id").fetchall()
+        middle = self._meta("middle_calibration")
+        if middle is not None:
+            self._middle = Int8Rows(Int8Calibration.from_array(np.asarray(middle, dtype=np.float32)), len(middle[0]))
+            self._middle.reserve(sum(int(n_rows) for _, n_rows, _ in segments))  # one allocation, no regrowth
+        elif self.middle is not None and segments:
+            raise IndexCorruptError(f"{self.path}: the middle stage's calibration is missing; re-index")
+        for seg_id, n_rows, files in segments:
             self._attach(open_segment(self.path, int(seg_id), int(n_rows), json.loads(files)))
         tombs = np.fromiter((r for (r,) in self._db.execute("SELECT rowid FROM tombstones")), dtype=np.int64)
         if tombs.size:
@@ -194,6 +235,11 @@ class CompressedVectorStore:
     def _attach(self, seg: Segment) -> None:
         """Append a segment to the searchable set (binary codes move into the one concatenated code matrix)."""
         seg.offset = self._rowids.size
+        if self.middle is not None:
+            if seg.middle is None or self._middle is None:
+                raise IndexCorruptError(f"{self.path}: segment {seg.id} has no middle-stage codes; re-index")
+            self._middle.add(seg.middle)
+            seg.middle = None
         if self._ivf is not None and seg.codes is not None:
             if seg.lists is None:
                 raise IndexCorruptError(f"{self.path}: segment {seg.id} has no IVF lists file; re-index")
@@ -282,7 +328,14 @@ class CompressedVectorStore:
                 "INSERT OR REPLACE INTO meta VALUES ('threshold', ?)", (json.dumps(self._threshold.tolist()),)
             )
         seg_id = max(1 + max((s.id for s in self._segments), default=0), int(self._meta("next_segment") or 1))
-        parts = encode_segment(vectors, rows, self.first_stage, self.rescore, self._threshold)
+        if self.middle is not None and (self._middle is None or self._meta("middle_calibration") is None):
+            self._middle = Int8Rows(Int8Calibration.fit(vectors), int(vectors.shape[1]))  # the first segment's
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('middle_calibration', ?)",
+                (json.dumps(self._middle.calibration.to_array().tolist()),),
+            )
+        calibration = self._middle.calibration if self._middle is not None else None
+        parts = encode_segment(vectors, rows, self.first_stage, self.rescore, self._threshold, calibration)
         if self.ivf_lists is not None:
             if self._ivf is None or self._meta("ivf") is None:  # the first segment (or a rolled-back one)
                 self._ivf = self._train_ivf(vectors)
@@ -300,6 +353,7 @@ class CompressedVectorStore:
             parts.get("vectors"),
             calibration,
             parts.get("lists"),
+            parts.get("middle"),
         )
 
     def _train_ivf(self, vectors: np.ndarray) -> BinaryIVF:
@@ -328,7 +382,7 @@ class CompressedVectorStore:
         queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
         if not np.all(np.isfinite(queries)):
             raise InvalidInputError("Query vectors contain NaN or Inf; check the encoder's output")
-        if len(self) == 0 or k <= 0:
+        if k <= 0 or self._rowids.size + self._tail_rows.size == 0:  # (deleted rows are never found)
             return [[] for _ in range(queries.shape[0])]
         if queries.shape[1] != self._dim:
             raise InvalidInputError(f"Query dimension {queries.shape[1]} != index dimension {self._dim}")
@@ -337,7 +391,7 @@ class CompressedVectorStore:
             found = [self._search_one(q, k, allowed, tail_allowed) for q in queries]
             wanted = sorted({r for rows, _ in found for r in rows.tolist()})
             chunks = self._chunks(wanted)
-        return [[(chunks[int(r)], float(s)) for r, s in zip(rows, scores)] for rows, scores in found]
+        return [[(chunks[r], s) for r, s in zip(rows.tolist(), scores.tolist())] for rows, scores in found]
 
     def _allowed(self, filters: Filters | None) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Slots the first stage may return (None: every live one) and a mask over the tail (None: all)."""
@@ -362,10 +416,15 @@ class CompressedVectorStore:
         scores: list[np.ndarray] = []
         if self._segments and (allowed is None or allowed.size):
             slots = self._first_stage(query, k, allowed)
+            if self._middle is not None and self.rescore_oversample is not None:
+                keep = k * self.rescore_oversample
+                if slots.size > keep:  # the int8 middle stage: only the best go on to the fp32 reads
+                    approximate = self._middle.scores(query, slots)
+                    slots = slots[np.argpartition(-approximate, keep - 1)[:keep]]
             rows.append(self._rowids[slots])
-            scores.append(self._rescored(query, slots))
+            scores.append(rescored(self._segments, query, slots, self.rescore is None and self.first_stage == "int8"))
         if self._tail_rows.size:
-            tail_scores = self._tail @ query
+            tail_scores = matvec(self._tail, query)
             if tail_allowed is not None:
                 rows.append(self._tail_rows[tail_allowed])
                 scores.append(tail_scores[tail_allowed])
@@ -400,25 +459,6 @@ class CompressedVectorStore:
         found = [segment_candidates(seg, query, count, allowed, self.first_stage) for seg in self._segments]
         return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
-    def _rescored(self, query: np.ndarray, slots: np.ndarray) -> np.ndarray:
-        """Scores of the candidate ``slots``: rescored from the memory-mapped vectors (or the first stage's)."""
-        out = np.empty(slots.size, dtype=np.float32)
-        offsets = np.asarray([seg.offset for seg in self._segments])
-        owners = np.searchsorted(offsets, slots, side="right") - 1
-        for index in np.unique(owners).tolist():
-            seg = self._segments[index]
-            mine = np.flatnonzero(owners == index)
-            local = slots[mine] - seg.offset
-            order = np.argsort(local)  # ascending reads from the memory map
-            if self.rescore is None and self.first_stage == "int8":
-                vectors = seg.codes.decode(local[order])
-            else:
-                assert seg.vectors is not None
-                block = np.asarray(seg.vectors[local[order]])
-                vectors = block if block.dtype == np.float32 else seg.calibration.decode(block)
-            out[mine[order]] = vectors @ query
-        return out
-
     def _chunks(self, rowids: list[int]) -> dict[int, Chunk]:
         found: dict[int, Chunk] = {}
         for start in range(0, len(rowids), PARAMS):
@@ -441,7 +481,7 @@ class CompressedVectorStore:
             return {d for (d,) in self._db.execute("SELECT DISTINCT doc_id FROM chunks")}
 
     def __len__(self) -> int:
-        return int(self._alive.sum()) + int(self._tail_rows.size)
+        return int(np.count_nonzero(self._alive)) + int(self._tail_rows.size)
 
     def stats(self) -> dict[str, Any]:
         """Rows, segments and bytes: on disk (per file kind) and in RAM (codes, row maps, tail); memory-mapped
@@ -457,6 +497,8 @@ class CompressedVectorStore:
                 "row_maps": int(self._rowids.nbytes + self._alive.nbytes),
                 "tail_vectors": int(self._tail.nbytes + self._tail_rows.nbytes),
             }
+            if self._middle is not None:
+                ram["middle_codes"] = self._middle.nbytes
             if self.path is None:
                 ram["rescoring_vectors"] = mapped
             return {

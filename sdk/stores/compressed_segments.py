@@ -8,6 +8,7 @@ A segment's files::
     seg-000001.vectors.npy   rescoring vectors (float32 or int8), memory-mapped
     seg-000001.calib.npy     int8 calibration (low, step) of the segment
     seg-000001.lists.npy     binary IVF only: the IVF list of each row (int32; :mod:`ragloom.stores.binary_ivf`)
+    seg-000001.middle.npy    three-stage search only: int8 codes under the store-wide calibration, held in RAM
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 
 from ragloom.errors import IndexCorruptError
 from ragloom.stores.binary_ivf import IVF_FILE
-from ragloom.stores.codes import Int8Calibration, pack_bits
+from ragloom.stores.codes import Int8Calibration, matvec, pack_bits
 from ragloom.stores.files import atomic_write_bytes, npy_bytes
 from ragloom.stores.rows import top_k
 
@@ -35,11 +36,12 @@ __all__ = [
     "encode_segment",
     "map_random",
     "open_segment",
+    "rescored",
     "segment_candidates",
     "write_segment_files",
 ]
 
-OWNED = re.compile(r"^seg-(\d{6})\.(rows|codes|vectors|calib|lists)\.npy$")
+OWNED = re.compile(r"^seg-(\d{6})\.(rows|codes|vectors|calib|lists|middle)\.npy$")
 """The segment files of a store folder (anything else there is SQLite's or not ours)."""
 
 
@@ -52,6 +54,7 @@ class Segment:
     vectors: np.ndarray | None  # memory-mapped rescoring (or fp32 first-stage) vectors
     calibration: Int8Calibration | None
     lists: np.ndarray | None = None  # IVF list of each row (binary IVF first stage) until attached
+    middle: np.ndarray | None = None  # int8 middle-stage codes until attached (then they live in Int8Rows)
 
 
 def map_random(array: np.ndarray) -> np.ndarray:
@@ -67,10 +70,18 @@ def map_random(array: np.ndarray) -> np.ndarray:
 
 
 def encode_segment(
-    vectors: np.ndarray, rows: np.ndarray, first_stage: str, rescore: str | None, threshold: np.ndarray | None
+    vectors: np.ndarray,
+    rows: np.ndarray,
+    first_stage: str,
+    rescore: str | None,
+    threshold: np.ndarray | None,
+    middle: Int8Calibration | None = None,
 ) -> dict[str, np.ndarray]:
-    """The files of a segment: rowids, first-stage codes, rescoring vectors, int8 calibration."""
+    """The files of a segment: rowids, first-stage codes, rescoring vectors, int8 calibration and, with a middle
+    stage, its int8 codes under the store-wide ``middle`` calibration."""
     parts: dict[str, np.ndarray] = {"rows": rows}
+    if middle is not None:
+        parts["middle"] = middle.encode(vectors)
     calibration = Int8Calibration.fit(vectors) if "int8" in (first_stage, rescore) else None
     if calibration is not None:
         parts["calib"] = calibration.to_array()
@@ -130,6 +141,7 @@ def open_segment(path: Path, seg_id: int, n_rows: int, files: dict[str, int]) ->
         seg.calibration = Int8Calibration.from_array(calib)
     seg.codes = array("codes")
     seg.lists = array("lists")
+    seg.middle = array("middle")
     return seg
 
 
@@ -173,3 +185,33 @@ def segment_candidates(
         scores = masked
         count = min(count, mine.size)
     return top_k(scores, count) + seg.offset
+
+
+_NO_SLOT = np.iinfo(np.int64).max  # past the last segment's slots
+
+
+def rescored(segments: list[Segment], query: np.ndarray, slots: np.ndarray, codes_only: bool) -> np.ndarray:
+    """Scores of the candidate ``slots``: from the memory-mapped rescoring vectors (fp32, or int8 decoded), or from
+    the int8 first stage's codes (``codes_only``). Slots are sorted once and split at the segments' offsets, so
+    each segment's rows are read in ascending order with no per-segment mask over all candidates."""
+    out = np.empty(slots.size, dtype=np.float32)
+    order = np.argsort(slots)
+    ordered = slots[order]
+    bounds = np.searchsorted(ordered, [seg.offset for seg in segments] + [_NO_SLOT]).tolist()
+    for index, seg in enumerate(segments):
+        start, end = bounds[index], bounds[index + 1]
+        if start == end:
+            continue
+        local = ordered[start:end] - seg.offset
+        if codes_only:
+            vectors = seg.codes.decode(local)
+        else:
+            assert seg.vectors is not None
+            block = np.asarray(seg.vectors[local])
+            if block.dtype == np.float32:
+                vectors = block
+            else:
+                assert seg.calibration is not None
+                vectors = seg.calibration.decode(block)
+        out[order[start:end]] = matvec(vectors, query)
+    return out

@@ -10,9 +10,18 @@ import numpy as np
 import pytest
 
 from ragloom.adapters.dense import DenseRetriever, TransformersDenseEncoder
-from ragloom.errors import ConfigError, InvalidInputError, StoreMismatchError
+from ragloom.errors import ConfigError, IndexCorruptError, InvalidInputError, StoreMismatchError
 from ragloom.stores import InMemoryVectorStore
-from ragloom.stores.codes import BinaryCodes, Int8Calibration, Int8Codes, hamming, int8_scores, pack_bits
+from ragloom.stores.codes import (
+    BinaryCodes,
+    Int8Calibration,
+    Int8Codes,
+    Int8Rows,
+    hamming,
+    int8_scores,
+    matvec,
+    pack_bits,
+)
 from ragloom.stores.compressed import CompressedVectorStore
 from ragloom.testing import RetrieverContract
 from ragloom.types import Chunk
@@ -168,6 +177,101 @@ def test_orphan_segment_files_are_removed(tmp_path: Path) -> None:
     store.close()
 
 
+def test_int8_rows_score_what_their_codes_decode_to() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3000, 48)).astype(np.float32)
+    calibration = Int8Calibration.fit(x[:1000])  # one calibration for every row, fitted on the first ones
+    rows = Int8Rows(calibration, 48)
+    for start in range(0, 3000, 700):  # appended a segment at a time: the buffer grows, the rows stay
+        rows.add(calibration.encode(x[start : start + 700]))
+    assert len(rows) == 3000 and rows.nbytes >= 3000 * 48
+    picked = rng.choice(3000, 2500, replace=False)  # more than one matrix-vector block, unsorted
+    want = calibration.decode(calibration.encode(x[picked])) @ x[3]
+    assert np.allclose(rows.scores(x[3], picked), want, atol=1e-4)
+    assert np.allclose(matvec(x[picked], x[3]), x[picked] @ x[3], atol=1e-5)
+    assert np.allclose(matvec(calibration.encode(x[:5]), x[3]), calibration.encode(x[:5]).astype(np.float32) @ x[3])
+
+
+def _three_stage(path: Path | None, **options: Any) -> CompressedVectorStore:
+    return CompressedVectorStore(path, 64, middle="int8", flush_rows=500, **options)
+
+
+def test_three_stage_search_matches_exact(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    data = _clustered(rng, 1500)
+    queries = data[:30] + 0.05 * rng.standard_normal((30, 64)).astype(np.float32)
+    store = _three_stage(tmp_path, oversample=200, rescore_oversample=200)  # every row reaches fp32: exact
+    for start in range(0, 1500, 300):  # two segments of 600 rows (one middle-code matrix) and a tail of 300
+        store.replace_documents([], _chunks(300, start), data[start : start + 300])
+    assert store.stats()["segments"] == 2 and store.stats()["tail_rows"] == 300
+    exact = InMemoryVectorStore(dim=64)
+    exact.replace_documents([], _chunks(1500), data)
+    want = exact.search(queries, 10)
+    assert _ids(store.search(queries, 10)) == _ids(want)
+    store.oversample, store.rescore_oversample = 50, 3  # 500 candidates scored in int8, 30 read in fp32
+    got = store.search(queries, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(_ids(want), _ids(got))])
+    assert recall >= 0.97
+    for query, row in zip(queries, got):  # found rows carry their exact float32 scores, best first
+        assert all(abs(float(data[int(c.text[1:])] @ query) - s) < 1e-5 for c, s in row)
+        assert [s for _, s in row] == sorted((s for _, s in row), reverse=True)
+    stats = store.stats()
+    assert stats["middle"] == "int8" and stats["bytes_in_ram"]["middle_codes"] >= 1200 * 64
+    assert stats["bytes_on_disk"]["middle"] > 1200 * 64
+    store.close()
+
+
+def test_three_stage_reopen_delete_filter_and_refusals(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    data = _clustered(rng, 1200)
+    store = _three_stage(tmp_path, oversample=30, rescore_oversample=2)
+    store.replace_documents([], _chunks(1200, doc_of=3), data)  # 400 documents of 3 chunks, one segment
+    assert store.delete_documents(["d0", "d7"]) == 6
+    store.close()
+    again = _three_stage(tmp_path, oversample=30, rescore_oversample=2)
+    assert len(again) == 1194 and len(again._middle) == 1200  # type: ignore[arg-type]
+    top = again.search(data[0], 5)[0]
+    assert not {c.doc_id for c, _ in top} & {"d0", "d7"}  # deleted rows never come back
+    only = again.search(data[60], 5, filters={"doc_id": "d20"})[0]
+    assert {c.doc_id for c, _ in only} == {"d20"} and len(only) == 3
+    again.replace_documents([], _chunks(600, start=3000), data[:600])  # a second segment, same calibration
+    assert again.search(data[1], 1)[0][0][0].text == "t3001"
+    again.close()
+    with pytest.raises(StoreMismatchError, match="middle: index has 'int8', given None"):
+        CompressedVectorStore(tmp_path, 64)
+    plain = tmp_path / "plain"
+    CompressedVectorStore(plain, 64).replace_documents([], _chunks(3), data[:3])
+    with pytest.raises(StoreMismatchError, match="middle: index has None, given 'int8'"):
+        _three_stage(plain)
+    assert len(CompressedVectorStore(plain, 64)) == 3  # a store built without the key opens unchanged
+    (tmp_path / "seg-000001.middle.npy").unlink()
+    with pytest.raises(IndexCorruptError, match="missing"):
+        _three_stage(tmp_path)
+    for bad in [
+        {"middle": "int4"},
+        {"middle": "int8", "first_stage": "int8"},
+        {"middle": "int8", "rescore": "int8"},
+        {"middle": "int8", "rescore_oversample": 0},
+        {"rescore_oversample": 5},  # needs a middle stage
+    ]:
+        with pytest.raises(InvalidInputError):
+            CompressedVectorStore(None, 16, **bad)  # type: ignore[arg-type]
+
+
+def test_three_stage_orphans_and_an_in_memory_store(tmp_path: Path) -> None:
+    store = _three_stage(tmp_path, oversample=4)
+    store.replace_documents([], _chunks(500), _clustered(np.random.default_rng(8), 500))
+    orphan = tmp_path / "seg-000042.middle.npy"
+    np.save(orphan, np.zeros((1, 64), np.int8))
+    store.recover()
+    assert not orphan.exists() and (tmp_path / "seg-000001.middle.npy").exists()
+    store.close()
+    data = _clustered(np.random.default_rng(9), 700)
+    memory = _three_stage(None, oversample=20, rescore_oversample=2)
+    memory.replace_documents([], _chunks(700), data)
+    assert memory.search(data[9], 1)[0][0][0].text == "t9"
+
+
 class TestDenseBinary(RetrieverContract):
     """The retriever contract over binary codes + fp32 rescoring, flushing segments every few chunks."""
 
@@ -186,6 +290,10 @@ class TestDenseBinary(RetrieverContract):
         return DenseRetriever(
             self.other, path, store="compressed", store_options=self.options, chunk_size=24, overlap=4
         )
+
+
+class TestDenseThreeStage(TestDenseBinary):
+    options: ClassVar[dict[str, Any]] = {"middle": "int8", "flush_rows": 3, "oversample": 20, "rescore_oversample": 2}
 
 
 class TestDenseInt8(TestDenseBinary):

@@ -49,6 +49,16 @@ def test_memory_and_compressed_indexes(tmp_path: Path, encoder: TransformersDens
     assert tail.ram == live["tail_rows"] * encoder.dim * 4  # type: ignore[attr-defined]
     assert found.disk == sum(p.stat().st_size for p in (tmp_path / "bin").rglob("*") if p.is_file())
 
+    three = {"flush_rows": 8, "middle": "int8"}  # the three-stage store: its int8 codes are counted in RAM
+    with DenseRetriever(encoder, tmp_path / "three", store="binary", store_options=three, chunk_size=24) as staged:
+        staged.add(DOCS)
+        live = staged.store.stats()
+    found = retriever_stats(tmp_path / "three")
+    assert found.store == "compressed binary+int8+fp32"
+    middle = _component(found, "middle-stage int8 codes")
+    assert middle.ram == middle.disk > live["bytes_in_ram"]["middle_codes"] > 0  # type: ignore[attr-defined]
+    assert found.disk == sum(p.stat().st_size for p in (tmp_path / "three").rglob("*") if p.is_file())
+
 
 def test_cli_stats_and_errors(tmp_path: Path, encoder: TransformersDenseEncoder) -> None:
     with DenseRetriever(encoder, tmp_path / "dense", store="int8", chunk_size=24) as retriever:
@@ -84,6 +94,8 @@ def test_estimates_scale_with_text_and_settings(tmp_path: Path) -> None:
     assert _component(binary, "first-stage codes").ram == binary.chunks * 48  # type: ignore[attr-defined]
     assert binary.ram * 8 < exact.ram and binary.mapped == exact.chunks * 384 * 4
     assert splade.ram > 0 and all(c.estimated for c in splade.components)
+    (staged,) = estimate_ingest(4_200_000 * 256, 1_000_000, [{**specs[1], "middle": "int8"}])
+    assert _component(staged, "middle-stage int8 codes").ram == staged.chunks * 384  # type: ignore[attr-defined]
 
     folder = tmp_path / "docs"
     folder.mkdir()
