@@ -126,21 +126,55 @@ def compare_dtypes(pipeline: Any, questions: list[dict[str, Any]], max_new_token
     } | {"identical_answers": f"{same}/{len(questions)}"}
 
 
-def apply_check(rows: list[dict[str, Any]], check: float | None, repaired: bool) -> list[dict[str, Any]]:
-    """Rows as ``Pipeline(answerability=AnswerabilityCheck(threshold=check), repair_citations=repaired)`` would
-    have answered: a question whose check score is under ``check`` is declined before generation (no citations,
-    F1 counted 0), and the repaired citations replace the model's."""
+def check_score(row: dict[str, Any], mode: str) -> float | None:
+    """The row's answerability score: the yes/no check's P(yes), or 1 - P(the reply starts the decline phrase)."""
+    if mode == "yes-no":
+        return row.get("answerable_p")
+    p = row.get("decline_token_p")
+    return None if p is None else 1.0 - p
+
+
+def apply_check(
+    rows: list[dict[str, Any]], check: float | None, repaired: bool, mode: str = "yes-no"
+) -> list[dict[str, Any]]:
+    """Rows as ``Pipeline(answerability=AnswerabilityCheck(threshold=check, mode=mode), repair_citations=repaired)``
+    would have answered: a question whose check score is under ``check`` is declined before generation (no
+    citations, F1 counted 0), and the repaired citations replace the model's."""
     out = []
     for row in rows:
         r = dict(row)
         if repaired and "cited_repaired" in r:
             r["cited"] = r["cited_repaired"]
-        if check is not None and r.get("answerable_p") is not None:
-            r["total_s"] += r.get("check_s", 0.0)
-        if check is not None and r.get("answerable_p") is not None and r["answerable_p"] < check:
-            r.update(declined=True, verdict="declined", cited=[], f1=0.0 if r["answerable"] else None)
+        score = check_score(r, mode)
+        if check is not None and score is not None:
+            r["total_s"] += r.get("check_s", 0.0) if mode == "yes-no" else 0.0
+            if score < check:
+                r.update(declined=True, verdict="declined", cited=[], f1=0.0 if r["answerable"] else None)
         out.append(r)
     return out
+
+
+def cross_fitted(rows: list[dict[str, Any]], repaired: bool, mode: str) -> tuple[list[dict[str, Any]], list[float]]:
+    """Two-fold cross-fitting: each half of the questions is declined at the threshold fitted on the other half
+    (:func:`ragloom.answerability.fit_threshold`, <= 10% false declines), so no threshold is scored on the
+    questions it was fitted on. Returns the rows and the two thresholds."""
+    from ragloom.answerability import fit_threshold
+
+    folds: dict[str, int] = {}
+    for kind in (True, False):
+        ids = list(dict.fromkeys(r["id"] for r in rows if r["answerable"] is kind))
+        folds.update({qid: i % 2 for i, qid in enumerate(ids)})
+    out, thresholds = [], []
+    for fold in (0, 1):
+        other = [r for r in rows if folds[r["id"]] != fold and check_score(r, mode) is not None]
+        threshold = fit_threshold(
+            [check_score(r, mode) for r in other if r["answerable"]],  # type: ignore[misc]
+            [check_score(r, mode) for r in other if not r["answerable"]],  # type: ignore[misc]
+            0.1,
+        )
+        thresholds.append(threshold)
+        out += apply_check([r for r in rows if folds[r["id"]] == fold], threshold, repaired, mode)
+    return out, thresholds
 
 
 def summarize(rows: list[dict[str, Any]], threshold: float | None = None) -> dict[str, Any]:
@@ -246,6 +280,17 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--repaired", action="store_true", help="with --summarize: count the repaired citations")
     parser.add_argument(
+        "--check-mode",
+        default="yes-no",
+        choices=["yes-no", "decline-phrase"],
+        help="with --summarize: which answerability score the check threshold applies to",
+    )
+    parser.add_argument(
+        "--cross-fit",
+        action="store_true",
+        help="with --summarize: two-fold cross-fitted check threshold (each half declined at the other half's fit)",
+    )
+    parser.add_argument(
         "--index-dir", type=Path, default=None, help="persist the MiniLM index here and reuse it on later runs"
     )
     parser.add_argument("--index-only", action="store_true", help="build --index-dir and stop")
@@ -277,7 +322,12 @@ def main(argv: list[str] | None = None) -> None:
             )
             print(f"check threshold {check:.4f}, fitted on {len(scores)} questions of {args.fit_check_on}")
         for prompt in dict.fromkeys(r.get("prompt", "?") for r in rows):
-            subset = apply_check([r for r in rows if r.get("prompt", "?") == prompt], check, args.repaired)
+            subset = [r for r in rows if r.get("prompt", "?") == prompt]
+            if args.cross_fit:
+                subset, thresholds = cross_fitted(subset, args.repaired, args.check_mode)
+                print(f"cross-fitted {args.check_mode} thresholds: {', '.join(f'{t:.4f}' for t in thresholds)}")
+            else:
+                subset = apply_check(subset, check, args.repaired, args.check_mode)
             print(f"{args.summarize}: prompt {prompt}, {len(subset)} answers")
             _print_figures(summarize(subset, args.threshold))
         return

@@ -11,8 +11,14 @@ reply token (``yes``/``no``; :class:`ragloom.protocols.LogprobGenerator`, no tex
 The check's prompt starts exactly like the answer's (system prompt, worked examples, passages), so a generator
 with a prompt cache (llama.cpp) evaluates the passages once for both: the check costs a few dozen tokens.
 
+``mode="decline-phrase"`` asks nothing extra: the score is ``1 - P(the answer starts with the decline phrase)``
+on the answer prompt itself (a prompt that tells the model to reply with an exact phrase when the passages do
+not hold the answer, such as :data:`ragloom.qa_prompts.GUIDED_PROMPT`); with a prompt cache it is free, the
+generation that follows reuses the whole prompt.
+
 ``threshold=0.5`` is the model's own choice (yes more likely than no): no labels. :func:`fit_threshold` fits it
-on labelled questions instead (a split you do not report on).
+on labelled questions instead (a split you do not report on); the decline-phrase score needs such a fit (the
+phrase's first token is rarely the likeliest even when the passages lack the answer).
 """
 
 from __future__ import annotations
@@ -20,13 +26,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from ragloom.errors import ConfigError, InvalidInputError
 from ragloom.protocols import LogprobGenerator
+from ragloom.qa_prompts import DECLINE_PHRASE
 from ragloom.types import Message
 
-__all__ = ["CHECK_QUESTION", "AnswerabilityCheck", "fit_threshold", "yes_no_token_ids"]
+__all__ = ["CHECK_QUESTION", "DECLINE_PHRASE", "AnswerabilityCheck", "fit_threshold", "yes_no_token_ids"]
+
 
 CHECK_QUESTION = "Do the passages above contain the answer to the question? Reply yes or no."
 _YES = ("yes", "Yes", "YES", " yes", " Yes")
@@ -69,12 +77,16 @@ class AnswerabilityCheck:
     """Score ``P(the passages answer the question)`` with the generator's yes/no log-probabilities.
 
     ``generator`` must offer ``next_token_logprobs`` (a local model: ``TransformersGenerator``,
-    ``LlamaCppGenerator``). ``threshold``: decline under it (0.5: the model's own yes/no choice).
+    ``LlamaCppGenerator``). ``threshold``: decline under it (0.5: the model's own yes/no choice). ``mode``:
+    ``"yes-no"`` (ask :attr:`question`) or ``"decline-phrase"`` (``1 - P(the reply starts with
+    decline_phrase)`` on the answer prompt itself; see the module docs).
     """
 
     generator: Any
     threshold: float = 0.5
     question: str = CHECK_QUESTION
+    mode: Literal["yes-no", "decline-phrase"] = "yes-no"
+    decline_phrase: str = DECLINE_PHRASE
     _ids: tuple[list[int], list[int]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -85,18 +97,29 @@ class AnswerabilityCheck:
             )
         if not 0.0 <= self.threshold <= 1.0:
             raise ConfigError(f"threshold must be between 0 and 1, got {self.threshold}")
-        if not self.question.strip():
-            raise ConfigError("question must not be empty")
-        self._ids = yes_no_token_ids(self.generator)
+        if not self.question.strip() or not self.decline_phrase.strip():
+            raise ConfigError("question and decline_phrase must not be empty")
+        if self.mode == "yes-no":
+            self._ids = yes_no_token_ids(self.generator)
+        elif self.mode == "decline-phrase":
+            first = _tokenize(self.generator, self.decline_phrase)[:1]
+            if not first:
+                raise ConfigError("The generator's tokenizer gives no token for the decline phrase")
+            self._ids = (first, [])
+        else:
+            raise ConfigError(f"mode must be 'yes-no' or 'decline-phrase', got {self.mode!r}")
 
     def messages(self, question: str, prompt: Sequence[Message], instructions: str = "") -> tuple[Message, ...]:
         """The check's conversation: ``prompt`` (a grounded-QA prompt from :class:`ragloom.prompting.PromptBuilder`)
         with its last user turn cut after the passages and ended by the question and :attr:`question`.
 
-        ``instructions`` are the prompt builder's own (placed after the passages); they are left out.
+        ``instructions`` are the prompt builder's own (placed after the passages); they are left out. In
+        ``"decline-phrase"`` mode the conversation is ``prompt`` itself.
         """
         if not prompt or prompt[-1].role != "user":
             raise InvalidInputError("prompt must end with the user's turn holding the passages")
+        if self.mode == "decline-phrase":
+            return tuple(prompt)
         body = prompt[-1].content.rsplit("\n\nQuestion:", 1)[0]
         if instructions and body.endswith(instructions):
             body = body[: -len(instructions)].rstrip()
@@ -104,9 +127,12 @@ class AnswerabilityCheck:
         return (*prompt[:-1], Message("user", user))
 
     def score(self, question: str, prompt: Sequence[Message], instructions: str = "") -> float:
-        """``P(yes) / (P(yes) + P(no))`` for the first reply token of the check's conversation."""
+        """``P(yes) / (P(yes) + P(no))`` for the first reply token of the check's conversation (``"yes-no"``), or
+        ``1 - P(the first token of the decline phrase)`` (``"decline-phrase"``)."""
         yes, no = self._ids
         row = self.generator.next_token_logprobs([self.messages(question, prompt, instructions)], yes + no)[0]
+        if self.mode == "decline-phrase":
+            return 1.0 - math.exp(_logsumexp(row))
         p_yes, p_no = _logsumexp(row[: len(yes)]), _logsumexp(row[len(yes) :])
         return 1.0 / (1.0 + math.exp(p_no - p_yes))
 

@@ -69,6 +69,17 @@ def test_score_is_the_yes_share_of_the_models_first_token(hf: TransformersGenera
     assert check.score(QUESTION, parts.messages, PROMPT.instructions) == pytest.approx(p_yes / (p_yes + p_no))
 
 
+def test_decline_phrase_mode_scores_the_answer_prompt_itself(hf: TransformersGenerator) -> None:
+    parts = PROMPT.build(QUESTION, HITS, default_token_counter(hf), hf)
+    check = AnswerabilityCheck(hf, mode="decline-phrase", decline_phrase="the end")
+    assert check.messages(QUESTION, parts.messages, PROMPT.instructions) == tuple(parts.messages)
+    first = hf.tokenizer.encode("the end", add_special_tokens=False)[0]
+    (row,) = hf.next_token_logprobs([parts.messages], [first])
+    assert check.score(QUESTION, parts.messages) == pytest.approx(1.0 - math.exp(row[0]))
+    with pytest.raises(ConfigError, match="mode"):
+        AnswerabilityCheck(hf, mode="other")  # type: ignore[arg-type]
+
+
 def test_pipeline_declines_without_generating_and_says_what_was_searched(
     hf: TransformersGenerator, retriever: DenseRetriever
 ) -> None:
