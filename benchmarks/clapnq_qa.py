@@ -145,11 +145,12 @@ def apply_check(
         r = dict(row)
         if repaired and "cited_repaired" in r:
             r["cited"] = r["cited_repaired"]
+        # the run evaluated the passages in the check (the answer then reused them from the prompt cache): count
+        # that time in every configuration's latency (with no check, the answer would have evaluated them itself)
+        r["total_s"] += r.get("check_s", 0.0)
         score = check_score(r, mode)
-        if check is not None and score is not None:
-            r["total_s"] += r.get("check_s", 0.0) if mode == "yes-no" else 0.0
-            if score < check:
-                r.update(declined=True, verdict="declined", cited=[], f1=0.0 if r["answerable"] else None)
+        if check is not None and score is not None and score < check:
+            r.update(declined=True, verdict="declined", cited=[], f1=0.0 if r["answerable"] else None)
         out.append(r)
     return out
 
@@ -271,6 +272,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--exclude-questions-of", type=Path, default=None, help="sample no question of this ROWS.jsonl (a tuning split)"
     )
+    parser.add_argument("--reverse", action="store_true", help="answer the sample from its last question")
     parser.add_argument("--check-threshold", type=float, default=None, help="with --summarize: decline under it")
     parser.add_argument(
         "--fit-check-on",
@@ -348,6 +350,8 @@ def main(argv: list[str] | None = None) -> None:
     questions, documents = load_questions(args.answerable, args.unanswerable, args.seed, exclude)
     kinds = [[q for q in questions if q["answerable"]], [q for q in questions if not q["answerable"]]]
     questions = [q for pair in itertools.zip_longest(*kinds) for q in pair if q is not None]  # alternate kinds
+    if args.reverse:  # a second process on the same sample from the other end (merge the rows, drop repeats)
+        questions.reverse()
     print(
         f"ClapNQ dev: {len(questions)} questions, corpus of {len(documents)} passages | {platform.machine()}, "
         f"{os.cpu_count()} CPUs, {args.threads} torch thread(s), load average {os.getloadavg()[0]:.1f}"
