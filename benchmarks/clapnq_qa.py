@@ -26,6 +26,7 @@ import argparse
 import collections
 import itertools
 import json
+import math
 import os
 import platform
 import random
@@ -41,8 +42,11 @@ DATA = Path(os.environ.get("RAGLOOM_SHARED_DATA", REPO.parent / "shared" / "data
 _MARKERS = re.compile(r"\[\d{1,3}(?:\s*,\s*\d{1,3})*\]")
 
 
-def load_questions(answerable: int, unanswerable: int, seed: int) -> tuple[list[dict[str, Any]], list[Any]]:
-    """A seeded sample of questions, and one Document per distinct passage of all 600 dev questions."""
+def load_questions(
+    answerable: int, unanswerable: int, seed: int, exclude: frozenset[str] = frozenset()
+) -> tuple[list[dict[str, Any]], list[Any]]:
+    """A seeded sample of questions (none of ``exclude``), and one Document per distinct passage of all 600 dev
+    questions."""
     from ragloom.types import Document
 
     records: list[dict[str, Any]] = []
@@ -64,7 +68,7 @@ def load_questions(answerable: int, unanswerable: int, seed: int) -> tuple[list[
     rng = random.Random(seed)
     chosen = []
     for kind, n in ((True, answerable), (False, unanswerable)):
-        pool = [r for r in records if r["answerable"] is kind]
+        pool = [r for r in records if r["answerable"] is kind and r["id"] not in exclude]
         chosen.extend(rng.sample(pool, min(n, len(pool))))
     return chosen, list(documents.values())
 
@@ -120,6 +124,58 @@ def compare_dtypes(pipeline: Any, questions: list[dict[str, Any]], max_new_token
         }
         for dtype, s in stats.items()
     } | {"identical_answers": f"{same}/{len(questions)}"}
+
+
+def check_score(row: dict[str, Any], mode: str) -> float | None:
+    """The row's answerability score: the yes/no check's P(yes), or 1 - P(the reply starts the decline phrase)."""
+    if mode == "yes-no":
+        return row.get("answerable_p")
+    p = row.get("decline_token_p")
+    return None if p is None else 1.0 - p
+
+
+def apply_check(
+    rows: list[dict[str, Any]], check: float | None, repaired: bool, mode: str = "yes-no"
+) -> list[dict[str, Any]]:
+    """Rows as ``Pipeline(answerability=AnswerabilityCheck(threshold=check, mode=mode), repair_citations=repaired)``
+    would have answered: a question whose check score is under ``check`` is declined before generation (no
+    citations, F1 counted 0), and the repaired citations replace the model's."""
+    out = []
+    for row in rows:
+        r = dict(row)
+        if repaired and "cited_repaired" in r:
+            r["cited"] = r["cited_repaired"]
+        # the run evaluated the passages in the check (the answer then reused them from the prompt cache): count
+        # that time in every configuration's latency (with no check, the answer would have evaluated them itself)
+        r["total_s"] += r.get("check_s", 0.0)
+        score = check_score(r, mode)
+        if check is not None and score is not None and score < check:
+            r.update(declined=True, verdict="declined", cited=[], f1=0.0 if r["answerable"] else None)
+        out.append(r)
+    return out
+
+
+def cross_fitted(rows: list[dict[str, Any]], repaired: bool, mode: str) -> tuple[list[dict[str, Any]], list[float]]:
+    """Two-fold cross-fitting: each half of the questions is declined at the threshold fitted on the other half
+    (:func:`ragloom.answerability.fit_threshold`, <= 10% false declines), so no threshold is scored on the
+    questions it was fitted on. Returns the rows and the two thresholds."""
+    from ragloom.answerability import fit_threshold
+
+    folds: dict[str, int] = {}
+    for kind in (True, False):
+        ids = list(dict.fromkeys(r["id"] for r in rows if r["answerable"] is kind))
+        folds.update({qid: i % 2 for i, qid in enumerate(ids)})
+    out, thresholds = [], []
+    for fold in (0, 1):
+        other = [r for r in rows if folds[r["id"]] != fold and check_score(r, mode) is not None]
+        threshold = fit_threshold(
+            [check_score(r, mode) for r in other if r["answerable"]],  # type: ignore[misc]
+            [check_score(r, mode) for r in other if not r["answerable"]],  # type: ignore[misc]
+            0.1,
+        )
+        thresholds.append(threshold)
+        out += apply_check([r for r in rows if folds[r["id"]] == fold], threshold, repaired, mode)
+    return out, thresholds
 
 
 def summarize(rows: list[dict[str, Any]], threshold: float | None = None) -> dict[str, Any]:
@@ -200,9 +256,41 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--prompt",
-        default="default",
-        choices=["default", "guided"],
-        help="guided: ragloom.qa_prompts.GUIDED_PROMPT (rules after the passages, one worked answer)",
+        default=["default"],
+        nargs="+",
+        choices=["default", "guided", "words"],
+        help="guided: ragloom.qa_prompts.GUIDED_PROMPT (rules after the passages, one worked answer); words: "
+        "PASSAGE_WORDS_PROMPT (the same, answering in the passage's own words). Several: each question is answered "
+        "with each prompt in turn (rows carry the prompt; a prompt cache shares the passages)",
+    )
+    parser.add_argument(
+        "--answerability",
+        action="store_true",
+        help="score each question with ragloom.answerability.AnswerabilityCheck before answering (rows carry "
+        "answerable_p; the decline is applied by --summarize --check-threshold/--fit-check-on)",
+    )
+    parser.add_argument(
+        "--exclude-questions-of", type=Path, default=None, help="sample no question of this ROWS.jsonl (a tuning split)"
+    )
+    parser.add_argument("--reverse", action="store_true", help="answer the sample from its last question")
+    parser.add_argument("--check-threshold", type=float, default=None, help="with --summarize: decline under it")
+    parser.add_argument(
+        "--fit-check-on",
+        type=Path,
+        default=None,
+        help="with --summarize: fit the check threshold on this ROWS.jsonl (another split) at <= 10%% false declines",
+    )
+    parser.add_argument("--repaired", action="store_true", help="with --summarize: count the repaired citations")
+    parser.add_argument(
+        "--check-mode",
+        default="yes-no",
+        choices=["yes-no", "decline-phrase"],
+        help="with --summarize: which answerability score the check threshold applies to",
+    )
+    parser.add_argument(
+        "--cross-fit",
+        action="store_true",
+        help="with --summarize: two-fold cross-fitted check threshold (each half declined at the other half's fit)",
     )
     parser.add_argument(
         "--index-dir", type=Path, default=None, help="persist the MiniLM index here and reuse it on later runs"
@@ -225,8 +313,25 @@ def main(argv: list[str] | None = None) -> None:
         if args.questions_of:  # compare generators on the same questions (a run cut short answered fewer)
             wanted = {json.loads(line)["id"] for line in args.questions_of.read_text().splitlines() if line.strip()}
             rows = [r for r in rows if r["id"] in wanted]
-        print(f"{args.summarize}: {len(rows)} answers")
-        _print_figures(summarize(rows, args.threshold))
+        check = args.check_threshold
+        if args.fit_check_on:
+            from ragloom.answerability import fit_threshold
+
+            tuning = [json.loads(line) for line in args.fit_check_on.read_text().splitlines() if line.strip()]
+            scores = {(r["id"], r["answerable"]): r["answerable_p"] for r in tuning}
+            check = fit_threshold(
+                [p for (_, a), p in scores.items() if a], [p for (_, a), p in scores.items() if not a], 0.1
+            )
+            print(f"check threshold {check:.4f}, fitted on {len(scores)} questions of {args.fit_check_on}")
+        for prompt in dict.fromkeys(r.get("prompt", "?") for r in rows):
+            subset = [r for r in rows if r.get("prompt", "?") == prompt]
+            if args.cross_fit:
+                subset, thresholds = cross_fitted(subset, args.repaired, args.check_mode)
+                print(f"cross-fitted {args.check_mode} thresholds: {', '.join(f'{t:.4f}' for t in thresholds)}")
+            else:
+                subset = apply_check(subset, check, args.repaired, args.check_mode)
+            print(f"{args.summarize}: prompt {prompt}, {len(subset)} answers")
+            _print_figures(summarize(subset, args.threshold))
         return
 
     import torch
@@ -234,12 +339,19 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     from ragloom.adapters.dense import DenseRetriever, TransformersDenseEncoder
     from ragloom.adapters.generators.local import TransformersGenerator
+    from ragloom.citations import check_citations, repair_citations
     from ragloom.pipeline import Pipeline
     from ragloom.prompting import PromptBuilder
 
-    questions, documents = load_questions(args.answerable, args.unanswerable, args.seed)
+    exclude: frozenset[str] = frozenset()
+    if args.exclude_questions_of:
+        lines = args.exclude_questions_of.read_text().splitlines()
+        exclude = frozenset(json.loads(line)["id"] for line in lines if line.strip())
+    questions, documents = load_questions(args.answerable, args.unanswerable, args.seed, exclude)
     kinds = [[q for q in questions if q["answerable"]], [q for q in questions if not q["answerable"]]]
     questions = [q for pair in itertools.zip_longest(*kinds) for q in pair if q is not None]  # alternate kinds
+    if args.reverse:  # a second process on the same sample from the other end (merge the rows, drop repeats)
+        questions.reverse()
     print(
         f"ClapNQ dev: {len(questions)} questions, corpus of {len(documents)} passages | {platform.machine()}, "
         f"{os.cpu_count()} CPUs, {args.threads} torch thread(s), load average {os.getloadavg()[0]:.1f}"
@@ -264,10 +376,20 @@ def main(argv: list[str] | None = None) -> None:
         generator = LlamaCppGenerator(args.generator, max_new_tokens=args.max_new_tokens, threads=args.threads)
     else:
         generator = TransformersGenerator(args.generator, max_new_tokens=args.max_new_tokens, dtype=args.dtype)
-    prompt = PromptBuilder()
-    if args.prompt == "guided":
-        from ragloom.qa_prompts import GUIDED_PROMPT as prompt
-    pipeline = Pipeline([retriever], generator=generator, k=args.k, candidates=max(20, args.k), prompt=prompt)
+    from ragloom.qa_prompts import GUIDED_PROMPT, PASSAGE_WORDS_PROMPT
+
+    builders = {"default": PromptBuilder(), "guided": GUIDED_PROMPT, "words": PASSAGE_WORDS_PROMPT}
+    pipelines = {
+        name: Pipeline([retriever], generator=generator, k=args.k, candidates=max(20, args.k), prompt=builders[name])
+        for name in args.prompt
+    }
+    pipeline = next(iter(pipelines.values()))
+    check = None
+    if args.answerability:
+        from ragloom.answerability import AnswerabilityCheck
+
+        check = AnswerabilityCheck(generator)
+        decline_ids = generator.tokenize("I")[:1]
     if args.decline_fit:
         from ragloom.abstention import DeclinePolicy
 
@@ -278,44 +400,66 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     started = time.perf_counter()
     for number, question in enumerate(questions, start=1):
-        answer = pipeline.ask(question["input"])
-        gold = set(question["gold_docs"])
-        rows.append(
-            {
-                "id": question["id"],
-                "answerable": question["answerable"],
-                "question": question["input"],
-                "answer": answer.text,
-                "f1": token_f1(answer.text, gold_answer(question)) if question["answerable"] else None,
-                "declined": answer.verdict == "declined",
-                "verdict": answer.verdict,
-                "total_s": answer.timings["total_s"],
-                "retrieved_gold": any(h.chunk.doc_id in gold for h in answer.context),
-                "cited": [c.doc_id in gold for c in answer.citations],
-                "inferred": answer.citations_inferred,
-                "unsupported": len(answer.unsupported_markers),
-                "dangling": len(answer.dangling_markers),
-                "generate_s": answer.timings["generate_s"],
-                "tokens": generator.count_tokens(answer.text),
-                "top_score": answer.context[0].score if answer.context else None,
-            }
-        )
-        if args.json:  # rows as they come, so a run cut short still leaves its answers
-            with open(args.json.with_suffix(".rows.jsonl"), "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(rows[-1]) + "\n")
+        p_answerable, check_s = None, 0.0
+        if check is not None:  # before answering: the answer then reuses the passages from the prompt cache
+            parts = pipeline._prompt(question["input"], pipeline.retrieve(question["input"]))
+            check_started = time.perf_counter()
+            p_answerable = check.score(question["input"], parts.messages, pipeline.prompt.instructions)
+            check_s = time.perf_counter() - check_started
+        for name, each in pipelines.items():
+            decline_p = None
+            if check is not None:  # diagnostic: P(the reply starts like the decline phrase "I don't know ...")
+                hits = each.retrieve(question["input"])
+                messages = each._prompt(question["input"], hits).messages
+                decline_p = math.exp(generator.next_token_logprobs([messages], decline_ids)[0][0])
+            answer = each.ask(question["input"])
+            gold = set(question["gold_docs"])
+            repaired = repair_citations(answer.text, answer.context) if not answer.citations_inferred else answer.text
+            rows.append(
+                {
+                    "id": question["id"],
+                    "prompt": name,
+                    "answerable": question["answerable"],
+                    "question": question["input"],
+                    "answer": answer.text,
+                    "f1": token_f1(answer.text, gold_answer(question)) if question["answerable"] else None,
+                    "declined": answer.verdict == "declined",
+                    "verdict": answer.verdict,
+                    "total_s": answer.timings["total_s"],
+                    "retrieved_gold": any(h.chunk.doc_id in gold for h in answer.context),
+                    "context": [h.chunk.doc_id for h in answer.context],
+                    "cited": [c.doc_id in gold for c in answer.citations],
+                    "cited_repaired": [c.doc_id in gold for c in check_citations(repaired, answer.context)[0]],
+                    "repaired_answer": repaired if repaired != answer.text else None,
+                    "answerable_p": p_answerable,
+                    "check_s": check_s,
+                    "decline_token_p": decline_p,
+                    "inferred": answer.citations_inferred,
+                    "unsupported": len(answer.unsupported_markers),
+                    "dangling": len(answer.dangling_markers),
+                    "generate_s": answer.timings["generate_s"],
+                    "tokens": generator.count_tokens(answer.text),
+                    "top_score": answer.context[0].score if answer.context else None,
+                }
+            )
+            if args.json:  # rows as they come, so a run cut short still leaves its answers
+                with open(args.json.with_suffix(".rows.jsonl"), "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(rows[-1]) + "\n")
         if number % 5 == 0:
             print(f"  {number}/{len(questions)} answered ({time.perf_counter() - started:.0f}s)", flush=True)
     elapsed = time.perf_counter() - started
 
     threshold = policy.min_score if args.decline_fit else None
     ans = [r for r in rows if r["answerable"]]
-    figures = summarize(rows, threshold)
-    figures["seconds_per_question"] = elapsed / len(rows)
-    print(
-        f"\n{args.generator} ({args.backend}, {getattr(generator, 'dtype', '-')}), prompt={args.prompt}, k={args.k}, "
-        f"max_new_tokens={args.max_new_tokens}, seed={args.seed}, decline fit={args.decline_fit}"
-    )
-    _print_figures(figures)
+    figures = {}
+    for name in pipelines:
+        figures[name] = summarize([r for r in rows if r["prompt"] == name], threshold)
+        print(
+            f"\n{args.generator} ({args.backend}, {getattr(generator, 'dtype', '-')}), prompt={name}, k={args.k}, "
+            f"max_new_tokens={args.max_new_tokens}, seed={args.seed}, decline fit={args.decline_fit}"
+        )
+        _print_figures(figures[name])
+    print(f"  seconds per question (all prompts and the check): {elapsed / len(questions):.1f}")
     result: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "figures": figures}
     if args.compare_dtypes:
         sample = ans[: args.compare_dtypes] or rows[: args.compare_dtypes]

@@ -35,7 +35,9 @@ _COMMON = frozenset(
 )
 
 
-def describe_search(question: str, hits: Sequence[Hit], retrievers: Sequence[str]) -> str:
+def describe_search(
+    question: str, hits: Sequence[Hit], retrievers: Sequence[str], *, verdict: str = "were weak matches"
+) -> str:
     """One line saying what was searched and what came closest (for a declined answer)."""
     where = ", ".join(retrievers) or "the index"
     if not hits:
@@ -44,8 +46,8 @@ def describe_search(question: str, hits: Sequence[Hit], retrievers: Sequence[str
     source = best.chunk.source.rsplit("/", 1)[-1] or best.chunk.doc_id
     docs = len({h.chunk.doc_id for h in hits})
     return (
-        f'Searched {where} for "{question}": the {len(hits)} best passage(s) from {docs} document(s) were weak '
-        f"matches (best: {source}, {best.score_kind} score {best.score:.3f})."
+        f'Searched {where} for "{question}": the {len(hits)} best passage(s) from {docs} document(s) {verdict} '
+        f"(best: {source}, {best.score_kind} score {best.score:.3f})."
     )
 
 

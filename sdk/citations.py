@@ -7,6 +7,9 @@
   the sentence ends in a plain word or number ("… $10,000 [2]."), after the sentence otherwise ("… the U.S. [1]"),
   so no token is split ("1 [1].11 billion" cannot happen) and removing the inserted ``" [n]"`` gives back the
   model's text byte for byte.
+- **Repair** (:func:`repair_citations`): a marker whose passage does not support its sentence moves to the
+  passage that does; an uncited sentence a passage clearly supports gets that passage's marker. Only markers
+  change: the text between them is byte for byte the model's.
 - **Validation** (:func:`check_citations`): markers that point at no passage (dangling) and markers whose passage
   does not support the sentence citing them (too few of its content words, or a number none of its cited
   passages contains).
@@ -39,6 +42,7 @@ __all__ = [
     "insert_marker",
     "is_decline",
     "off_topic_terms",
+    "repair_citations",
     "strip_inserted_markers",
 ]
 
@@ -157,6 +161,79 @@ def attribute_sentences(text: str, context: Sequence[Hit], min_overlap: float = 
 def strip_inserted_markers(text: str) -> str:
     """Remove the `` [n]`` strings :func:`attribute_sentences` inserts (the inverse of attribution)."""
     return _INSERTED.sub("", text)
+
+
+# -- repair -----------------------------------------------------------------------------------------------------
+def _coverage(claim_text: str, passages: Sequence[set[str]], figures: Sequence[set[str]]) -> list[float]:
+    """Share of the claim's content words in each passage; -1 for a passage missing one of its numbers."""
+    words = {w for w in _content_words(claim_text) if w not in _ATTRIBUTION_STOP}
+    stated = _numbers(_LIST_ITEM.sub("", claim_text))
+    return [
+        (len(words & passage) / len(words) if words else 0.0) if stated <= numbers else -1.0
+        for passage, numbers in zip(passages, figures)
+    ]
+
+
+def repair_citations(
+    text: str, context: Sequence[Hit], *, min_overlap: float = 0.2, margin: float = 0.25, uncited: float = 0.5
+) -> str:
+    """Move each claim's markers to the passage that supports it when the cited one does not.
+
+    A claim's markers are replaced by ``[b]`` (``b`` the passage covering most of its content words, holding
+    every number it states) when ``b`` covers at least ``min_overlap`` and either no cited passage supports the
+    claim (the validator's rule: ``min_overlap`` and the numbers) or ``b`` covers ``margin`` more of it than the
+    best cited one. A claim without markers gets `` [b]`` at its end when ``b`` covers ``uncited`` of it (the
+    post-hoc attribution rule). Only markers change: removing every marker group, with the one whitespace
+    character before it, from the result and from ``text`` gives the same string.
+    """
+    if not context or not has_markers(text):
+        return text
+    passages = [_content_words(hit.chunk.text) for hit in context]
+    figures = [_numbers(hit.chunk.text) for hit in context]
+    claims: list[tuple[str, list[tuple[int, int, list[int]]], int, int]] = []  # (claim, marker groups, span)
+    for start, end in sentence_spans(text):
+        sentence = text[start:end]
+        if not sentence.strip():
+            continue
+        groups = [
+            (start + m.start(), start + m.end(), citation_markers(m.group(0))) for m in _MARKER_GROUP.finditer(sentence)
+        ]
+        if claims and groups and _ONLY_MARKERS.match(sentence):
+            claims[-1][1].extend(groups)
+            continue
+        leading = _LEADING_MARKERS.match(sentence)
+        body = sentence
+        if claims and leading:  # "claim. [1] Next claim.": the marker after the full stop is the claim's
+            claims[-1][1].extend(g for g in groups if g[1] <= start + leading.end())
+            groups = [g for g in groups if g[0] >= start + leading.end()]
+            body = sentence[leading.end() :]
+        claims.append((_MARKER_GROUP.sub(" ", body).strip(), groups, start, start + len(sentence.rstrip())))
+    edits: list[tuple[int, int, str]] = []
+    for claim_text, groups, start, end in claims:
+        if not _content_words(claim_text):
+            continue
+        cover = _coverage(claim_text, passages, figures)
+        best = max(range(len(cover)), key=lambda i: cover[i]) + 1
+        if not groups:
+            if cover[best - 1] >= uncited:
+                at = start + _marker_position(text[start:end])
+                edits.append((at, at, f" [{best}]"))
+            continue
+        cited = [m for _, _, numbers in groups for m in numbers if 1 <= m <= len(context)]
+        if cover[best - 1] < min_overlap or cited == [best]:
+            continue
+        cited_best = max((cover[m - 1] for m in cited), default=-1.0)
+        supported = bool(cited) and bool(_supported(claim_text, cited, context, min_overlap))
+        if supported and cover[best - 1] < cited_best + margin:
+            continue
+        first, *rest = groups
+        edits.append((first[0], first[1], f"[{best}]"))
+        for start_, end_, _ in rest:  # "[1] [3]" -> "[2]": the space between two groups goes with the second
+            joined = start_ >= 2 and text[start_ - 1] == " " and text[start_ - 2] == "]"
+            edits.append((start_ - 1 if joined else start_, end_, ""))
+    for start, end, replacement in sorted(edits, reverse=True):
+        text = text[:start] + replacement + text[end:]
+    return text
 
 
 # -- validation -------------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ragloom.abstention import DeclinePolicy, describe_search
-from ragloom.citations import assess, attribute_sentences, check_citations, has_markers
+from ragloom.citations import assess, attribute_sentences, check_citations, has_markers, repair_citations
 from ragloom.concurrency import iterate_in_thread
 from ragloom.docstore import DocumentStore
 from ragloom.errors import ConfigError, RagloomWarning
@@ -45,6 +45,7 @@ from ragloom.tokens import default_token_counter
 from ragloom.types import Answer, Document, Hit, Support
 
 if TYPE_CHECKING:
+    from ragloom.answerability import AnswerabilityCheck
     from ragloom.calibration import Calibration
     from ragloom.loaders.folder import LoadFailure
     from ragloom.pseudo_queries import PseudoQueryGenerator
@@ -71,6 +72,13 @@ class IngestReport:
         return not self.failures
 
 
+def _timings(started: float, retrieved: float, checked: dict[str, float]) -> dict[str, float]:
+    """An answer's timings: retrieval, the answerability check (``check_s``, ``answerable_p``), generation."""
+    now = time.perf_counter()
+    generated = now - retrieved - checked.get("check_s", 0.0)
+    return {"retrieve_s": retrieved - started, **checked, "generate_s": generated, "total_s": now - started}
+
+
 @dataclass
 class Pipeline:
     """Retrievers, an optional fuser (equal-weight min-max by default when there are several), reranker and generator.
@@ -82,7 +90,10 @@ class Pipeline:
     ``path`` is the index folder that keeps the pipeline's own state (document store, ingest journal); without it
     the first persistent retriever's folder does; a pipeline of in-memory retrievers keeps none.
     ``decline`` (a :class:`ragloom.abstention.DeclinePolicy`) makes ``ask`` decline, without calling the
-    generator, when retrieval evidence is weak.
+    generator, when retrieval evidence is weak. ``answerability`` (a :class:`ragloom.answerability.AnswerabilityCheck`)
+    asks the generator whether the passages answer the question and declines, without generating, when it judges
+    not. ``repair_citations`` moves a marker whose passage does not support its sentence to the passage that does
+    (:func:`ragloom.citations.repair_citations`; only markers change, never the model's words).
     """
 
     retrievers: Sequence[Retriever]
@@ -96,6 +107,8 @@ class Pipeline:
     path: str | Path | None = None
     group_by: GroupBy = "chunk"
     decline: DeclinePolicy | None = None
+    answerability: AnswerabilityCheck | None = None
+    repair_citations: bool = False
 
     def __post_init__(self) -> None:
         if not self.retrievers:
@@ -300,6 +313,8 @@ class Pipeline:
         inferred = bool(parts.context) and not has_markers(text)
         if inferred:
             text = attribute_sentences(text, parts.context)
+        elif self.repair_citations:
+            text = repair_citations(text, parts.context)
         citations, dangling, unsupported = check_citations(text, parts.context)
         support = assess(text, question, parts.context, documents=self._document_texts)
         if support.verdict == "declined":
@@ -328,6 +343,28 @@ class Pipeline:
         support = Support("declined", reason=f"declined before generation: {why}. {searched}")
         return Answer(text, (), tuple(hits), {**timings, "generate_s": 0.0}, support=support)
 
+    def _unanswerable(
+        self, question: str, parts: PromptParts, timings: dict[str, float]
+    ) -> tuple[Answer | None, dict[str, float]]:
+        """(the declined answer when the answerability check judges the passages do not answer, else None; the
+        check's timings: ``check_s`` and its score ``answerable_p``, empty without a check)."""
+        if self.answerability is None or not parts.context:
+            return None, {}
+        started = time.perf_counter()
+        score = self.answerability.score(question, parts.messages, self.prompt.instructions)
+        checked = {"check_s": time.perf_counter() - started, "answerable_p": score}
+        if score >= self.answerability.threshold:
+            return None, checked
+        timings = {**timings, **checked, "total_s": timings["total_s"] + checked["check_s"]}
+        hits = list(parts.context)
+        searched = describe_search(
+            question, hits, [r.name for r in self.retrievers], verdict="do not answer it, judged by the model"
+        )
+        why = f"P(the passages answer) {score:.2f} < {self.answerability.threshold:.2f}"
+        text = f"I could not find the answer in the indexed documents. {searched}"
+        support = Support("declined", reason=f"declined before generation: {why}. {searched}")
+        return Answer(text, (), tuple(hits), {**timings, "generate_s": 0.0}, support=support), checked
+
     def ask(
         self, question: str, k: int | None = None, filters: Filters | None = None, *, group_by: GroupBy | None = None
     ) -> Answer:
@@ -340,9 +377,11 @@ class Pipeline:
         if declined is not None:
             return declined
         parts = self._prompt(question, hits)
+        unanswerable, checked = self._unanswerable(question, parts, {"retrieve_s": t1 - t0, "total_s": t1 - t0})
+        if unanswerable is not None:
+            return unanswerable
         text = generator.generate(parts.messages)
-        t2 = time.perf_counter()
-        return self._answer(question, text, parts, {"retrieve_s": t1 - t0, "generate_s": t2 - t1, "total_s": t2 - t0})
+        return self._answer(question, text, parts, _timings(t0, t1, checked))
 
     def ask_stream(
         self, question: str, k: int | None = None, filters: Filters | None = None, *, group_by: GroupBy | None = None
@@ -358,14 +397,16 @@ class Pipeline:
             yield declined
             return
         parts = self._prompt(question, hits)
+        unanswerable, checked = self._unanswerable(question, parts, {"retrieve_s": t1 - t0, "total_s": t1 - t0})
+        if unanswerable is not None:
+            yield unanswerable.text
+            yield unanswerable
+            return
         pieces: list[str] = []
         for piece in generator.stream(parts.messages):
             pieces.append(piece)
             yield piece
-        t2 = time.perf_counter()
-        yield self._answer(
-            question, "".join(pieces), parts, {"retrieve_s": t1 - t0, "generate_s": t2 - t1, "total_s": t2 - t0}
-        )
+        yield self._answer(question, "".join(pieces), parts, _timings(t0, t1, checked))
 
     async def aask(
         self, question: str, k: int | None = None, filters: Filters | None = None, *, group_by: GroupBy | None = None
@@ -379,12 +420,15 @@ class Pipeline:
         if declined is not None:
             return declined
         parts = self._prompt(question, hits)
+        timings = {"retrieve_s": t1 - t0, "total_s": t1 - t0}
+        unanswerable, checked = await asyncio.to_thread(self._unanswerable, question, parts, timings)
+        if unanswerable is not None:
+            return unanswerable
         if isinstance(generator, AsyncGenerator):
             text = await generator.agenerate(parts.messages)
         else:
             text = await asyncio.to_thread(generator.generate, parts.messages)
-        t2 = time.perf_counter()
-        return self._answer(question, text, parts, {"retrieve_s": t1 - t0, "generate_s": t2 - t1, "total_s": t2 - t0})
+        return self._answer(question, text, parts, _timings(t0, t1, checked))
 
     async def aask_stream(
         self, question: str, k: int | None = None, filters: Filters | None = None, *, group_by: GroupBy | None = None
@@ -400,6 +444,12 @@ class Pipeline:
             yield declined
             return
         parts = self._prompt(question, hits)
+        timings = {"retrieve_s": t1 - t0, "total_s": t1 - t0}
+        unanswerable, checked = await asyncio.to_thread(self._unanswerable, question, parts, timings)
+        if unanswerable is not None:
+            yield unanswerable.text
+            yield unanswerable
+            return
         pieces: list[str] = []
         source = (
             generator.astream(parts.messages)
@@ -409,10 +459,7 @@ class Pipeline:
         async for piece in source:
             pieces.append(piece)
             yield piece
-        t2 = time.perf_counter()
-        yield self._answer(
-            question, "".join(pieces), parts, {"retrieve_s": t1 - t0, "generate_s": t2 - t1, "total_s": t2 - t0}
-        )
+        yield self._answer(question, "".join(pieces), parts, _timings(t0, t1, checked))
 
     def close(self) -> None:
         for component in (*self.retrievers, self.reranker, self.generator):

@@ -16,7 +16,14 @@ from __future__ import annotations
 from ragloom.prompting import PromptBuilder
 from ragloom.types import Message
 
-__all__ = ["DECLINE_PHRASE", "GUIDED_INSTRUCTIONS", "GUIDED_PROMPT", "GUIDED_SYSTEM_PROMPT"]
+__all__ = [
+    "DECLINE_PHRASE",
+    "GUIDED_INSTRUCTIONS",
+    "GUIDED_PROMPT",
+    "GUIDED_SYSTEM_PROMPT",
+    "PASSAGE_WORDS_INSTRUCTIONS",
+    "PASSAGE_WORDS_PROMPT",
+]
 
 DECLINE_PHRASE = "I don't know based on the provided documents."
 
@@ -44,3 +51,16 @@ GUIDED_PROMPT = PromptBuilder(
     system_prompt=GUIDED_SYSTEM_PROMPT, instructions=GUIDED_INSTRUCTIONS, examples=GUIDED_EXAMPLES
 )
 """Rules after the passages and one worked, cited answer: the prompt for the registry's small Qwen models."""
+
+PASSAGE_WORDS_INSTRUCTIONS = (
+    "Answer the question using only the passages above, in one to three sentences that keep the passage's own "
+    "words: copy the sentences that answer the question rather than rephrasing them. End each sentence with the "
+    "number of the passage it comes from in square brackets, like [2]. If the passages do not contain the answer, "
+    f"reply exactly: {DECLINE_PHRASE}"
+)
+
+PASSAGE_WORDS_PROMPT = PromptBuilder(
+    system_prompt=GUIDED_SYSTEM_PROMPT, instructions=PASSAGE_WORDS_INSTRUCTIONS, examples=GUIDED_EXAMPLES
+)
+""":data:`GUIDED_PROMPT` asking for the answer in the passage's own words (1-3 sentences), for long-form answers.
+Its system prompt, worked turn and passages are the guided prompt's, so a prompt cache serves both."""

@@ -115,15 +115,66 @@ class LlamaCppGenerator:
         """Exact prompt length of ``messages`` once the chat template is applied."""
         return len(self._encode(messages))
 
-    def _checked(self, messages: Sequence[Message]) -> list[int]:
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of ``text`` with this model's tokenizer (no special tokens)."""
+        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)) if text else []
+
+    def _checked(self, messages: Sequence[Message], reply: int | None = None) -> list[int]:
         ids = self._encode(messages)
-        if len(ids) + self.max_new_tokens > self.context_window:
+        if len(ids) + (self.max_new_tokens if reply is None else reply) > self.context_window:
             raise InputTooLongError(
                 f"The prompt has {len(ids)} tokens; with {self.max_new_tokens} new tokens it exceeds the context "
                 f"window of {self.context_window}. Retrieve fewer passages (k), lower the prompt's context_tokens, "
                 "or open the model with a larger context_window."
             )
         return ids
+
+    # -- scoring ---------------------------------------------------------------------------------------------------
+    def next_token_logprobs(
+        self, conversations: Sequence[Sequence[Message]], token_ids: Sequence[int], *, batch_size: int = 4
+    ) -> list[list[float]]:
+        """Log-probabilities of ``token_ids`` as the first token of the reply to each conversation
+        (:class:`ragloom.protocols.LogprobGenerator`).
+
+        The prompt's longest prefix already in llama.cpp's KV cache is reused (the passages of a grounded-QA
+        prompt, when a check and its answer share them), so only the new tail is evaluated; a generation that
+        follows with the same prefix reuses it in turn. ``batch_size`` is accepted for the protocol (one
+        conversation at a time here).
+        """
+        import numpy as np
+
+        vocab = int(self.llm.n_vocab())
+        if not token_ids:
+            raise InvalidInputError("token_ids is empty")
+        if not all(0 <= t < vocab for t in token_ids):
+            raise InvalidInputError(f"token ids must be in 0..{vocab - 1}")
+        rows = []
+        with self._lock:
+            for messages in conversations:
+                ids = self._checked(messages, reply=1)
+                self._evaluate(ids)
+                logits = np.ctypeslib.as_array(self.llm._ctx.get_logits_ith(-1), shape=(vocab,)).astype(np.float64)
+                top = logits.max()
+                logprobs = logits - top - np.log(np.exp(logits - top).sum())
+                rows.append([float(logprobs[t]) for t in token_ids])
+        return rows
+
+    def _evaluate(self, ids: list[int]) -> None:
+        """Evaluate ``ids`` so the context's logits are those after its last token, reusing the cached prefix."""
+        llm = self.llm
+        cached = llm._input_ids.tolist() if llm.n_tokens > 0 else []
+        keep = 0
+        for a, b in zip(cached, ids):
+            if a != b:
+                break
+            keep += 1
+        keep = min(keep, len(ids) - 1)  # evaluate at least one token: its logits are the ones read
+        if keep > 0 and llm._ctx.kv_cache_seq_rm(-1, keep, -1):
+            llm.n_tokens = keep
+        else:
+            llm.reset()
+            keep = 0
+        llm.eval(ids[keep:])
 
     # -- generation ------------------------------------------------------------------------------------------------
     def _completion(self, ids: list[int]) -> Iterator[Any]:
