@@ -183,8 +183,8 @@ def repair_citations(
     every number it states) when ``b`` covers at least ``min_overlap`` and either no cited passage supports the
     claim (the validator's rule: ``min_overlap`` and the numbers) or ``b`` covers ``margin`` more of it than the
     best cited one. A claim without markers gets `` [b]`` at its end when ``b`` covers ``uncited`` of it (the
-    post-hoc attribution rule). Only markers change: removing every marker group, with the one whitespace
-    character before it, from the result and from ``text`` gives the same string.
+    post-hoc attribution rule). Only markers change: removing every marker group, with the one space or tab
+    before it, from the result and from ``text`` gives the same string (line breaks are never touched).
     """
     if not context or not has_markers(text):
         return text
@@ -228,9 +228,9 @@ def repair_citations(
             continue
         first, *rest = groups
         edits.append((first[0], first[1], f"[{best}]"))
-        for start_, end_, _ in rest:  # "[1] [3]" -> "[2]": the space between two groups goes with the second
-            joined = start_ >= 2 and text[start_ - 1] == " " and text[start_ - 2] == "]"
-            edits.append((start_ - 1 if joined else start_, end_, ""))
+        for start_, end_, _ in rest:  # "[1] [3]" -> "[2]", "grew [3]." -> "grew.": a removed group takes its space
+            spaced = start_ >= 1 and text[start_ - 1] in " \t"
+            edits.append((start_ - 1 if spaced else start_, end_, ""))
     for start, end, replacement in sorted(edits, reverse=True):
         text = text[:start] + replacement + text[end:]
     return text

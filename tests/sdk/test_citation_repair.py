@@ -22,7 +22,7 @@ BREAD = make_hit(1, "Bread rises in a warm kitchen after kneading.")
 BAKED = make_hit(2, "Bread rises in an oven.")
 CONTEXT = [FILING, BREAD, BAKED]
 _GROUP = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
-_MARKER = re.compile(r"\s?\[\d{1,3}(?:\s*,\s*\d{1,3})*\]")  # a marker group with the space before it
+_MARKER = re.compile(r"[ \t]?\[\d{1,3}(?:\s*,\s*\d{1,3})*\]")  # a marker group with the space before it
 
 
 @pytest.mark.parametrize(
