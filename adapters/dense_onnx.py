@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import re
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,7 @@ from ragloom.stores.files import atomic_write_bytes, atomic_write_json, file_sha
 __all__ = ["OnnxEncoderRunner", "available_cpus", "export_onnx_encoder", "onnx_cache_dir"]
 
 INPUTS = ("input_ids", "attention_mask")  # what the encoder's padding produces; token types default to zeros
-FORMAT = 1  # bump when the export changes, so older cached files are exported again
+FORMAT = 2  # bump when the export changes, so older cached files are exported again
 _FUSED = {"bert": "bert"}  # transformers model_type → onnxruntime.transformers optimizer model_type
 _LIMIT = 2_000_000_000  # protobuf's single-file ceiling (2 GiB) with a margin
 
@@ -113,8 +115,7 @@ def _export_bytes(model: Any) -> bytes:
     mask = torch.ones_like(ids)
     mask[1, 5:] = 0  # a padded row, so masking is traced rather than specialised away
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), torch.inference_mode(False):
-        warnings.simplefilter("ignore")
+    with _quiet_exporter(), torch.inference_mode(False):
         program = torch.onnx.export(
             LastHidden(model).eval(),
             (ids, mask),
@@ -141,8 +142,7 @@ def _fuse(proto: Any, config: Any) -> Any:
         return proto
     optimizer = require("onnxruntime.transformers.optimizer", "onnx", "fusing the ONNX graph")
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
+        with _quiet_exporter():
             fused = optimizer.optimize_model(
                 proto,
                 model_type=kind,
@@ -150,7 +150,7 @@ def _fuse(proto: Any, config: Any) -> Any:
                 hidden_size=int(config.hidden_size),
                 opt_level=0,
             )
-        return fused.model
+        proto = fused.model
     except Exception as exc:  # the fusions are an optimisation: the exported graph computes the same vectors
         warnings.warn(
             f"ONNX Runtime's {kind} fusions failed ({type(exc).__name__}: {exc}); using the unfused graph",
@@ -158,6 +158,26 @@ def _fuse(proto: Any, config: Any) -> Any:
             stacklevel=3,
         )
         return proto
+    if any(node.domain == "com.microsoft" for node in proto.graph.node) and not any(
+        opset.domain == "com.microsoft" for opset in proto.opset_import
+    ):  # the fused operators' domain, declared as the optimizer's own save does (other ONNX tools need it)
+        opset = proto.opset_import.add()
+        opset.domain, opset.version = "com.microsoft", 1
+    return proto
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """No warnings, prints or torch.onnx log lines (e.g. "torchvision is not installed") during the export."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
 
 
 class OnnxEncoderRunner:

@@ -115,6 +115,11 @@ def test_export_is_cached_with_its_sha256_and_redone_when_it_does_not_match(
     folder = onnx_cache_dir(onnx_encoder._name, onnx_encoder._weights)
     model, record = folder / "model.onnx", folder / "model.onnx.json"
     assert read_json(record)["sha256"] == file_sha256(model)
+    import onnx
+
+    graph = onnx.load(str(model))
+    declared = {opset.domain for opset in graph.opset_import}
+    assert {node.domain for node in graph.graph.node} <= declared, "fused operators' domain is declared"
     written = model.stat().st_mtime_ns
     TransformersDenseEncoder(tiny_bert_dir, backend="onnx")
     assert model.stat().st_mtime_ns == written, "a verified export is reused, not redone"
