@@ -103,7 +103,7 @@ def _export_bytes(model: Any) -> bytes:
     torch = require("torch", "onnx", "exporting to ONNX")
     require("onnxscript", "onnx", "exporting to ONNX (torch's dynamo exporter)")
 
-    class LastHidden(torch.nn.Module):  # type: ignore[name-defined,misc]
+    class LastHidden(torch.nn.Module):  # type: ignore[name-defined]
         def __init__(self, inner: Any) -> None:
             super().__init__()
             self.inner = inner
