@@ -1,7 +1,8 @@
 """Dense retrieval: a transformers sentence encoder and a retriever over the exact or chromadb store.
 
 The encoder reads a sentence-transformers folder's own settings (pooling, normalisation, max length, prompts),
-sorts inputs by length to pad less, restores order, and runs under ``torch.inference_mode``. A document input over
+sorts inputs by length to pad less, restores order, and runs under ``torch.inference_mode`` (or, with
+``backend="onnx"``, in ONNX Runtime: :mod:`ragloom.adapters.dense_onnx`). A document input over
 the model's limit is an error (chunk it first); a query over it is cut with a TruncationWarning — never silently.
 """
 
@@ -15,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ragloom._imports import require
+from ragloom.adapters.dense_onnx import available_cpus
 from ragloom.chunking import OffsetTokenizer
 from ragloom.cpu_threads import ThreadSetting, ThreadTuner, baseline_threads, check_thread_setting, torch_threads
 from ragloom.errors import ConfigError
@@ -23,9 +25,10 @@ from ragloom.model_inputs import fit_to_limit, longest_first
 from ragloom.model_registry import registered_prompts
 from ragloom.retrieval import ChunkedVectorRetriever
 
-__all__ = ["DenseRetriever", "Pooling", "TransformersDenseEncoder"]
+__all__ = ["Backend", "DenseRetriever", "Pooling", "TransformersDenseEncoder"]
 
 Pooling = Literal["mean", "cls", "last"]
+Backend = Literal["torch", "onnx"]
 
 
 class TransformersDenseEncoder:
@@ -42,6 +45,11 @@ class TransformersDenseEncoder:
     the fastest thread count (one thread beats two on a busy machine, see :mod:`ragloom.cpu_threads`); an int uses
     that many. With ``"auto"`` or an int, torch's process-wide count changes while this encoder runs (other torch
     work in the process sees it meanwhile) and is restored afterwards, which is why it is opt-in.
+
+    ``backend="onnx"`` (``pip install 'ragloom[onnx]'``, CPU, fp32) runs the encoder in ONNX Runtime: exported once
+    and cached under ragloom's model home (:mod:`ragloom.adapters.dense_onnx`); tokenizing, batching, pooling and
+    the input-length policy are the same, vectors agree with the torch backend to cosine >= 0.9999 and the backend
+    is not part of the fingerprint. ``threads`` then sets ORT's intra-op threads (``None``: ORT's default).
     """
 
     def __init__(
@@ -60,10 +68,18 @@ class TransformersDenseEncoder:
         allow_download: bool = False,
         trust_remote_code: bool = False,
         threads: ThreadSetting = None,
+        backend: Backend = "torch",
     ) -> None:
         self._torch = require("torch", "dense", "dense encoding")
         self.threads = check_thread_setting(threads)
         self._tuner: ThreadTuner | None = None
+        self._onnx: Any = None
+        if backend == "onnx":
+            require("onnxruntime", "onnx", "the ONNX Runtime encoder backend")  # before loading and exporting
+            dtype, device = _onnx_settings(dtype, device)
+        elif backend != "torch":
+            raise ConfigError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+        self.backend: Backend = backend
         loaded = load_model(
             model,
             dtype=dtype,
@@ -93,6 +109,10 @@ class TransformersDenseEncoder:
         self._name = loaded.name
         self._weights = loaded.weights_hash
         self._special = int(self.tokenizer.num_special_tokens_to_add(pair=False))
+        if backend == "onnx":
+            from ragloom.adapters.dense_onnx import OnnxEncoderRunner, export_onnx_encoder
+
+            self._onnx = OnnxEncoderRunner(export_onnx_encoder(self.model, name=self._name, weights_hash=self._weights))
 
     # -- the DenseEncoder protocol ------------------------------------------------------------------------------
     @property
@@ -149,28 +169,38 @@ class TransformersDenseEncoder:
         out = np.empty((len(texts), self._dim), dtype=np.float32)
         if self.threads is None or self.device != "cpu":
             for rows in longest_first(encoded, self.batch_size):
-                out[rows] = self._forward([encoded[i] for i in rows])
-            return out
-        torch = self._torch
-        with torch_threads(torch):
-            if self.threads == "auto" and self._tuner is None:
-                self._tuner = ThreadTuner(baseline_threads(torch))
-            for rows in longest_first(encoded, self.batch_size):
-                batch = [encoded[i] for i in rows]
-                count = self._tuner.choose() if self._tuner else int(self.threads)
-                torch.set_num_threads(count)
-                started = time.perf_counter()
-                out[rows] = self._forward(batch)
-                if self._tuner:
-                    self._tuner.record(count, time.perf_counter() - started, len(batch) * max(map(len, batch)))
+                out[rows] = self._forward([encoded[i] for i in rows], None)
+        elif self._onnx is not None:
+            self._run_counted(encoded, out, available_cpus())
+        else:
+            with torch_threads(self._torch):
+                self._run_counted(encoded, out, baseline_threads(self._torch))
         return out
 
-    def _forward(self, batch_ids: list[list[int]]) -> np.ndarray:
+    def _run_counted(self, encoded: list[list[int]], out: np.ndarray, most: int) -> None:
+        """Encode batch by batch at the pinned thread count, or at the one the tuner picks (up to ``most``)."""
+        if self.threads == "auto" and self._tuner is None:
+            self._tuner = ThreadTuner(most)
+        for rows in longest_first(encoded, self.batch_size):
+            batch = [encoded[i] for i in rows]
+            count = self._tuner.choose() if self._tuner else int(self.threads or 1)
+            started = time.perf_counter()
+            out[rows] = self._forward(batch, count)
+            if self._tuner:
+                self._tuner.record(count, time.perf_counter() - started, len(batch) * max(map(len, batch)))
+
+    def _forward(self, batch_ids: list[list[int]], threads: int | None) -> np.ndarray:
         torch = self._torch
         features = self.tokenizer.pad({"input_ids": batch_ids}, padding=True, return_tensors="pt")
-        features = {k: v.to(self.device) for k, v in features.items()}
         with torch.inference_mode():
-            hidden = self.model(**features).last_hidden_state
+            if self._onnx is not None:
+                arrays = {k: v.numpy() for k, v in features.items()}
+                hidden = torch.from_numpy(self._onnx.run(arrays, threads))
+            else:
+                if threads is not None:
+                    torch.set_num_threads(threads)
+                features = {k: v.to(self.device) for k, v in features.items()}
+                hidden = self.model(**features).last_hidden_state
             pooled = self._pool(hidden, features["attention_mask"])
             pooled = pooled.float()
             if self.truncate_dim:
@@ -189,6 +219,15 @@ class TransformersDenseEncoder:
             return hidden[self._torch.arange(hidden.shape[0], device=hidden.device), lengths]
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+
+
+def _onnx_settings(dtype: DType, device: str | None) -> tuple[DType, str]:
+    """backend='onnx' computes in fp32 on the CPU: the dtype and device to load the model for export with."""
+    if device not in (None, "cpu"):
+        raise ConfigError(f"backend='onnx' runs on the CPU; got device={device!r}. Use backend='torch' for {device}.")
+    if dtype not in ("auto", "float32"):
+        raise ConfigError(f"backend='onnx' computes in float32; got dtype={dtype!r}. Use dtype='auto' or 'float32'.")
+    return "float32", "cpu"
 
 
 class DenseRetriever(ChunkedVectorRetriever):

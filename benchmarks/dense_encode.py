@@ -5,18 +5,23 @@ natural length variation. In one process, after a warm-up, each ragloom setting 
 fp32 at torch's default threads) run in alternation; the table shows median passages/s, the ratio to the peer and
 the min/mean cosine of each setting's vectors to the peer's. Settings: fp32 at torch's threads (``threads=None``),
 fp32 with ``threads="auto"`` (opt-in), bf16 (only with ``--bf16`` or on a CPU with native bf16; elsewhere it is
-emulated and several times slower) and int8 dynamic quantisation of the Linear layers (``--int8``: not an encoder
-option, it fails the cosine >= 0.999 bar). Peak memory: each side in a fresh subprocess (``--memory``).
+emulated and several times slower), the ONNX Runtime backend (``backend="onnx"``, fp32, ``threads="auto"``; when
+onnxruntime is installed) and int8 dynamic quantisation of the Linear layers, in torch and in ONNX Runtime
+(``--int8``: not encoder options, they fail the cosine >= 0.999 bar). ``--only`` keeps the settings whose label
+contains one of its words. Peak memory: each side in a fresh subprocess (``--memory``).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -70,6 +75,20 @@ def _int8(encoder):  # type: ignore[no-untyped-def]
     return encoder
 
 
+def _onnx_int8(encoder):  # type: ignore[no-untyped-def]
+    """The ONNX backend's export quantised by ORT (dynamic int8, per-channel weights, reduced range for AVX2)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from ragloom.adapters.dense_onnx import OnnxEncoderRunner, OnnxExport
+
+    target = Path(tempfile.mkdtemp(prefix="ragloom-int8-")) / "model.int8.onnx"
+    quantize_dynamic(
+        str(encoder._onnx.export.path), str(target), weight_type=QuantType.QInt8, per_channel=True, reduce_range=True
+    )
+    encoder._onnx = OnnxEncoderRunner(OnnxExport(target, "benchmark only"))
+    return encoder
+
+
 def _settings(path, length: int, bf16: bool, native: bool, int8: bool) -> dict:  # type: ignore[no-untyped-def]
     from ragloom.adapters.dense import TransformersDenseEncoder
 
@@ -83,8 +102,13 @@ def _settings(path, length: int, bf16: bool, native: bool, int8: bool) -> dict: 
     if native or bf16:
         label = 'ragloom bf16, threads="auto"' + ("" if native else " (emulated)")
         settings[label] = make(dtype="bfloat16", threads="auto")
+    onnx = all(importlib.util.find_spec(m) for m in ("onnxruntime", "onnxscript"))
+    if onnx:
+        settings['ragloom onnx fp32, threads="auto"'] = make(backend="onnx", threads="auto")
     if int8:
         settings['ragloom int8 dynamic, threads="auto"'] = _int8(make(dtype="float32", threads="auto"))
+        if onnx:
+            settings['ragloom onnx int8 dynamic, threads="auto"'] = _onnx_int8(make(backend="onnx", threads="auto"))
     return settings
 
 
@@ -95,6 +119,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--lengths", type=int, nargs="+", default=[128, 512])
     parser.add_argument("--bf16", action="store_true", help="also run bf16 where the CPU lacks native bf16")
     parser.add_argument("--int8", action="store_true", help="also run int8 dynamic quantisation (rejected setting)")
+    parser.add_argument("--only", nargs="+", help="keep the ragloom settings whose label contains one of these")
     parser.add_argument("--memory", action="store_true", help="also measure peak RSS per side in subprocesses")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -124,6 +149,8 @@ def main(argv: list[str]) -> None:
         peer = SentenceTransformer(str(path), device="cpu")
         peer.max_seq_length = length
         settings = _settings(path, length, args.bf16, native, args.int8)
+        if args.only:
+            settings = {k: v for k, v in settings.items() if any(word in k for word in args.only)}
         results: dict[str, np.ndarray] = {}
 
         def runner(name: str, encoder) -> Callable[[], None]:  # type: ignore[no-untyped-def]
@@ -148,7 +175,7 @@ def main(argv: list[str]) -> None:
                 f"{cos.min():.5f} | {cos.mean():.5f} |",
                 flush=True,
             )
-    print(f"# load average {os.getloadavg()[0]:.1f} at end")
+        print(f"# load average {os.getloadavg()[0]:.1f} after ≤{length} tokens", flush=True)
     if args.memory:
         print("\n| side | max tokens | peak RSS MiB |\n|---|---|---|")
         for length in args.lengths:
