@@ -18,12 +18,16 @@ import argparse
 import os
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from benchmarks._common import SHARED_DATA, machine, median
+
+if TYPE_CHECKING:
+    from ragloom.stores.compressed_settings import FirstStage, Rescore
 
 CACHE = Path(os.environ.get("RAGLOOM_BENCH_CACHE", "/tmp/ragloom-bench-cache"))
 MODELS = ("minilm", "nomic")
@@ -112,7 +116,7 @@ def matryoshka(args: argparse.Namespace) -> None:
     evaluate(args, data, state, limit)
 
 
-SETTINGS: tuple[tuple[str, str, str | None, int | None], ...] = (
+SETTINGS: tuple[tuple[str, FirstStage, Rescore | None, int | None], ...] = (
     ("fp32 exact", "fp32", None, None),
     ("int8 (no rescoring)", "int8", None, None),
     ("binary, Hamming top k (oversample 1)", "binary", "fp32", 1),
@@ -128,12 +132,20 @@ def truncated(x: np.ndarray, dim: int, centre: bool = False) -> np.ndarray:
     if centre:
         x = x - x.mean(axis=1, keepdims=True)
     y = x[:, :dim]
-    return (y / np.linalg.norm(y, axis=1, keepdims=True)).astype(np.float32)
+    out: np.ndarray = (y / np.linalg.norm(y, axis=1, keepdims=True)).astype(np.float32)
+    return out
 
 
 def _subset(state: dict[str, Any], keep: set[str]) -> tuple[np.ndarray, np.ndarray]:
     rows = np.isin(state["doc_ids"], sorted(keep))
-    return state["docs"][rows], state["doc_ids"][rows]
+    docs: np.ndarray = state["docs"][rows]
+    doc_ids: np.ndarray = state["doc_ids"][rows]
+    return docs, doc_ids
+
+
+def _searcher(store: Any) -> Callable[[np.ndarray], Any]:
+    """One single-query search of k=10, as timed."""
+    return lambda query: store.search(query, 10)
 
 
 def evaluate(args: argparse.Namespace, data: Any, state: dict[str, dict[str, Any]], limit: int) -> None:
@@ -184,14 +196,14 @@ def evaluate(args: argparse.Namespace, data: Any, state: dict[str, dict[str, Any
             store = CompressedVectorStore(
                 folder / f"s{len(stores)}",
                 dims,
-                first_stage=first,  # type: ignore[arg-type]
-                rescore=rescore,  # type: ignore[arg-type]
+                first_stage=first,
+                rescore=rescore,
                 oversample=(oversample or over) if rescore else None,
                 flush_rows=len(chunks),
             )
             store.replace_documents([], chunks, x)
             stores[label] = store
-        systems = {label: (lambda v, st=store: st.search(v, 10)) for label, store in stores.items()}
+        systems = {label: _searcher(store) for label, store in stores.items()}
         lat = _time_alternating(systems, q[: args.timed_queries])
         exact10: list[set[str]] | None = None
         for label, store in stores.items():
