@@ -5,6 +5,7 @@ approximate sparse search, each beside its peers in the same run, plus the memor
     python -m benchmarks scale ten-million --sizes 10000000      # streamed to disk: fp32 never held in RAM
     python -m benchmarks scale quality                           # SciFact nDCG@10, MiniLM, per compression setting
     python -m benchmarks scale sparse --docs 1000000             # exact vs approximate SPLADE-like search
+    python -m benchmarks scale matryoshka --limit-docs 1000      # nomic 768/512/256/128 × fp32/int8/binary
 
 Synthetic vectors: unit vectors around 2,000 cluster centres that share a common offset (real embedding sets are
 anisotropic: their mean is far from zero), generated and written in chunks so the process never holds more than
@@ -405,6 +406,17 @@ def _scifact_embeddings() -> dict[str, Any]:
     return {"data": data, **{k: loaded[k] for k in loaded.files}}
 
 
+def doc_run(qids: Any, results: list[list[tuple[Any, float]]], k: int = 100) -> dict[str, dict[str, float]]:
+    """A BEIR run from chunk results: each document scored by its best chunk, the top ``k`` documents a query."""
+    run: dict[str, dict[str, float]] = {}
+    for qid, row in zip(qids, results):
+        best: dict[str, float] = {}
+        for chunk, score in row:
+            best[chunk.doc_id] = max(best.get(chunk.doc_id, -1e9), score)
+        run[str(qid)] = dict(sorted(best.items(), key=lambda kv: -kv[1])[:k])
+    return run
+
+
 def quality(args: argparse.Namespace) -> None:
     from ragloom.eval import evaluate_run
     from ragloom.stores.compressed import CompressedVectorStore
@@ -420,7 +432,7 @@ def quality(args: argparse.Namespace) -> None:
     print("|---|---|---|---|---|---|---|---|")
     chunks = [Chunk(id=f"c{i}", doc_id=str(d), text="", start=0, end=1) for i, d in enumerate(doc_ids)]
     reference = None
-    for dims in args.dims:
+    for dims in args.dims or [384]:
         d = min(dims, docs.shape[1])
         x = docs[:, :d] / np.linalg.norm(docs[:, :d], axis=1, keepdims=True)
         q = queries[:, :d] / np.linalg.norm(queries[:, :d], axis=1, keepdims=True)
@@ -448,13 +460,7 @@ def quality(args: argparse.Namespace) -> None:
                     exact_top = top10
                 assert exact_top is not None
                 chunk_recall = np.mean([len(a & b) / 10 for a, b in zip(top10, exact_top)])
-                run: dict[str, dict[str, float]] = {}
-                for qid, row in zip(qids, results):
-                    best: dict[str, float] = {}
-                    for chunk, score in row:
-                        best[chunk.doc_id] = max(best.get(chunk.doc_id, -1e9), score)
-                    run[str(qid)] = dict(sorted(best.items(), key=lambda kv: -kv[1])[:100])
-                means, _ = evaluate_run(run, emb["data"].qrels)
+                means, _ = evaluate_run(doc_run(qids, results), emb["data"].qrels)
                 if reference is None:
                     reference = means["nDCG@10"]
                 per = {"fp32": 4 * d, "int8": d, "binary": d / 8}[first]
@@ -468,7 +474,7 @@ def quality(args: argparse.Namespace) -> None:
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks scale", description=__doc__)
-    parser.add_argument("part", choices=["dense", "ten-million", "quality", "sparse"])
+    parser.add_argument("part", choices=["dense", "ten-million", "quality", "sparse", "matryoshka"])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--queries", type=int, default=200)
@@ -497,7 +503,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--hnsw-m", type=int, default=32)
     parser.add_argument("--hnsw-ef", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--quality-oversample", type=int, nargs="+", default=[4, 10, 30])
-    parser.add_argument("--dims", type=int, nargs="+", default=[384])
+    parser.add_argument("--dims", type=int, nargs="+", default=None, help="quality: 384; matryoshka: 768 512 256 128")
     parser.add_argument("--no-peers", action="store_true", help="skip numpy/faiss peers (they hold fp32 in RAM)")
     parser.add_argument("--hnsw", action="store_true", help="also build faiss HNSW (slow to build at 1M)")
     parser.add_argument("--workdir", default=None, help="where the index is written (default: the temp dir)")
@@ -505,6 +511,13 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--reuse", default=None, help="dense: reopen the stores an earlier --keep run left here")
     parser.add_argument("--docs", type=int, default=1_000_000, help="sparse: synthetic documents")
     parser.add_argument("--doc-terms", type=int, default=128, help="sparse: terms kept per document")
+    parser.add_argument("--limit-docs", type=int, default=1000, help="matryoshka: SciFact documents in the subset")
+    parser.add_argument("--seed", type=int, default=0, help="matryoshka: the distractors' order")
+    parser.add_argument("--group", type=int, default=25, help="matryoshka: documents per alternation step")
+    parser.add_argument("--encode-only", action="store_true", help="matryoshka: fill the cache and stop")
+    parser.add_argument("--subset-oversample", type=int, default=10, help="matryoshka: candidates rescored per hit")
+    parser.add_argument("--timed-queries", type=int, default=300, help="matryoshka: single queries timed")
+    parser.add_argument("--centred", action="store_true", help="matryoshka: also nomic's layer-norm recipe (fp32)")
     args = parser.parse_args(argv)
     if args.part == "dense":
         dense(args)
@@ -514,6 +527,11 @@ def main(argv: list[str]) -> None:
         ten_million(args)
     elif args.part == "quality":
         quality(args)
+    elif args.part == "matryoshka":
+        from benchmarks.scale_matryoshka import matryoshka
+
+        args.dims = args.dims or [768, 512, 256, 128]
+        matryoshka(args)
     else:
         from benchmarks.scale_sparse import sparse
 
