@@ -66,6 +66,7 @@ from ragloom.stores.compressed_settings import (
     Rescore,
     checked_middle,
     checked_oversample,
+    middle_oversample,
 )
 from ragloom.stores.files import connect_sqlite, crash_point
 from ragloom.stores.rows import check_filters, check_vectors, chunk_matches, top_k
@@ -100,6 +101,7 @@ class CompressedVectorStore:
         rescore_oversample: int | None = None,
     ) -> None:
         self.rescore_oversample = checked_middle(first_stage, rescore, middle, rescore_oversample)
+        self._grows = middle is not None and oversample is None  # candidates grow with the store until set
         if middle is not None and oversample is None:
             oversample = DEFAULT_MIDDLE_OVERSAMPLE
         oversample = checked_oversample(
@@ -108,7 +110,7 @@ class CompressedVectorStore:
         self.path = Path(path) if path is not None else None
         self.first_stage: FirstStage = first_stage
         self.rescore: Rescore | None = rescore
-        self.oversample = oversample
+        self._oversample = oversample
         self.flush_rows = flush_rows
         self._use_faiss = use_faiss
         self.ivf_lists = ivf_lists
@@ -141,6 +143,18 @@ class CompressedVectorStore:
             raise IndexCorruptError(f"{self.path}/chunks.sqlite is unreadable ({exc}); re-index") from exc
 
     # -- settings -------------------------------------------------------------------------------------------------
+    @property
+    def oversample(self) -> int:
+        """First-stage candidates per result (a search-time knob). With the middle stage and none given, it grows
+        with the store (:func:`~ragloom.stores.compressed_settings.middle_oversample`) until assigned."""
+        return middle_oversample(self._rowids.size) if self._grows else self._oversample
+
+    @oversample.setter
+    def oversample(self, value: int) -> None:
+        if value < 1:
+            raise InvalidInputError(f"oversample must be >= 1, got {value}")
+        self._oversample, self._grows = value, False
+
     @property
     def config(self) -> dict[str, object]:
         return {"kind": "compressed", "metric": "dot", **self._settings()}

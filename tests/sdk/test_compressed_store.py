@@ -23,6 +23,7 @@ from ragloom.stores.codes import (
     pack_bits,
 )
 from ragloom.stores.compressed import CompressedVectorStore
+from ragloom.stores.compressed_settings import middle_oversample
 from ragloom.testing import RetrieverContract
 from ragloom.types import Chunk
 
@@ -194,6 +195,17 @@ def test_int8_rows_score_what_their_codes_decode_to() -> None:
 
 def _three_stage(path: Path | None, **options: Any) -> CompressedVectorStore:
     return CompressedVectorStore(path, 64, middle="int8", flush_rows=500, **options)
+
+
+def test_three_stage_candidates_grow_with_the_store_until_set() -> None:
+    assert [middle_oversample(n) for n in (0, 1_000_000, 2_000_000, 2_000_001, 10_000_000)] == [100, 100, 100, 200, 500]
+    store = _three_stage(None)
+    assert store.oversample == 100  # empty: the 1M default
+    store.oversample = 40
+    assert store.oversample == 40  # a value set is kept whatever the size
+    with pytest.raises(InvalidInputError, match="oversample"):
+        store.oversample = 0
+    assert _three_stage(None, oversample=7).oversample == 7
 
 
 def test_three_stage_search_matches_exact(tmp_path: Path) -> None:
