@@ -2,10 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from ragloom.adapters.dense import DenseRetriever, TransformersDenseEncoder
+from ragloom.testing import CONTRACT_DOCUMENTS
+
+if str(Path(__file__).resolve().parents[1]) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from openai_fake import FakeOpenAIServer
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAIServer]:
+    """A loopback OpenAI-compatible server speaking the real protocol (the generator's outside endpoint)."""
+    with FakeOpenAIServer() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def retriever(tiny_bert_dir: Path) -> DenseRetriever:
+    """A tiny dense retriever over the contract documents; a test module may define its own ``retriever``."""
+    dense = DenseRetriever(TransformersDenseEncoder(tiny_bert_dir), chunk_size=24)
+    dense.add(list(CONTRACT_DOCUMENTS))
+    return dense
 
 
 @pytest.fixture(scope="session")

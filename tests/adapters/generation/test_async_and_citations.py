@@ -7,19 +7,18 @@ import asyncio
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ragloom.adapters.dense import DenseRetriever, TransformersDenseEncoder
+from ragloom.adapters.dense import DenseRetriever
 from ragloom.adapters.generators.local import TransformersGenerator
 from ragloom.adapters.generators.openai_http import OpenAICompatibleGenerator
 from ragloom.adapters.rerankers.cross_encoder import CrossEncoderReranker
 from ragloom.pipeline import Pipeline
 from ragloom.prompting import PromptBuilder, check_citations, citation_markers
-from ragloom.testing import CONTRACT_DOCUMENTS
 from ragloom.types import Answer, Chunk, Hit
 
 if str(Path(__file__).resolve().parents[1]) not in sys.path:
@@ -27,19 +26,6 @@ if str(Path(__file__).resolve().parents[1]) not in sys.path:
 from openai_fake import FakeOpenAIServer, Reply, tokens_of
 
 QUESTION = "what did the telescope observe ?"
-
-
-@pytest.fixture(scope="module")
-def retriever(tiny_bert_dir: Path) -> DenseRetriever:
-    dense = DenseRetriever(TransformersDenseEncoder(tiny_bert_dir), chunk_size=24)
-    dense.add(list(CONTRACT_DOCUMENTS))
-    return dense
-
-
-@pytest.fixture
-def server() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer() as fake:
-        yield fake
 
 
 async def watch(work: Callable[[], Awaitable[Any]]) -> tuple[Any, float, float]:

@@ -5,34 +5,19 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from ragloom.adapters.dense import DenseRetriever, TransformersDenseEncoder
+from ragloom.adapters.dense import DenseRetriever
 from ragloom.adapters.generators.openai_http import OpenAICompatibleGenerator
 from ragloom.pipeline import Pipeline
-from ragloom.testing import CONTRACT_DOCUMENTS
 
 if str(Path(__file__).resolve().parents[1]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from openai_fake import FakeOpenAIServer, Reply
 
 QUESTION = "how long should the bread dough be kneaded in a warm kitchen ?"
-
-
-@pytest.fixture(scope="module")
-def retriever(tiny_bert_dir: Path) -> DenseRetriever:
-    dense = DenseRetriever(TransformersDenseEncoder(tiny_bert_dir), chunk_size=24)
-    dense.add(list(CONTRACT_DOCUMENTS))
-    return dense
-
-
-@pytest.fixture
-def server() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer() as fake:
-        yield fake
 
 
 @pytest.mark.parametrize("repair", [False, True])

@@ -39,12 +39,6 @@ HITS = [hit(i, t) for i, t in enumerate(TEXTS)]
 
 
 @pytest.fixture
-def server() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer() as fake:
-        yield fake
-
-
-@pytest.fixture
 def http(server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAICompatibleGenerator]:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     gen = OpenAICompatibleGenerator("fake-model", base_url=server.base_url, read_timeout=5.0, max_retries=0)
