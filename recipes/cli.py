@@ -77,7 +77,13 @@ def ingest(
         list[str] | None,
         typer.Option(help="Model per retriever: KIND=MODEL (e.g. splade=splade-tiny), or a bare MODEL for the first."),
     ] = None,
-    store: Annotated[str, typer.Option(help="Vector store of dense/late: chroma (embedded) or memory.")] = "chroma",
+    store: Annotated[
+        str,
+        typer.Option(
+            help="Vector store of dense/late: chroma (embedded), memory (exact), binary or int8 (compressed codes in "
+            "RAM, fp32 rescoring from disk)."
+        ),
+    ] = "chroma",
     fusion: Annotated[str, typer.Option(help="minmax, rrf or zscore (with several retrievers).")] = "minmax",
     fusion_key: Annotated[
         str, typer.Option(help="Fuse on the chunk id, or on the (document, page) hits share.")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ragloom.errors import ConfigError
 from ragloom.recipes.config import CHROMA_KINDS, DEFAULT_MODELS, RETRIEVER_BUILDERS, IndexSpec, RetrieverSpec
+from ragloom.retrieval import STORE_NAMES
 
 __all__ = [
     "PAGE_KINDS",
@@ -90,6 +91,8 @@ def plan_retrievers(
             f"A Chroma server stores the vectors of {', '.join(CHROMA_KINDS)} retrievers; none of {list(kinds)} "
             "is one (add `-r dense`, or drop --chroma-url)"
         )
+    if store not in STORE_NAMES:  # before any folder is made
+        raise ConfigError(f"Unknown store {store!r}; use one of {', '.join(STORE_NAMES)}")
     unknown = [k for k in kinds if k not in RETRIEVER_BUILDERS]
     if unknown:
         raise ConfigError(f"Unknown retriever kind(s) {unknown}; known: {', '.join(sorted(RETRIEVER_BUILDERS))}")

@@ -34,6 +34,7 @@ from ragloom.types import Chunk, Document, Hit, ScoreKind, escape_undecodable
 
 __all__ = [
     "DEFAULT_CHUNK_TOKENS",
+    "STORE_NAMES",
     "ChunkEmbedder",
     "ChunkedVectorRetriever",
     "ProgressCallback",
@@ -58,6 +59,8 @@ COMPRESSED_STORES: dict[str, dict[str, Any]] = {
 }
 """Store names served by :class:`ragloom.stores.compressed.CompressedVectorStore` and the settings each implies
 (``store_options`` override them)."""
+STORE_NAMES = ("chroma", "memory", *COMPRESSED_STORES)
+"""Every store a chunked vector retriever accepts by name."""
 
 DEFAULT_CHUNK_TOKENS = 512
 """The chunk size when none is given: a long-context encoder (nomic: 8,192 tokens) would otherwise make chunks too
@@ -349,9 +352,7 @@ class ChunkedVectorRetriever(StoredRetrieverMethods):
                 collection=collection,
                 metric="cosine" if normalized else "ip",
             )
-        raise ConfigError(
-            f"Unknown store {store!r}; use 'memory', 'chroma', 'binary', 'int8', 'compressed' or a VectorStore instance"
-        )
+        raise ConfigError(f"Unknown store {store!r}; use one of {', '.join(STORE_NAMES)} or a VectorStore instance")
 
     def _embed_texts(self, pairs: Sequence[tuple[Document, list[Chunk]]]) -> np.ndarray:
         return self.encoder.encode_documents([c.text for _, chunks in pairs for c in chunks])

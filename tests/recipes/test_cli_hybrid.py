@@ -80,13 +80,14 @@ def test_ingest_into_an_index_without_that_retriever_says_how_to_add_it(
         (["-r", "dense", "--model", "splade=x"], "no -r splade retriever"),
         (["-r", "dense", "-r", "bm25", "--fusion", "median"], "Unknown fusion kind"),
         (["-r", "dense", "--fusion-key", "doc"], "--fusion-key must be chunk or page"),
+        (["-r", "dense", "--store", "bogus"], "Unknown store 'bogus'; use one of chroma, memory, binary"),
     ],
 )
 def test_bad_retriever_flags_are_typed_errors(tmp_path: Path, docs: Path, flags: list[str], message: str) -> None:
     result = _ingest(docs, tmp_path / "index", *flags)
     assert result.exit_code == 2, result.output
     assert message in result.output
-    assert not (tmp_path / "index" / "ragloom.json").exists(), "nothing is written for a refused spec"
+    assert not (tmp_path / "index").exists(), "nothing is written for a refused spec"
 
 
 def test_non_tty_progress_lines_and_quiet(
