@@ -16,9 +16,15 @@ from typing import Any, Literal
 import numpy as np
 
 from ragloom._imports import require
-from ragloom.adapters.dense_onnx import available_cpus
 from ragloom.chunking import OffsetTokenizer
-from ragloom.cpu_threads import ThreadSetting, ThreadTuner, baseline_threads, check_thread_setting, torch_threads
+from ragloom.cpu_threads import (
+    ThreadSetting,
+    ThreadTuner,
+    available_cpus,
+    baseline_threads,
+    check_thread_setting,
+    torch_threads,
+)
 from ragloom.errors import ConfigError
 from ragloom.hf import DType, load_model, sentence_transformers_config
 from ragloom.model_inputs import fit_to_limit, longest_first

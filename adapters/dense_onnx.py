@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import re
 import threading
 import warnings
@@ -30,19 +29,12 @@ from ragloom.errors import ConfigError, RagloomWarning
 from ragloom.models import models_home
 from ragloom.stores.files import atomic_write_bytes, atomic_write_json, file_sha256, read_json, sha256_hex
 
-__all__ = ["OnnxEncoderRunner", "available_cpus", "export_onnx_encoder", "onnx_cache_dir"]
+__all__ = ["OnnxEncoderRunner", "export_onnx_encoder", "onnx_cache_dir"]
 
 INPUTS = ("input_ids", "attention_mask")  # what the encoder's padding produces; token types default to zeros
 FORMAT = 2  # bump when the export changes, so older cached files are exported again
 _FUSED = {"bert": "bert"}  # transformers model_type → onnxruntime.transformers optimizer model_type
 _LIMIT = 2_000_000_000  # protobuf's single-file ceiling (2 GiB) with a margin
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one)."""
-    with contextlib.suppress(AttributeError):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def onnx_cache_dir(name: str, weights_hash: str) -> Path:

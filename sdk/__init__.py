@@ -57,6 +57,7 @@ from ragloom.protocols import (
     TokenAwareEncoder,
     TokenCounter,
     TokenCountingGenerator,
+    TokenizingGenerator,
     VerifiableStore,
 )
 from ragloom.types import Answer, Chunk, Citation, Document, Hit, Message, Page, SparseVector
@@ -120,6 +121,7 @@ __all__ = [
     "TokenChunker",
     "TokenCounter",
     "TokenCountingGenerator",
+    "TokenizingGenerator",
     "TruncationWarning",
     "UnsupportedFormatError",
     "VerifiableStore",

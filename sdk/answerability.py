@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ragloom.errors import ConfigError, InvalidInputError
-from ragloom.protocols import LogprobGenerator
+from ragloom.protocols import LogprobGenerator, TokenizingGenerator
 from ragloom.qa_prompts import DECLINE_PHRASE
 from ragloom.types import Message
 
@@ -42,16 +42,12 @@ _NO = ("no", "No", "NO", " no", " No")
 
 
 def _tokenize(generator: object, text: str) -> list[int]:
-    tokenize = getattr(generator, "tokenize", None)
-    if callable(tokenize):
-        return [int(t) for t in tokenize(text)]
-    tokenizer: Any = getattr(generator, "tokenizer", None)
-    if tokenizer is None:
+    if not isinstance(generator, TokenizingGenerator):
         raise ConfigError(
-            f"{type(generator).__name__} exposes no tokenizer (a tokenize(text) method or a .tokenizer attribute); "
-            "the answerability check needs one to read yes/no log-probabilities"
+            f"{type(generator).__name__} has no tokenize(text) method (ragloom.protocols.TokenizingGenerator); the "
+            "answerability check needs the model's own token ids to read yes/no log-probabilities"
         )
-    return [int(t) for t in tokenizer.encode(text, add_special_tokens=False)]
+    return [int(t) for t in generator.tokenize(text)]
 
 
 def yes_no_token_ids(generator: object) -> tuple[list[int], list[int]]:

@@ -13,13 +13,22 @@ caller's setting when the last concurrent user leaves.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator
 from typing import Any, Literal
 
 from ragloom.errors import ConfigError
 
-__all__ = ["ThreadSetting", "ThreadTuner", "check_thread_setting", "torch_threads"]
+__all__ = ["ThreadSetting", "ThreadTuner", "available_cpus", "check_thread_setting", "torch_threads"]
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    with contextlib.suppress(AttributeError):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
 
 ThreadSetting = int | Literal["auto"] | None
 

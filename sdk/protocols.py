@@ -42,6 +42,7 @@ __all__ = [
     "TokenAwareEncoder",
     "TokenCounter",
     "TokenCountingGenerator",
+    "TokenizingGenerator",
     "VerifiableStore",
 ]
 
@@ -242,6 +243,14 @@ class TokenCountingGenerator(Protocol):
     """A generator that counts tokens with its own tokenizer (prompt budgets use it instead of tiktoken's)."""
 
     def count_tokens(self, text: str) -> int: ...
+
+
+@runtime_checkable
+class TokenizingGenerator(Protocol):
+    """A generator that gives the token ids of a text with its own tokenizer (no special tokens), so callers can
+    name reply tokens to score (the answerability check's yes/no and decline-phrase tokens)."""
+
+    def tokenize(self, text: str) -> list[int]: ...
 
 
 @runtime_checkable

@@ -15,10 +15,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FAMILIES_OPEN_TO = {"integrations"}  # bridges: wrap any family for a framework
-ALLOWED_ACROSS = {("late_chunking", "dense")}
+ALLOWED_ACROSS = {("late_chunking", "dense"), ("dense", "dense_onnx")}
 """Known family-to-family edges, each a deliberate design: late chunking *is* the dense encoder's token states
 pooled per chunk, so it reuses that encoder rather than a copy (moving it into the core would put a transformers
-model class there)."""
+model class there); ``dense_onnx`` is the dense encoder's optional ONNX Runtime backend, imported lazily by it
+when ``backend="onnx"`` (a module of its own so ``dense.py`` stays one responsibility)."""
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:

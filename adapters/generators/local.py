@@ -299,6 +299,10 @@ class TransformersGenerator:
         return parse_tool_calls(cut_at_stop(text, self.stop), [t["function"]["name"] for t in schemas])
 
     # -- scoring (for rerankers) ------------------------------------------------------------------------------------
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of ``text`` with this model's tokenizer (no special tokens)."""
+        return [int(t) for t in self.tokenizer.encode(text, add_special_tokens=False)] if text else []
+
     def next_token_logprobs(
         self, conversations: Sequence[Sequence[Message]], token_ids: Sequence[int], *, batch_size: int = 4
     ) -> list[list[float]]:
