@@ -259,6 +259,19 @@ class CalibrationReport:
     metric: str = "nDCG@10 of the source chunk"
     seconds: float = 0.0
 
+    @classmethod
+    def of(cls, data: CalibrationSet, **figures: Any) -> CalibrationReport:
+        """A report on ``data``: its provenance (generator, seed, sizes) read from the set, ``figures`` the rest."""
+        return cls(
+            generator=data.generator,
+            seed=data.seed,
+            requested=data.requested,
+            sample_size=len(data),
+            skipped=data.skipped,
+            chunks_in_index=data.chunks_in_index,
+            **figures,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for key in ("fit_score", "fit_recall", "train_score", "gain_z", "seconds"):
@@ -340,13 +353,8 @@ def fit_calibration(
     scored = score_candidates(data, baseline_cands, evaluate, depth=data.candidates)
     baselines = {"rrf k=60 (equal weights)": scored[1][0], **{f"{n} alone": s[0] for n, s in zip(names, scored[2:])}}
     config = chosen.config(names)
-    report = CalibrationReport(
-        generator=data.generator,
-        seed=data.seed,
-        requested=data.requested,
-        sample_size=len(data),
-        skipped=data.skipped,
-        chunks_in_index=data.chunks_in_index,
+    report = CalibrationReport.of(
+        data,
         fit_queries=int(fit.size),
         holdout_queries=int(held.size),
         candidates_tried=len(candidates),

@@ -187,13 +187,8 @@ def fit_robust(
     offsets = np.cumsum([0, *(len(d) for d in sets.values())])[:-1]
     held_rows = np.concatenate([o + (s[1] if s[1].size else s[0]) for o, s in zip(offsets, splits.values())])
     recall = score_candidates(merged, [chosen], held_rows, depth=merged.candidates)[0][1]
-    report = CalibrationReport(
-        generator=merged.generator,
-        seed=merged.seed,
-        requested=merged.requested,
-        sample_size=len(merged),
-        skipped=merged.skipped,
-        chunks_in_index=merged.chunks_in_index,
+    report = CalibrationReport.of(
+        merged,
         fit_queries=fit_total,
         holdout_queries=len(merged) - fit_total if holdout > 0 else 0,
         candidates_tried=len(candidates),
