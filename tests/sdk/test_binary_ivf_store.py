@@ -1,6 +1,6 @@
 """The binary IVF first stage (faiss ``IndexBinaryIVF``) of the compressed store: exhaustive probing equals exact
-search, deletes never come back, the trained index persists and is verified, settings and the extra are checked;
-the retriever contract runs over it."""
+search, deletes never come back, the trained index persists and is verified, settings and the extra are checked
+(the retriever contract over it is ``TestDenseBinaryIVF`` in test_compressed_store.py)."""
 
 from __future__ import annotations
 
@@ -9,18 +9,16 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pytest
 
 pytest.importorskip("faiss")
 
-from ragloom.adapters.dense import DenseRetriever, TransformersDenseEncoder
 from ragloom.errors import IndexCorruptError, InvalidInputError, MissingExtraError, StoreMismatchError
 from ragloom.stores.binary_ivf import BinaryIVF, IVFParams
 from ragloom.stores.compressed import CompressedVectorStore
-from ragloom.testing import RetrieverContract
 from ragloom.types import Chunk
 
 DIM = 32
@@ -174,23 +172,3 @@ def test_missing_faiss_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     for bad in [{"first_stage": "int8", "ivf_lists": 4}, {"ivf_lists": 0}, {"nprobe": 0}]:
         with pytest.raises(InvalidInputError):
             CompressedVectorStore(None, DIM, **bad)  # type: ignore[arg-type]
-
-
-class TestDenseBinaryIVF(RetrieverContract):
-    """The retriever contract over the binary IVF first stage, flushing segments every few chunks."""
-
-    options: ClassVar[dict[str, Any]] = {"ivf_lists": 2, "nprobe": 2, "flush_rows": 3, "oversample": 50}
-
-    @pytest.fixture(autouse=True)
-    def _encoders(self, encoder: TransformersDenseEncoder, other_encoder: TransformersDenseEncoder) -> None:
-        self.encoder, self.other = encoder, other_encoder
-
-    def make_retriever(self, path: Path) -> DenseRetriever:
-        return DenseRetriever(
-            self.encoder, path, store="compressed", store_options=self.options, chunk_size=24, overlap=4
-        )
-
-    def make_mismatched_retriever(self, path: Path) -> DenseRetriever:
-        return DenseRetriever(
-            self.other, path, store="compressed", store_options=self.options, chunk_size=24, overlap=4
-        )

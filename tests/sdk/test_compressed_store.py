@@ -3,6 +3,7 @@ settings; the dense retriever contract runs over it."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -310,6 +311,11 @@ class TestDenseThreeStage(TestDenseBinary):
 
 class TestDenseInt8(TestDenseBinary):
     options: ClassVar[dict[str, Any]] = {"first_stage": "int8", "rescore": None, "flush_rows": 3}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("faiss") is None, reason="the binary IVF needs faiss: ragloom[compress]")
+class TestDenseBinaryIVF(TestDenseBinary):
+    options: ClassVar[dict[str, Any]] = {"ivf_lists": 2, "nprobe": 2, "flush_rows": 3, "oversample": 50}
 
 
 def test_retriever_records_and_refuses_settings(tmp_path: Path, encoder: TransformersDenseEncoder) -> None:
