@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
@@ -27,6 +28,14 @@ def _component(found: object, name: str) -> object:
     return next(c for c in found.components if c.name == name)  # type: ignore[attr-defined]
 
 
+def _binary_index(encoder: TransformersDenseEncoder, folder: Path, options: dict[str, Any]) -> tuple[Any, Any]:
+    """A binary-store index of ``DOCS``: the live store's own stats, and ``retriever_stats`` read from its files."""
+    with DenseRetriever(encoder, folder, store="binary", store_options=options, chunk_size=24) as retriever:
+        retriever.add(DOCS)
+        live = retriever.store.stats()
+    return live, retriever_stats(folder)
+
+
 def test_memory_and_compressed_indexes(tmp_path: Path, encoder: TransformersDenseEncoder) -> None:
     with DenseRetriever(encoder, tmp_path / "exact", store="memory", chunk_size=24) as exact:
         exact.add(DOCS)
@@ -36,11 +45,7 @@ def test_memory_and_compressed_indexes(tmp_path: Path, encoder: TransformersDens
     assert _component(found, "float32 matrix").ram == chunks * encoder.dim * 4  # type: ignore[attr-defined]
     assert found.disk == sum(p.stat().st_size for p in (tmp_path / "exact").rglob("*") if p.is_file())
 
-    options = {"flush_rows": 8}
-    with DenseRetriever(encoder, tmp_path / "bin", store="binary", store_options=options, chunk_size=24) as binary:
-        binary.add(DOCS)
-        live = binary.store.stats()
-    found = retriever_stats(tmp_path / "bin")
+    live, found = _binary_index(encoder, tmp_path / "bin", {"flush_rows": 8})
     assert found.store == "compressed binary+fp32"
     codes = _component(found, "first-stage codes")
     assert codes.ram == codes.disk > live["bytes_in_ram"]["codes"]  # type: ignore[attr-defined]  # .npy headers
@@ -49,11 +54,8 @@ def test_memory_and_compressed_indexes(tmp_path: Path, encoder: TransformersDens
     assert tail.ram == live["tail_rows"] * encoder.dim * 4  # type: ignore[attr-defined]
     assert found.disk == sum(p.stat().st_size for p in (tmp_path / "bin").rglob("*") if p.is_file())
 
-    three = {"flush_rows": 8, "middle": "int8"}  # the three-stage store: its int8 codes are counted in RAM
-    with DenseRetriever(encoder, tmp_path / "three", store="binary", store_options=three, chunk_size=24) as staged:
-        staged.add(DOCS)
-        live = staged.store.stats()
-    found = retriever_stats(tmp_path / "three")
+    # the three-stage store: its int8 codes are counted in RAM
+    live, found = _binary_index(encoder, tmp_path / "three", {"flush_rows": 8, "middle": "int8"})
     assert found.store == "compressed binary+int8+fp32"
     middle = _component(found, "middle-stage int8 codes")
     assert middle.ram == middle.disk > live["bytes_in_ram"]["middle_codes"] > 0  # type: ignore[attr-defined]
