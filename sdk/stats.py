@@ -129,17 +129,12 @@ def _memory(folder: Path, chunks: int, dim: int) -> tuple[list[Component], set[P
     ], files
 
 
-_SEGMENT = re.compile(r"^seg-\d{6}\.(rows|codes|vectors|calib|lists|middle)\.npy$")
-
-
 def _compressed(folder: Path, chunks: int, dim: int) -> tuple[list[Component], set[Path]]:
-    files = set(_files(folder / "compressed"))
-    by_part: dict[str, int] = {}
-    for file in files:
-        match = _SEGMENT.match(file.name)
-        part = match.group(1) if match else ("sqlite" if ".sqlite" in file.name else "other")
-        part = "ivf" if file.name == "binary-ivf.faiss" else part
-        by_part[part] = by_part.get(part, 0) + file.stat().st_size
+    from ragloom.stores.compressed_segments import bytes_on_disk  # the store's own file kinds
+
+    store = folder / "compressed"
+    files = set(_files(store))
+    by_part = bytes_on_disk(store) if store.is_dir() else {}
     tail = 0
     database = folder / "compressed" / "chunks.sqlite"
     if database.exists():
