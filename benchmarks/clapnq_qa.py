@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
         "--prompt",
         default=["default"],
         nargs="+",
-        choices=["default", "guided", "words"],
+        choices=["default", "guided", "words", "detailed"],
         help="guided: ragloom.qa_prompts.GUIDED_PROMPT (rules after the passages, one worked answer); words: "
         "PASSAGE_WORDS_PROMPT (the same, answering in the passage's own words). Several: each question is answered "
         "with each prompt in turn (rows carry the prompt; a prompt cache shares the passages)",
@@ -268,6 +268,12 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="score each question with ragloom.answerability.AnswerabilityCheck before answering (rows carry "
         "answerable_p; the decline is applied by --summarize --check-threshold/--fit-check-on)",
+    )
+    parser.add_argument(
+        "--decline-score",
+        action="store_true",
+        help="read only the decline-phrase score on each answer prompt (free with llama.cpp's prompt cache; "
+        "--answerability also runs the yes/no prompt)",
     )
     parser.add_argument(
         "--exclude-questions-of", type=Path, default=None, help="sample no question of this ROWS.jsonl (a tuning split)"
@@ -376,9 +382,14 @@ def main(argv: list[str] | None = None) -> None:
         generator = LlamaCppGenerator(args.generator, max_new_tokens=args.max_new_tokens, threads=args.threads)
     else:
         generator = TransformersGenerator(args.generator, max_new_tokens=args.max_new_tokens, dtype=args.dtype)
-    from ragloom.qa_prompts import GUIDED_PROMPT, PASSAGE_WORDS_PROMPT
+    from ragloom.qa_prompts import DETAILED_PROMPT, GUIDED_PROMPT, PASSAGE_WORDS_PROMPT
 
-    builders = {"default": PromptBuilder(), "guided": GUIDED_PROMPT, "words": PASSAGE_WORDS_PROMPT}
+    builders = {
+        "default": PromptBuilder(),
+        "guided": GUIDED_PROMPT,
+        "words": PASSAGE_WORDS_PROMPT,
+        "detailed": DETAILED_PROMPT,
+    }
     pipelines = {
         name: Pipeline([retriever], generator=generator, k=args.k, candidates=max(20, args.k), prompt=builders[name])
         for name in args.prompt
@@ -389,6 +400,7 @@ def main(argv: list[str] | None = None) -> None:
         from ragloom.answerability import AnswerabilityCheck
 
         check = AnswerabilityCheck(generator)
+    if args.answerability or args.decline_score:
         decline_ids = generator.tokenize("I")[:1]
     if args.decline_fit:
         from ragloom.abstention import DeclinePolicy
@@ -408,7 +420,7 @@ def main(argv: list[str] | None = None) -> None:
             check_s = time.perf_counter() - check_started
         for name, each in pipelines.items():
             decline_p = None
-            if check is not None:  # diagnostic: P(the reply starts like the decline phrase "I don't know ...")
+            if args.answerability or args.decline_score:  # P(the reply starts the decline phrase)
                 hits = each.retrieve(question["input"])
                 messages = each._prompt(question["input"], hits).messages
                 decline_p = math.exp(generator.next_token_logprobs([messages], decline_ids)[0][0])

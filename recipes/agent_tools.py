@@ -47,13 +47,15 @@ def open_for_answers(
     index = Path(index)
     if not answer:
         return open_pipeline(index, allow_download=allow_download)
-    spec = IndexSpec.load(index).generator
+    index_spec = IndexSpec.load(index)
+    spec = index_spec.generator
     if base_url or llm:
         spec = dataclasses.replace(
             spec, kind="openai" if base_url else spec.kind, model=llm or spec.model, base_url=base_url or spec.base_url
         )
     generator = build_generator(spec, allow_download=allow_download)
-    return open_pipeline(index, generator=generator, allow_download=allow_download)
+    index_spec = dataclasses.replace(index_spec, generator=spec)
+    return open_pipeline(index, spec=index_spec, generator=generator, allow_download=allow_download)
 
 
 def sample_call(name: str, arguments: dict[str, Any], call_id: str = "call_1") -> dict[str, Any]:

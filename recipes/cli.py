@@ -22,6 +22,7 @@ from rich.text import Text
 from ragloom.errors import RagloomError
 from ragloom.recipes.answer_view import print_support
 from ragloom.recipes.console import console, err, fail, safe, safe_text, warn
+from ragloom.recipes.generator_options import CheckThresholdOpt, PromptOpt, generator_spec_with
 from ragloom.recipes.index_cli import add_retriever
 from ragloom.recipes.index_maintenance import index_app
 from ragloom.recipes.mcp_cli import mcp as mcp_command
@@ -258,6 +259,8 @@ def ask(
     ] = None,
     llm: Annotated[str | None, typer.Option(help="Generator model (alias, folder or endpoint model).")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint URL.")] = None,
+    prompt: PromptOpt = None,
+    check_threshold: CheckThresholdOpt = None,
     stream: Annotated[bool, typer.Option(help="Print the answer as it is generated.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     server: ServerOpt = None,
@@ -280,17 +283,12 @@ def ask(
     try:
         check_index_path(index)
         spec = IndexSpec.load(index)
-        gen_spec = spec.generator
-        if generator or llm or base_url:
-            gen_spec = dataclasses.replace(
-                gen_spec,
-                kind=generator or gen_spec.kind,
-                model=llm or gen_spec.model,
-                base_url=base_url or gen_spec.base_url,
-            )
+        gen_spec = generator_spec_with(
+            spec.generator, kind=generator, model=llm, base_url=base_url, prompt=prompt, check_threshold=check_threshold
+        )
         with _loading("Loading models"):
             gen = build_generator(gen_spec, allow_download=not offline)
-            moved = spec_with_chroma_url(index, chroma_url)
+            moved = dataclasses.replace(spec_with_chroma_url(index, chroma_url) or spec, generator=gen_spec)
             pipeline = open_pipeline(index, spec=moved, generator=gen, allow_download=not offline)
         if group_by:
             pipeline.group_by = group_by

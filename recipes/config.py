@@ -33,6 +33,7 @@ __all__ = [
     "GeneratorSpec",
     "IndexSpec",
     "RetrieverSpec",
+    "answer_options",
     "build_generator",
     "build_retriever",
     "open_pipeline",
@@ -106,6 +107,13 @@ class GeneratorSpec:
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     max_new_tokens: int = 256
+    prompt: str = "auto"
+    """A name of :data:`ragloom.qa_prompts.QA_PROMPTS`, or ``"auto"``: the prompt the registered model was measured
+    with (the Qwen models: ``"detailed"``), else ``"default"``."""
+    check_threshold: float | None = None
+    """Decline before generating when ``1 - P(the reply starts with the decline phrase)`` is under it
+    (:class:`ragloom.answerability.AnswerabilityCheck`, ``mode="decline-phrase"``); 0 turns the check off; ``None``
+    uses the threshold measured for the registered model with ``prompt="auto"`` (docs/generators.md), else none."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +157,10 @@ class IndexSpec:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise IndexCorruptError(f"{path} is malformed: {exc}") from exc
+        try:
+            check_generator_spec(spec.generator)
+        except ConfigError as exc:
+            raise IndexCorruptError(f"{path}: {exc}") from exc
         for retriever in spec.retrievers:
             if not isinstance(retriever.options, dict) or not isinstance(retriever.model, str):
                 raise IndexCorruptError(f"{path}: retriever {retriever.name!r} is malformed")
@@ -258,6 +270,54 @@ def build_generator(
     raise ConfigError(f"Unknown generator kind {spec.kind!r}; use 'local', 'llamacpp', 'openai' or 'extractive'")
 
 
+_NO_DECLINE_PHRASE = (
+    "The answerability check reads the decline phrase the prompt names; the default prompt names none. Choose a "
+    "prompt (guided, detailed or words) or set the check threshold to 0"
+)
+
+
+def check_generator_spec(spec: GeneratorSpec) -> None:
+    """Refuse a prompt name or check threshold that :func:`answer_options` could not apply."""
+    from ragloom.qa_prompts import QA_PROMPTS
+
+    if spec.prompt != "auto" and spec.prompt not in QA_PROMPTS:
+        raise ConfigError(f"Unknown prompt {spec.prompt!r}; use 'auto' or one of: {', '.join(QA_PROMPTS)}")
+    threshold = spec.check_threshold
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))):
+        raise ConfigError(f"check_threshold must be a number between 0 and 1, got {threshold!r}")
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise ConfigError(f"check_threshold must be between 0 and 1 (0 turns the check off), got {threshold}")
+    if threshold and spec.prompt == "default":
+        raise ConfigError(_NO_DECLINE_PHRASE)
+
+
+def answer_options(spec: GeneratorSpec, generator: Generator) -> dict[str, Any]:
+    """``Pipeline`` keyword arguments for ``spec``'s prompt and answerability check.
+
+    ``prompt="auto"`` takes the prompt the registered model was measured with and, for a generator that can score
+    next-token log-probabilities (a local model), its measured decline-phrase threshold; an unregistered model or
+    an endpoint gets the default prompt and no check. An explicit ``check_threshold`` needs a prompt that names
+    the decline phrase (every named prompt but ``"default"``)."""
+    from ragloom.answerability import AnswerabilityCheck
+    from ragloom.model_registry import find_spec
+    from ragloom.protocols import LogprobGenerator
+    from ragloom.qa_prompts import qa_prompt
+
+    check_generator_spec(spec)
+    registered = find_spec(spec.model)
+    notes = registered.notes if registered is not None else {}
+    name = notes.get("qa_prompt", "default") if spec.prompt == "auto" else spec.prompt
+    options: dict[str, Any] = {"prompt": qa_prompt(name)}
+    threshold = spec.check_threshold
+    if threshold is None and spec.prompt == "auto" and isinstance(generator, LogprobGenerator):
+        threshold = float(notes["decline_check"]) if "decline_check" in notes else None
+    if threshold:
+        if name == "default":
+            raise ConfigError(_NO_DECLINE_PHRASE)
+        options["answerability"] = AnswerabilityCheck(generator, threshold=threshold, mode="decline-phrase")
+    return options
+
+
 def open_pipeline(
     index_dir: Path,
     *,
@@ -268,6 +328,9 @@ def open_pipeline(
     trust_remote_code: bool = False,
 ) -> Pipeline:
     """Open (or create, when ``spec`` is given for a new directory) the pipeline of an index directory.
+
+    A generator answers with the prompt and answerability check of ``spec.generator`` (:func:`answer_options`):
+    pass the spec whose generator settings built it.
 
     ``trust_remote_code`` lets the index's models run their own code; only the caller can say so (module docs)."""
     index_dir = Path(index_dir)
@@ -290,10 +353,12 @@ def open_pipeline(
     if with_generator and generator is None:
         generator = build_generator(spec.generator, allow_download)
     fuser = fuser_from_config(spec.fusion) if len(retrievers) > 1 else None
+    answering = answer_options(spec.generator, generator) if generator is not None else {}
     return Pipeline(
         retrievers,
         fuser=fuser,
         generator=generator,
+        **answering,
         k=spec.k,
         candidates=spec.candidates,
         group_by=check_group_by(spec.group_by),

@@ -15,6 +15,8 @@ from typing import Annotated
 
 import typer
 
+from ragloom.recipes.generator_options import CheckThresholdOpt, PromptOpt, generator_spec_with
+
 __all__ = ["serve"]
 
 
@@ -29,6 +31,8 @@ def serve(
     generator: Annotated[str | None, typer.Option(help="local or openai (default: the index's).")] = None,
     llm: Annotated[str | None, typer.Option(help="Generator model (alias, folder or endpoint model).")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint URL.")] = None,
+    prompt: PromptOpt = None,
+    check_threshold: CheckThresholdOpt = None,
     per_page: Annotated[bool, typer.Option("--per-page", help="Default to one hit per page.")] = False,
     workers: Annotated[int, typer.Option(help="Queries run at once.")] = 1,
     queue: Annotated[int, typer.Option(help="Queries that may wait; more get 503.")] = 32,
@@ -50,16 +54,19 @@ def serve(
         check_exposure(host, token)
         limits = ServerLimits(max_body=max_body, max_k=max_k, workers=workers, queue=queue)
         gen = None
+        index_spec = spec_with_chroma_url(index, chroma_url) or IndexSpec.load(index)
         if ask:
-            spec = IndexSpec.load(index).generator
-            if generator or llm or base_url:
-                spec = dataclasses.replace(
-                    spec, kind=generator or spec.kind, model=llm or spec.model, base_url=base_url or spec.base_url
-                )
-            gen = build_generator(spec, allow_download=not offline)
-        pipeline = open_pipeline(
-            index, spec=spec_with_chroma_url(index, chroma_url), generator=gen, allow_download=not offline
-        )
+            gen_spec = generator_spec_with(
+                index_spec.generator,
+                kind=generator,
+                model=llm,
+                base_url=base_url,
+                prompt=prompt,
+                check_threshold=check_threshold,
+            )
+            gen = build_generator(gen_spec, allow_download=not offline)
+            index_spec = dataclasses.replace(index_spec, generator=gen_spec)
+        pipeline = open_pipeline(index, spec=index_spec, generator=gen, allow_download=not offline)
         if per_page:
             pipeline.group_by = "page"
         app = build_app(pipeline, limits=limits, token=token, host=host, mcp=mcp)

