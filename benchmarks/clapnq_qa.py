@@ -226,6 +226,38 @@ def _print_figures(figures: dict[str, Any]) -> None:
         print(f"  {name:46s} {shown}")
 
 
+def fit_check(args: argparse.Namespace, generator: Any, pipeline: Any, retriever: Any) -> None:
+    """``--fit-check N``: the label-free threshold of the decline-phrase check on this index (no question's label
+    is read; apply it with ``--summarize ROWS --check-mode decline-phrase --check-threshold T``)."""
+    from ragloom.answerability import AnswerabilityCheck
+    from ragloom.answerability_fit import fit_check_threshold
+    from ragloom.calibration import index_chunks
+
+    def step(done: int, total: int) -> None:
+        if done % 5 == 0:
+            print(f"  {done}/{total} chunks ({time.perf_counter() - started:.0f}s)", flush=True)
+
+    started = time.perf_counter()
+    fit = fit_check_threshold(
+        AnswerabilityCheck(generator, mode="decline-phrase"),
+        pipeline.prompt,
+        lambda q: pipeline.retrieve(q, k=20),
+        index_chunks([retriever]),
+        sample=args.fit_check,
+        k=args.k,
+        seed=args.seed,
+        progress=step,
+    )
+    print(
+        f"label-free decline-phrase threshold {fit.threshold:.4f} from {len(fit.answerable)} pairs "
+        f"({fit.skipped} of {fit.tried} chunks skipped) in {fit.seconds:.0f}s"
+    )
+    if args.json:
+        args.json.write_text(
+            json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, **fit.to_dict()}, indent=2)
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks clapnq_qa", description=__doc__.split("\n")[0])
     parser.add_argument("--answerable", type=int, default=100, help="answerable questions (of 300)")
@@ -274,6 +306,15 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="read only the decline-phrase score on each answer prompt (free with llama.cpp's prompt cache; "
         "--answerability also runs the yes/no prompt)",
+    )
+    parser.add_argument(
+        "--fit-check",
+        type=int,
+        default=0,
+        metavar="N",
+        help="fit the decline-phrase check's threshold without labels on N chunks of the index "
+        "(ragloom.answerability_fit: the model writes a question per chunk; answerable and unanswerable pairs) "
+        "for the first --prompt, print it and stop",
     )
     parser.add_argument(
         "--exclude-questions-of", type=Path, default=None, help="sample no question of this ROWS.jsonl (a tuning split)"
@@ -395,6 +436,9 @@ def main(argv: list[str] | None = None) -> None:
         for name in args.prompt
     }
     pipeline = next(iter(pipelines.values()))
+    if args.fit_check:
+        fit_check(args, generator, pipeline, retriever)
+        return
     check = None
     if args.answerability:
         from ragloom.answerability import AnswerabilityCheck
