@@ -114,6 +114,8 @@ class GeneratorSpec:
     """Decline before generating when ``1 - P(the reply starts with the decline phrase)`` is under it
     (:class:`ragloom.answerability.AnswerabilityCheck`, ``mode="decline-phrase"``); 0 turns the check off; ``None``
     uses the threshold measured for the registered model with ``prompt="auto"`` (docs/generators.md), else none."""
+    check_fit: dict[str, Any] = field(default_factory=dict)
+    """How ``check_threshold`` was fitted, when ``ragloom tune-check`` fitted it (pairs, seed, scores, seconds)."""
 
 
 @dataclass(frozen=True)
@@ -287,6 +289,8 @@ def check_generator_spec(spec: GeneratorSpec) -> None:
         raise ConfigError(f"check_threshold must be a number between 0 and 1, got {threshold!r}")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"check_threshold must be between 0 and 1 (0 turns the check off), got {threshold}")
+    if not isinstance(spec.check_fit, dict):
+        raise ConfigError(f"check_fit must be a JSON object, got {type(spec.check_fit).__name__}")
     if threshold and spec.prompt == "default":
         raise ConfigError(_NO_DECLINE_PHRASE)
 

@@ -108,3 +108,54 @@ def test_ask_refuses_a_bad_prompt_before_loading_models(index: Path) -> None:
     result = runner.invoke(app, ["ask", "q", "--index", str(index), *args])
     assert result.exit_code == 2
     assert "default prompt names none" in result.output
+
+
+TOPICS = [
+    "Volcanoes erupt molten basalt lava from magma chambers beneath oceanic ridges.",
+    "Glaciers carve deep fjords while compacted snow slowly becomes blue ice.",
+    "Honeybees dance in waggle patterns to share where nectar flowers grow.",
+    "Lighthouses warn passing sailors with rotating Fresnel lenses at night.",
+    "Sourdough bread rises because wild yeast ferments the flour overnight.",
+    "Telescopes gather starlight with curved mirrors to image distant galaxies.",
+]
+
+
+def test_tune_check_fits_and_stores_the_threshold_that_ask_then_uses(
+    tmp_path: Path, tiny_bert_dir: Path, tiny_llm_dir: Path
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i, text in enumerate(TOPICS):
+        (docs / f"topic{i}.txt").write_text(f"{text} {text}")
+    index = tmp_path / "index"
+    ingest = ["ingest", str(docs), "--index", str(index), "-r", "dense", "-r", "bm25", "--store", "memory"]
+    result = runner.invoke(app, [*ingest, "--model", str(tiny_bert_dir), "--chunk-size", "16", "--offline"])
+    assert result.exit_code == 0, result.output
+    tune = ["tune-check", "--index", str(index), "--llm", str(tiny_llm_dir), "--prompt", "guided", "-k", "3"]
+    args = [*tune, "--questions", "spans", "--sample", "12", "--offline"]
+    dry = runner.invoke(app, [*args, "--dry-run", "--json"])
+    assert dry.exit_code == 0, dry.output
+    report = json.loads(dry.stdout)
+    assert report["written"] is False and report["generator"]["prompt"] == "guided"
+    assert "check_threshold" not in json.loads((index / "ragloom.json").read_text())["generator"] or (
+        json.loads((index / "ragloom.json").read_text())["generator"]["check_threshold"] is None
+    )
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "Check threshold" in result.output and "Stored in" in result.output
+    stored = IndexSpec.load(index).generator
+    assert stored.check_threshold == report["generator"]["check_threshold"]  # seeded: the same fit
+    assert stored.prompt == "guided" and stored.model == str(tiny_llm_dir)
+    assert stored.check_fit["pairs"] >= 5 and stored.check_fit["generator"].startswith("salient-spans")
+    # ask now checks with the stored threshold, no flags needed
+    asked = runner.invoke(app, ["ask", "What do glaciers carve?", "--index", str(index), "--json", "--offline"])
+    assert asked.exit_code == 0, asked.output
+    assert "answerable_p" in json.loads(asked.stdout)["timings"]
+
+
+def test_tune_check_refuses_an_endpoint_or_the_default_prompt(index: Path, tiny_llm_dir: Path) -> None:
+    result = runner.invoke(app, ["tune-check", "--index", str(index), "--generator", "openai", "--llm", "m"])
+    assert result.exit_code == 2 and "local model's log-probabilities" in result.output
+    args = ["tune-check", "--index", str(index), "--llm", str(tiny_llm_dir), "--prompt", "default", "--offline"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "default prompt names none" in result.output
