@@ -109,11 +109,11 @@ class GeneratorSpec:
     max_new_tokens: int = 256
     prompt: str = "auto"
     """A name of :data:`ragloom.qa_prompts.QA_PROMPTS`, or ``"auto"``: the prompt the registered model was measured
-    with (the Qwen models: ``"detailed"``), else ``"default"``."""
+    with (its ``qa_prompt`` note in :mod:`ragloom.model_registry`), else ``"default"``."""
     check_threshold: float | None = None
     """Decline before generating when ``1 - P(the reply starts with the decline phrase)`` is under it
     (:class:`ragloom.answerability.AnswerabilityCheck`, ``mode="decline-phrase"``); 0 turns the check off; ``None``
-    uses the threshold measured for the registered model with ``prompt="auto"`` (docs/generators.md), else none."""
+    uses the threshold measured for the registered model with its prompt (docs/generators.md), else none."""
     check_fit: dict[str, Any] = field(default_factory=dict)
     """How ``check_threshold`` was fitted, when ``ragloom tune-check`` fitted it (pairs, seed, scores, seconds)."""
 
@@ -298,10 +298,11 @@ def check_generator_spec(spec: GeneratorSpec) -> None:
 def answer_options(spec: GeneratorSpec, generator: Generator) -> dict[str, Any]:
     """``Pipeline`` keyword arguments for ``spec``'s prompt and answerability check.
 
-    ``prompt="auto"`` takes the prompt the registered model was measured with and, for a generator that can score
-    next-token log-probabilities (a local model), its measured decline-phrase threshold; an unregistered model or
-    an endpoint gets the default prompt and no check. An explicit ``check_threshold`` needs a prompt that names
-    the decline phrase (every named prompt but ``"default"``)."""
+    ``prompt="auto"`` takes the prompt the registered model was measured with and, with that prompt and a generator
+    that can score next-token log-probabilities (a local model), its measured decline-phrase threshold unless
+    ``check_threshold`` is set; an unregistered model or an endpoint gets the default prompt and no check. An
+    explicit ``check_threshold`` needs a prompt that names the decline phrase (every named prompt but
+    ``"default"``)."""
     from ragloom.answerability import AnswerabilityCheck
     from ragloom.model_registry import find_spec
     from ragloom.protocols import LogprobGenerator
@@ -313,8 +314,9 @@ def answer_options(spec: GeneratorSpec, generator: Generator) -> dict[str, Any]:
     name = notes.get("qa_prompt", "default") if spec.prompt == "auto" else spec.prompt
     options: dict[str, Any] = {"prompt": qa_prompt(name)}
     threshold = spec.check_threshold
-    if threshold is None and spec.prompt == "auto" and isinstance(generator, LogprobGenerator):
-        threshold = float(notes["decline_check"]) if "decline_check" in notes else None
+    measured = "decline_check" in notes and name == notes.get("qa_prompt")  # fitted with that prompt only
+    if threshold is None and measured and isinstance(generator, LogprobGenerator):
+        threshold = float(notes["decline_check"])
     if threshold:
         if name == "default":
             raise ConfigError(_NO_DECLINE_PHRASE)

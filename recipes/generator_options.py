@@ -43,7 +43,12 @@ def generator_spec_with(
     prompt: str | None = None,
     check_threshold: float | None = None,
 ) -> GeneratorSpec:
-    """``spec`` with each given flag over it; a bad prompt name or threshold is refused before any model loads."""
+    """``spec`` with each given flag over it; a bad prompt name or threshold is refused before any model loads.
+
+    Another model (or kind) drops the index's prompt choice and fitted check threshold: they were fitted for the
+    model the index names, not for this one."""
+    if (model and model != spec.model) or (kind and kind != spec.kind):
+        spec = dataclasses.replace(spec, prompt="auto", check_threshold=None, check_fit={})
     updated = dataclasses.replace(
         spec,
         kind=kind or spec.kind,

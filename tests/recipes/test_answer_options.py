@@ -159,3 +159,14 @@ def test_tune_check_refuses_an_endpoint_or_the_default_prompt(index: Path, tiny_
     args = ["tune-check", "--index", str(index), "--llm", str(tiny_llm_dir), "--prompt", "default", "--offline"]
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "default prompt names none" in result.output
+
+
+def test_another_model_drops_the_index_s_fitted_check() -> None:
+    from ragloom.recipes.generator_options import generator_spec_with
+
+    fitted = GeneratorSpec(kind="llamacpp", model="a", prompt="guided", check_threshold=0.9, check_fit={"pairs": 9})
+    assert generator_spec_with(fitted) == fitted
+    assert generator_spec_with(fitted, check_threshold=0.5).check_threshold == 0.5
+    other = generator_spec_with(fitted, model="b")
+    assert (other.prompt, other.check_threshold, other.check_fit) == ("auto", None, {})
+    assert generator_spec_with(fitted, model="b", prompt="detailed").prompt == "detailed"
