@@ -17,13 +17,14 @@ from typing import Annotated, Any
 import typer
 
 from ragloom.errors import ConfigError, RagloomError
+from ragloom.recipes.common_options import DryRunOpt, IndexOpt, JsonOpt, OfflineOpt
 from ragloom.recipes.generator_options import PromptOpt, generator_spec_with
 
 __all__ = ["tune_check"]
 
 
 def tune_check(
-    index: Annotated[Path, typer.Option("--index", "-i", help="Index directory.")] = Path(".ragloom/index"),
+    index: IndexOpt = Path(".ragloom/index"),
     generator: Annotated[str | None, typer.Option(help="local or llamacpp (default: the index's).")] = None,
     llm: Annotated[str | None, typer.Option(help="Generator model (alias or folder).")] = None,
     prompt: PromptOpt = None,
@@ -36,9 +37,9 @@ def tune_check(
         float, typer.Option(min=0.0, max=0.99, help="Share of answerable pairs the threshold may decline.")
     ] = 0.1,
     seed: Annotated[int, typer.Option(help="Sampling seed (same seed, same chunks).")] = 0,
-    dry_run: Annotated[bool, typer.Option(help="Report only; leave ragloom.json as it is.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    offline: Annotated[bool, typer.Option("--offline", help="Never download models.")] = False,
+    dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
+    offline: OfflineOpt = False,
 ) -> None:
     """Fit the answerability check's decline threshold on questions the index's own chunks answer."""
     from ragloom.answerability import AnswerabilityCheck

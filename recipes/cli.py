@@ -22,6 +22,7 @@ from rich.text import Text
 from ragloom.errors import RagloomError
 from ragloom.recipes.answer_view import print_support
 from ragloom.recipes.check_cli import tune_check as tune_check_command
+from ragloom.recipes.common_options import IndexOpt, OfflineOpt
 from ragloom.recipes.console import console, err, fail, safe, safe_text, warn
 from ragloom.recipes.generator_options import CheckThresholdOpt, PromptOpt, generator_spec_with
 from ragloom.recipes.index_cli import add_retriever
@@ -50,9 +51,6 @@ index_app.command("estimate")(index_estimate_command)
 app.command("serve")(serve_command)
 app.command("tune")(tune_command)
 app.command("tune-check")(tune_check_command)
-
-IndexOpt = Annotated[Path, typer.Option("--index", "-i", help="Index directory.")]
-OfflineOpt = Annotated[bool, typer.Option("--offline", help="Never download models.")]
 
 
 def _fail(exc: Exception) -> None:

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ragloom.errors import ConfigError, RagloomError
+from ragloom.recipes.common_options import DryRunOpt, IndexOpt, JsonOpt, OfflineOpt
 
 console = Console()
 err = Console(stderr=True)
@@ -55,7 +56,7 @@ def report_table(report: Any) -> Table:
 
 
 def tune(
-    index: Annotated[Path, typer.Option("--index", "-i", help="Index directory.")] = Path(".ragloom/index"),
+    index: IndexOpt = Path(".ragloom/index"),
     generator: Annotated[str, typer.Option(help="Pseudo-query generator: spans (no model) or llm.")] = "spans",
     sample: Annotated[int, typer.Option(help="Chunks to write pseudo-queries for.")] = 300,
     seed: Annotated[int, typer.Option(help="Sampling seed (same seed, same fit).")] = 0,
@@ -66,9 +67,9 @@ def tune(
     ] = "robust",
     llm: Annotated[str | None, typer.Option(help="Generator model for --generator llm (default: the index's).")] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible endpoint for --generator llm.")] = None,
-    dry_run: Annotated[bool, typer.Option(help="Report only; leave ragloom.json as it is.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    offline: Annotated[bool, typer.Option("--offline", help="Never download models.")] = False,
+    dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
+    offline: OfflineOpt = False,
 ) -> None:
     """Fit the index's fusion on pseudo-queries from its own chunks and store it in the index (no labels needed)."""
     from ragloom.recipes.cli import _fail, _loading

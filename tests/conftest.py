@@ -266,6 +266,24 @@ CHAT_TEMPLATE = (
 )
 
 
+TOPIC_SENTENCES = (
+    "Volcanoes erupt molten basalt lava from magma chambers beneath oceanic ridges.",
+    "Glaciers carve deep fjords while compacted snow slowly becomes blue ice.",
+    "Honeybees dance in waggle patterns to share where nectar flowers grow.",
+    "Lighthouses warn passing sailors with rotating Fresnel lenses at night.",
+    "Sourdough bread rises because wild yeast ferments the flour overnight.",
+    "Telescopes gather starlight with curved mirrors to image distant galaxies.",
+    "Penguins huddle together through Antarctic winters to conserve warmth.",
+    "Copper wires conduct electricity because free electrons drift along them.",
+)
+
+
+@pytest.fixture(scope="session")
+def topic_sentences() -> tuple[str, ...]:
+    """Eight one-sentence documents on unrelated topics: no two share a content word."""
+    return TOPIC_SENTENCES
+
+
 @pytest.fixture(scope="session")
 def tiny_llm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random Llama-architecture chat model with a word-level tokenizer and a chat template."""

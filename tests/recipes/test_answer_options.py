@@ -110,22 +110,12 @@ def test_ask_refuses_a_bad_prompt_before_loading_models(index: Path) -> None:
     assert "default prompt names none" in result.output
 
 
-TOPICS = [
-    "Volcanoes erupt molten basalt lava from magma chambers beneath oceanic ridges.",
-    "Glaciers carve deep fjords while compacted snow slowly becomes blue ice.",
-    "Honeybees dance in waggle patterns to share where nectar flowers grow.",
-    "Lighthouses warn passing sailors with rotating Fresnel lenses at night.",
-    "Sourdough bread rises because wild yeast ferments the flour overnight.",
-    "Telescopes gather starlight with curved mirrors to image distant galaxies.",
-]
-
-
 def test_tune_check_fits_and_stores_the_threshold_that_ask_then_uses(
-    tmp_path: Path, tiny_bert_dir: Path, tiny_llm_dir: Path
+    tmp_path: Path, tiny_bert_dir: Path, tiny_llm_dir: Path, topic_sentences: tuple[str, ...]
 ) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
-    for i, text in enumerate(TOPICS):
+    for i, text in enumerate(topic_sentences[:6]):
         (docs / f"topic{i}.txt").write_text(f"{text} {text}")
     index = tmp_path / "index"
     ingest = ["ingest", str(docs), "--index", str(index), "-r", "dense", "-r", "bm25", "--store", "memory"]

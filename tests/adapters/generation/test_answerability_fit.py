@@ -19,16 +19,6 @@ from ragloom.pseudo_queries import SalientSpanQueries
 from ragloom.types import Document
 
 PROMPT = PromptBuilder(system_prompt="Answer.", instructions="Cite, or say: the end", context_tokens=400)
-TOPICS = [
-    "Volcanoes erupt molten basalt lava from magma chambers beneath oceanic ridges.",
-    "Glaciers carve deep fjords while compacted snow slowly becomes blue ice.",
-    "Honeybees dance in waggle patterns to share where nectar flowers grow.",
-    "Lighthouses warn passing sailors with rotating Fresnel lenses at night.",
-    "Sourdough bread rises because wild yeast ferments the flour overnight.",
-    "Telescopes gather starlight with curved mirrors to image distant galaxies.",
-    "Penguins huddle together through Antarctic winters to conserve warmth.",
-    "Copper wires conduct electricity because free electrons drift along them.",
-]
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +27,10 @@ def hf(tiny_gguf) -> TransformersGenerator:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
-def pipeline(hf: TransformersGenerator, tiny_bert_dir: Path) -> Pipeline:
+def pipeline(hf: TransformersGenerator, tiny_bert_dir: Path, topic_sentences: tuple[str, ...]) -> Pipeline:
     """BM25 finds a span's source chunk; the (random) dense member returns every chunk, so other documents'
     passages fill the unanswerable side."""
-    documents = [Document(id=f"doc{i}", text=f"{text} {text}") for i, text in enumerate(TOPICS)]
+    documents = [Document(id=f"doc{i}", text=f"{text} {text}") for i, text in enumerate(topic_sentences)]
     dense = DenseRetriever(TransformersDenseEncoder(tiny_bert_dir), chunk_size=16, overlap=0, name="dense")
     bm25 = BM25Retriever(chunker=dense.chunker, name="bm25")
     for member in (bm25, dense):
