@@ -18,7 +18,8 @@ import typer
 
 from ragloom.errors import ConfigError, RagloomError
 from ragloom.recipes.common_options import DryRunOpt, IndexOpt, JsonOpt, OfflineOpt
-from ragloom.recipes.generator_options import PromptOpt, generator_spec_with
+from ragloom.recipes.config import generator_spec_with
+from ragloom.recipes.generator_options import PromptOpt
 
 __all__ = ["tune_check"]
 

@@ -23,8 +23,9 @@ from ragloom.errors import RagloomError
 from ragloom.recipes.answer_view import print_support
 from ragloom.recipes.check_cli import tune_check as tune_check_command
 from ragloom.recipes.common_options import IndexOpt, OfflineOpt
+from ragloom.recipes.config import generator_spec_with
 from ragloom.recipes.console import console, err, fail, safe, safe_text, warn
-from ragloom.recipes.generator_options import CheckThresholdOpt, PromptOpt, generator_spec_with
+from ragloom.recipes.generator_options import CheckThresholdOpt, PromptOpt
 from ragloom.recipes.index_cli import add_retriever
 from ragloom.recipes.index_maintenance import index_app
 from ragloom.recipes.mcp_cli import mcp as mcp_command

@@ -36,6 +36,7 @@ __all__ = [
     "answer_options",
     "build_generator",
     "build_retriever",
+    "generator_spec_with",
     "open_pipeline",
 ]
 
@@ -293,6 +294,33 @@ def check_generator_spec(spec: GeneratorSpec) -> None:
         raise ConfigError(f"check_fit must be a JSON object, got {type(spec.check_fit).__name__}")
     if threshold and spec.prompt == "default":
         raise ConfigError(_NO_DECLINE_PHRASE)
+
+
+def generator_spec_with(
+    spec: GeneratorSpec,
+    *,
+    kind: str | None = None,
+    model: str | None = None,
+    base_url: str | None = None,
+    prompt: str | None = None,
+    check_threshold: float | None = None,
+) -> GeneratorSpec:
+    """``spec`` with each given flag over it; a bad prompt name or threshold is refused before any model loads.
+
+    Another model (or kind) drops the index's prompt choice and fitted check threshold: they were fitted for the
+    model the index names, not for this one."""
+    if (model and model != spec.model) or (kind and kind != spec.kind):
+        spec = replace(spec, prompt="auto", check_threshold=None, check_fit={})
+    updated = replace(
+        spec,
+        kind=kind or spec.kind,
+        model=model or spec.model,
+        base_url=base_url or spec.base_url,
+        prompt=prompt or spec.prompt,
+        check_threshold=spec.check_threshold if check_threshold is None else check_threshold,
+    )
+    check_generator_spec(updated)
+    return updated
 
 
 def answer_options(spec: GeneratorSpec, generator: Generator) -> dict[str, Any]:

@@ -15,7 +15,8 @@ from typing import Annotated
 
 import typer
 
-from ragloom.recipes.generator_options import CheckThresholdOpt, PromptOpt, generator_spec_with
+from ragloom.recipes.config import generator_spec_with
+from ragloom.recipes.generator_options import CheckThresholdOpt, PromptOpt
 
 __all__ = ["serve"]
 

@@ -15,7 +15,7 @@ from ragloom.model_registry import find_spec
 from ragloom.prompting import PromptBuilder
 from ragloom.qa_prompts import DETAILED_PROMPT, GUIDED_PROMPT, qa_prompt
 from ragloom.recipes.cli import app
-from ragloom.recipes.config import GeneratorSpec, IndexSpec, answer_options
+from ragloom.recipes.config import GeneratorSpec, IndexSpec, answer_options, generator_spec_with
 
 runner = CliRunner()
 
@@ -152,8 +152,6 @@ def test_tune_check_refuses_an_endpoint_or_the_default_prompt(index: Path, tiny_
 
 
 def test_another_model_drops_the_index_s_fitted_check() -> None:
-    from ragloom.recipes.generator_options import generator_spec_with
-
     fitted = GeneratorSpec(kind="llamacpp", model="a", prompt="guided", check_threshold=0.9, check_fit={"pairs": 9})
     assert generator_spec_with(fitted) == fitted
     assert generator_spec_with(fitted, check_threshold=0.5).check_threshold == 0.5
