@@ -16,6 +16,7 @@ import signal
 import sqlite3
 import stat
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,12 @@ def crash_point(name: str) -> None:
         with open(trace, "a", encoding="utf-8") as handle:
             handle.write(f"{name}:{count}\n")
     if at == f"{name}:{count}":
-        os.kill(os.getpid(), signal.SIGINT if os.environ.get("RAGLOOM_CRASH_SIGNAL") == "INT" else signal.SIGKILL)
+        interrupt = os.environ.get("RAGLOOM_CRASH_SIGNAL") == "INT"
+        if interrupt and threading.current_thread() is threading.main_thread():
+            # a process started in the background by a non-interactive shell inherits SIGINT ignored, and Python
+            # then leaves it ignored: restore the Ctrl-C handler so the simulated Ctrl-C is one
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        os.kill(os.getpid(), signal.SIGINT if interrupt else signal.SIGKILL)
         time.sleep(1.0)  # SIGINT is raised as KeyboardInterrupt at the next bytecode
 
 
