@@ -30,7 +30,7 @@ from typing import Any
 from ragloom.adapters.integrations.tools import RagloomTools
 from ragloom.errors import EndpointError
 from ragloom.pipeline import Pipeline
-from ragloom.recipes.config import IndexSpec, build_generator, generator_spec_with, open_pipeline
+from ragloom.recipes.config import IndexSpec, generator_spec_with, open_pipeline
 
 __all__ = ["main", "open_for_answers", "run_agent", "sample_call"]
 
@@ -49,9 +49,8 @@ def open_for_answers(
         return open_pipeline(index, allow_download=allow_download)
     index_spec = IndexSpec.load(index)
     spec = generator_spec_with(index_spec.generator, kind="openai" if base_url else None, model=llm, base_url=base_url)
-    generator = build_generator(spec, allow_download=allow_download)
     index_spec = dataclasses.replace(index_spec, generator=spec)
-    return open_pipeline(index, spec=index_spec, generator=generator, allow_download=allow_download)
+    return open_pipeline(index, spec=index_spec, with_generator=True, allow_download=allow_download)
 
 
 def sample_call(name: str, arguments: dict[str, Any], call_id: str = "call_1") -> dict[str, Any]:

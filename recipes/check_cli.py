@@ -48,7 +48,7 @@ def tune_check(
     from ragloom.calibration import index_chunks
     from ragloom.pseudo_queries import pseudo_query_generator
     from ragloom.recipes.cli import _fail, _loading
-    from ragloom.recipes.config import IndexSpec, build_generator, open_pipeline
+    from ragloom.recipes.config import NO_DECLINE_PHRASE, IndexSpec, open_pipeline
     from ragloom.recipes.console import console
     from ragloom.recipes.progress import progress_reporter
 
@@ -63,15 +63,12 @@ def tune_check(
                 "Pass --generator llamacpp (or local) --llm MODEL"
             )
         with _loading("Loading models"):
-            gen = build_generator(gen_spec, allow_download=not offline)
             opened = dataclasses.replace(spec, generator=gen_spec)
-            pipeline = open_pipeline(index, spec=opened, generator=gen, allow_download=not offline)
+            pipeline = open_pipeline(index, spec=opened, with_generator=True, allow_download=not offline)
+        gen = pipeline.generator
         with pipeline, progress_reporter("Fitting the check", unit="chunks") as progress:
             if not pipeline.prompt.instructions:
-                raise ConfigError(
-                    "The check reads the decline phrase the answer prompt names; the default prompt names none. "
-                    "Pass --prompt guided (or detailed)"
-                )
+                raise ConfigError(NO_DECLINE_PHRASE)
             fit = fit_check_threshold(
                 AnswerabilityCheck(gen, mode="decline-phrase"),
                 pipeline.prompt,

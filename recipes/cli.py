@@ -276,7 +276,7 @@ def ask(
         return
     import dataclasses
 
-    from ragloom.recipes.config import IndexSpec, build_generator, open_pipeline
+    from ragloom.recipes.config import IndexSpec, open_pipeline
     from ragloom.recipes.index_options import check_index_path
     from ragloom.recipes.index_plan import spec_with_chroma_url
     from ragloom.types import Answer
@@ -288,9 +288,8 @@ def ask(
             spec.generator, kind=generator, model=llm, base_url=base_url, prompt=prompt, check_threshold=check_threshold
         )
         with _loading("Loading models"):
-            gen = build_generator(gen_spec, allow_download=not offline)
             moved = dataclasses.replace(spec_with_chroma_url(index, chroma_url) or spec, generator=gen_spec)
-            pipeline = open_pipeline(index, spec=moved, generator=gen, allow_download=not offline)
+            pipeline = open_pipeline(index, spec=moved, with_generator=True, allow_download=not offline)
         if group_by:
             pipeline.group_by = group_by
         with pipeline:

@@ -273,7 +273,7 @@ def build_generator(
     raise ConfigError(f"Unknown generator kind {spec.kind!r}; use 'local', 'llamacpp', 'openai' or 'extractive'")
 
 
-_NO_DECLINE_PHRASE = (
+NO_DECLINE_PHRASE = (
     "The answerability check reads the decline phrase the prompt names; the default prompt names none. Choose a "
     "prompt (guided, detailed or words) or set the check threshold to 0"
 )
@@ -293,7 +293,7 @@ def check_generator_spec(spec: GeneratorSpec) -> None:
     if not isinstance(spec.check_fit, dict):
         raise ConfigError(f"check_fit must be a JSON object, got {type(spec.check_fit).__name__}")
     if threshold and spec.prompt == "default":
-        raise ConfigError(_NO_DECLINE_PHRASE)
+        raise ConfigError(NO_DECLINE_PHRASE)
 
 
 def generator_spec_with(
@@ -347,7 +347,7 @@ def answer_options(spec: GeneratorSpec, generator: Generator) -> dict[str, Any]:
         threshold = float(notes["decline_check"])
     if threshold:
         if name == "default":
-            raise ConfigError(_NO_DECLINE_PHRASE)
+            raise ConfigError(NO_DECLINE_PHRASE)
         options["answerability"] = AnswerabilityCheck(generator, threshold=threshold, mode="decline-phrase")
     return options
 
@@ -363,8 +363,10 @@ def open_pipeline(
 ) -> Pipeline:
     """Open (or create, when ``spec`` is given for a new directory) the pipeline of an index directory.
 
-    A generator answers with the prompt and answerability check of ``spec.generator`` (:func:`answer_options`):
-    pass the spec whose generator settings built it.
+    With ``with_generator`` the generator is built from ``spec.generator`` and answers with its prompt and
+    answerability check (:func:`answer_options`; override settings with :func:`generator_spec_with`). A
+    ``generator`` passed in answers with the default prompt and no check: the index's settings were fitted for
+    the model the index names, which need not be this one.
 
     ``trust_remote_code`` lets the index's models run their own code; only the caller can say so (module docs)."""
     index_dir = Path(index_dir)
@@ -384,10 +386,11 @@ def open_pipeline(
     retrievers = [build_retriever(r, index_dir, allow_download) for r in building]
     if not existing:  # written only once every retriever was built: a typo in a model or store leaves no spec
         spec.save(index_dir)
+    answering: dict[str, Any] = {}
     if with_generator and generator is None:
         generator = build_generator(spec.generator, allow_download)
+        answering = answer_options(spec.generator, generator)
     fuser = fuser_from_config(spec.fusion) if len(retrievers) > 1 else None
-    answering = answer_options(spec.generator, generator) if generator is not None else {}
     return Pipeline(
         retrievers,
         fuser=fuser,

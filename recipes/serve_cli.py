@@ -47,27 +47,24 @@ def serve(
 ) -> None:
     """Serve an index over HTTP: /v1/search, /v1/ask (JSON or SSE), /v1/chat/completions, MCP at /mcp."""
     from ragloom.errors import RagloomError
-    from ragloom.recipes.config import IndexSpec, build_generator, open_pipeline
+    from ragloom.recipes.config import IndexSpec, open_pipeline
     from ragloom.recipes.index_plan import spec_with_chroma_url
     from ragloom.recipes.serve import ServerLimits, build_app, check_exposure
 
     try:
         check_exposure(host, token)
         limits = ServerLimits(max_body=max_body, max_k=max_k, workers=workers, queue=queue)
-        gen = None
         index_spec = spec_with_chroma_url(index, chroma_url) or IndexSpec.load(index)
-        if ask:
-            gen_spec = generator_spec_with(
-                index_spec.generator,
-                kind=generator,
-                model=llm,
-                base_url=base_url,
-                prompt=prompt,
-                check_threshold=check_threshold,
-            )
-            gen = build_generator(gen_spec, allow_download=not offline)
-            index_spec = dataclasses.replace(index_spec, generator=gen_spec)
-        pipeline = open_pipeline(index, spec=index_spec, generator=gen, allow_download=not offline)
+        gen_spec = generator_spec_with(
+            index_spec.generator,
+            kind=generator,
+            model=llm,
+            base_url=base_url,
+            prompt=prompt,
+            check_threshold=check_threshold,
+        )
+        index_spec = dataclasses.replace(index_spec, generator=gen_spec)
+        pipeline = open_pipeline(index, spec=index_spec, with_generator=ask, allow_download=not offline)
         if per_page:
             pipeline.group_by = "page"
         app = build_app(pipeline, limits=limits, token=token, host=host, mcp=mcp)

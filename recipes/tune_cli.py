@@ -73,7 +73,7 @@ def tune(
 ) -> None:
     """Fit the index's fusion on pseudo-queries from its own chunks and store it in the index (no labels needed)."""
     from ragloom.recipes.cli import _fail, _loading
-    from ragloom.recipes.config import IndexSpec, build_generator, open_pipeline
+    from ragloom.recipes.config import IndexSpec, generator_spec_with, open_pipeline
     from ragloom.recipes.hybrid_docqa import save_fusion
     from ragloom.recipes.progress import progress_reporter
 
@@ -84,17 +84,12 @@ def tune(
                 f"{index} has one retriever ({spec.retrievers[0].name}); tuning fuses several. Build the index with "
                 "more retrievers (e.g. the hybrid recipe: dense + splade + bm25)"
             )
-        gen = None
-        if generator == "llm":
-            gen_spec = spec.generator
-            if llm or base_url:
-                kind = "openai" if base_url else gen_spec.kind
-                gen_spec = dataclasses.replace(
-                    gen_spec, kind=kind, model=llm or gen_spec.model, base_url=base_url or gen_spec.base_url
-                )
-            gen = build_generator(gen_spec, allow_download=not offline)
+        gen_spec = generator_spec_with(
+            spec.generator, kind="openai" if base_url else None, model=llm, base_url=base_url
+        )
+        opened = dataclasses.replace(spec, generator=gen_spec)
         with _loading("Loading models"):
-            pipeline = open_pipeline(index, generator=gen, allow_download=not offline)
+            pipeline = open_pipeline(index, spec=opened, with_generator=generator == "llm", allow_download=not offline)
         with pipeline, progress_reporter("Calibrating", unit="queries") as progress:
             result = pipeline.calibrate(
                 generator,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -158,3 +159,25 @@ def test_another_model_drops_the_index_s_fitted_check() -> None:
     other = generator_spec_with(fitted, model="b")
     assert (other.prompt, other.check_threshold, other.check_fit) == ("auto", None, {})
     assert generator_spec_with(fitted, model="b", prompt="detailed").prompt == "detailed"
+
+
+def test_a_generator_passed_in_keeps_the_default_prompt_not_the_index_s_fitted_check(
+    index: Path, tiny_generator: TransformersGenerator, tiny_llm_dir: Path
+) -> None:
+    """The index's prompt and threshold were fitted for the model it names; a caller's own generator (here an
+    endpoint, which has no log-probabilities) is not given them, so opening never fails on them."""
+    from ragloom.adapters.generators.openai_http import OpenAICompatibleGenerator
+    from ragloom.recipes.config import open_pipeline
+
+    spec = IndexSpec.load(index)
+    fitted = GeneratorSpec(kind="llamacpp", model="qwen2.5-coder-1.5b", prompt="guided", check_threshold=0.9)
+    dataclasses.replace(spec, generator=fitted).save(index)
+    endpoint = OpenAICompatibleGenerator("m", base_url="http://127.0.0.1:9/v1")
+    for generator in (endpoint, tiny_generator):
+        with open_pipeline(index, generator=generator) as pipeline:
+            assert pipeline.prompt == PromptBuilder() and pipeline.answerability is None
+    # built from the spec, the generator answers with the spec's prompt and check
+    local = dataclasses.replace(fitted, kind="local", model=str(tiny_llm_dir))
+    with open_pipeline(index, spec=dataclasses.replace(spec, generator=local), with_generator=True) as pipeline:
+        assert pipeline.prompt is GUIDED_PROMPT and pipeline.answerability is not None
+        assert pipeline.answerability.threshold == 0.9
