@@ -26,7 +26,6 @@ import argparse
 import collections
 import itertools
 import json
-import math
 import os
 import platform
 import random
@@ -439,13 +438,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.fit_check:
         fit_check(args, generator, pipeline, retriever)
         return
-    check = None
-    if args.answerability:
+    check = decline_check = None
+    if args.answerability or args.decline_score:
         from ragloom.answerability import AnswerabilityCheck
 
-        check = AnswerabilityCheck(generator)
-    if args.answerability or args.decline_score:
-        decline_ids = generator.tokenize("I")[:1]
+        decline_check = AnswerabilityCheck(generator, mode="decline-phrase")  # read on each answer prompt
+        check = AnswerabilityCheck(generator) if args.answerability else None
     if args.decline_fit:
         from ragloom.abstention import DeclinePolicy
 
@@ -464,10 +462,9 @@ def main(argv: list[str] | None = None) -> None:
             check_s = time.perf_counter() - check_started
         for name, each in pipelines.items():
             decline_p = None
-            if args.answerability or args.decline_score:  # P(the reply starts the decline phrase)
-                hits = each.retrieve(question["input"])
-                messages = each._prompt(question["input"], hits).messages
-                decline_p = math.exp(generator.next_token_logprobs([messages], decline_ids)[0][0])
+            if decline_check is not None:  # P(the reply starts the decline phrase)
+                messages = each._prompt(question["input"], each.retrieve(question["input"])).messages
+                decline_p = 1.0 - decline_check.score(question["input"], messages)
             answer = each.ask(question["input"])
             gold = set(question["gold_docs"])
             repaired = repair_citations(answer.text, answer.context) if not answer.citations_inferred else answer.text
