@@ -141,19 +141,24 @@ def _member_times(retrievers: Sequence[Any], queries: list[str], k: int) -> dict
     return times
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks hybrid_calibration", description=__doc__)
+def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """The BEIR set, its index cache and the queries: the arguments every hybrid benchmark takes."""
     parser.add_argument("dataset", type=Path, help="BEIR folder (or, with --mirror, the folder inside the mirror).")
     parser.add_argument("--mirror", type=Path, default=None, help="A bare git mirror holding the BEIR folder.")
     parser.add_argument("--cache", type=Path, required=True, help="Index cache directory (reused).")
     parser.add_argument("--split", default="test")
+    parser.add_argument("--limit-queries", type=int, default=None)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks hybrid_calibration", description=__doc__)
+    add_dataset_arguments(parser)
     parser.add_argument("--fit-split", default=None, help="qrels split for the label-fitted row (e.g. train).")
     parser.add_argument("--chunk-size", type=int, default=254)
     parser.add_argument("--candidates", type=int, default=100)
     parser.add_argument("--sample", type=int, default=300, help="Pseudo-queries for calibration.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit-docs", type=int, default=None, help="Subsample the corpus (judged docs kept).")
-    parser.add_argument("--limit-queries", type=int, default=None)
     parser.add_argument("--hyde-queries", type=int, default=0, help="HyDE (SmolLM2) on the first N test queries.")
     parser.add_argument("--llm-sample", type=int, default=0, help="Also calibrate on N SmolLM2 pseudo-queries.")
     parser.add_argument("--e2rank-top", type=int, default=30, help="E²Rank re-scores the fused top N.")

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks._common import machine
+from benchmarks.hybrid_calibration import add_dataset_arguments
 
 METHODS = ("minmax", "zscore", "dbsf", "combmnz", "rrf10", "rrf60")
 
@@ -156,11 +157,7 @@ class CachedQueries:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks hybrid_candidates", description=__doc__)
-    parser.add_argument("dataset", type=Path)
-    parser.add_argument("--mirror", type=Path, default=None)
-    parser.add_argument("--cache", type=Path, required=True)
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--limit-queries", type=int, default=None)
+    add_dataset_arguments(parser)
     parser.add_argument("--sample", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--llm", type=int, default=0, help="Also N LLM-written questions as a fourth family.")

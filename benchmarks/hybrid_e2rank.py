@@ -14,18 +14,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from pathlib import Path
 
 from benchmarks._common import machine
+from benchmarks.hybrid_calibration import add_dataset_arguments
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks hybrid_e2rank", description=__doc__)
-    parser.add_argument("dataset", type=Path)
-    parser.add_argument("--mirror", type=Path, default=None)
-    parser.add_argument("--cache", type=Path, required=True)
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--limit-queries", type=int, default=None)
+    add_dataset_arguments(parser)
     parser.add_argument("--rerank-queries", type=int, default=None)
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--feedback", type=int, default=3)
