@@ -70,7 +70,7 @@ __all__ = [
 ]
 
 _SHOWN_TO_LLM = ("source", "page")
-_BOOKKEEPING = ("filename", "format", "sha256", "pages", "empty_pages", "encoding")
+_BOOKKEEPING = ("filename", "format", "sha256", "pages", "empty_pages", "ligatures_repaired", "encoding")
 """What the loaders record about a file (not about its content): never shown to an LLM or embedded."""
 
 

@@ -90,6 +90,8 @@ def _parse(fmt: str, data: bytes, where: str, doc_id: str, meta: dict[str, Metad
         pdf = extract_pdf_text(data, where)
         meta["pages"] = len(pdf.pages)
         meta["empty_pages"] = pdf.empty_pages
+        if pdf.ligatures_repaired:  # words whose fi/fl ligature glyphs had lost letters in the PDF's text layer
+            meta["ligatures_repaired"] = pdf.ligatures_repaired
         if pdf.title:
             meta["title"] = pdf.title
         return Document.from_pages(doc_id, pdf.pages, source=where, metadata=meta)

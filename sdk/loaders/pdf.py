@@ -10,12 +10,15 @@ a 1 MB flate bomb makes it allocate gigabytes; isolated, each is one :class:`Doc
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from dataclasses import dataclass
 from typing import Any
 
+from ragloom._imports import require
 from ragloom.errors import DocumentLoadError, MissingExtraError
 from ragloom.loaders._isolation import current_limits, run_isolated
+from ragloom.loaders.ligatures import english_frequency, repair_ligatures, wide_f_glyphs
 from ragloom.loaders.text import normalise_newlines
 
 __all__ = ["PDFIUM_LOCK", "PdfText", "extract_pdf_text"]
@@ -31,10 +34,12 @@ _FPDF_ERR_SECURITY = 5
 
 @dataclass(frozen=True)
 class PdfText:
-    """The text layer of a PDF: one string per page (``""`` for pages without text) and the document title."""
+    """The text layer of a PDF: one string per page (``""`` for pages without text) and the document title, with
+    the letters that ligature glyphs lost restored (``ligatures_repaired`` words)."""
 
     pages: list[str]
     title: str
+    ligatures_repaired: int = 0  # words whose ligature glyphs had lost letters (ragloom.loaders.ligatures)
 
     @property
     def empty_pages(self) -> int:
@@ -58,17 +63,35 @@ def _open_reason(code: object, message: str) -> str:
     return f"not a readable PDF (corrupt or truncated?): {message}"
 
 
-def _page_text(pdf: Any, index: int) -> str:
-    page = pdf.get_page(index)
+def _font_name(pdfium: Any, textpage: Any, index: int) -> str:
+    buffer = ctypes.create_string_buffer(128)
+    pdfium.raw.FPDFText_GetFontInfo(textpage, index, buffer, len(buffer), None)
+    return buffer.value.decode("utf-8", errors="replace")
+
+
+def _page_text(pdfium: Any, pdf: Any, page_number: int, samples: list[tuple[int, int, str, float]]) -> str:
+    """The page's text as PDFium returns it; appends ``(page, index, font, width / height)`` of each "f" glyph to
+    ``samples`` (what :func:`ragloom.loaders.ligatures.wide_f_glyphs` reads)."""
+    page = pdf.get_page(page_number)
     try:
         textpage = page.get_textpage()
         try:
             # get_text_bounded returns full Unicode (get_text_range is limited to UCS-2).
             text: str = textpage.get_text_bounded(errors="replace")
+            if len(text) == textpage.count_chars():  # one character per PDFium char index (else: no glyph geometry)
+                for index in (i for i, ch in enumerate(text) if ch == "f"):
+                    left, bottom, right, top = textpage.get_charbox(index)
+                    if top > bottom:
+                        ratio = (right - left) / (top - bottom)
+                        samples.append((page_number, index, _font_name(pdfium, textpage, index), ratio))
         finally:
             textpage.close()
     finally:
         page.close()
+    return text
+
+
+def _clean(text: str) -> str:
     return normalise_newlines(text).translate(_SOFT_HYPHEN_MARKERS)
 
 
@@ -82,10 +105,11 @@ def _extract(data: bytes) -> dict[str, Any]:
             code = getattr(exc, "err_code", None)  # pypdfium2's error code, absent in some versions
             return {"error": "open", "code": code, "message": str(exc)}
         try:
-            pages: list[str] = []
+            raw_pages: list[str] = []
+            samples: list[tuple[int, int, str, float]] = []
             for index in range(len(pdf)):
                 try:
-                    pages.append(_page_text(pdf, index))
+                    raw_pages.append(_page_text(pdfium, pdf, index, samples))
                 except pdfium.PdfiumError as exc:
                     return {"error": "page", "page": index + 1, "message": str(exc)}
             try:
@@ -94,7 +118,14 @@ def _extract(data: bytes) -> dict[str, Any]:
                 title = ""
         finally:
             pdf.close()
-    return {"pages": pages, "title": title}
+    wide = wide_f_glyphs(samples, len(raw_pages))
+    frequency = english_frequency() if any(wide) else None  # the word list loads only for a PDF that needs it
+    pages, repaired = [], 0
+    for raw_text, glyphs in zip(raw_pages, wide):
+        text, changed = repair_ligatures(raw_text, glyphs, frequency) if frequency else (raw_text, 0)
+        pages.append(_clean(text))
+        repaired += changed
+    return {"pages": pages, "title": title, "ligatures_repaired": repaired}
 
 
 def _result(found: dict[str, Any], path: str) -> PdfText:
@@ -105,7 +136,7 @@ def _result(found: dict[str, Any], path: str) -> PdfText:
         raise DocumentLoadError(path, f"page {found['page']} cannot be read: {found.get('message')}")
     if error:
         raise DocumentLoadError(path, f"the pdf parser failed: {found.get('message')}")
-    return PdfText(list(found["pages"]), str(found["title"]))
+    return PdfText(list(found["pages"]), str(found["title"]), int(found.get("ligatures_repaired", 0)))
 
 
 def extract_pdf_text(data: bytes, path: str) -> PdfText:
@@ -115,6 +146,7 @@ def extract_pdf_text(data: bytes, path: str) -> PdfText:
     page cannot be read), and for files that exceed the parsing time or memory limit.
     """
     _pdfium()  # a missing extra is reported here, in the caller's process
+    require("spellchecker", "pdf", "repairing ligatures in PDF text (pyspellchecker)")
     limits = current_limits()
     if limits.isolate:
         return _result(run_isolated(b"P", data, path, "PDF", limits), path)
