@@ -6,8 +6,9 @@ wide as "fi". :func:`wide_f_glyphs` finds them: an "f" wider than its font's usu
 height so that the font size does not matter (upright fonts measure ~1.38× for a ligature, italics ~1.12×).
 :func:`repair_ligatures` then chooses the letters: the candidate ("fi", "fl", "ffi", "ffl" for each wide glyph of
 a word) that makes the most frequent English word (pyspellchecker's frequency list, the ``pdf`` extra); when no
-candidate is a known word and the glyph is clearly a ligature, "fi", by far the commonest. A known word whose
-glyphs are only slightly wide is left alone. Only the reported glyphs change; every other character is kept.
+candidate is a known word and the glyph is clearly a ligature, "fi", by far the commonest. A known word stays
+unless its glyphs are clearly ligatures and the candidate is the more frequent word ("fled" → "filed"; stretched
+text, where every "f" looks wide, keeps "for"). Only the reported glyphs change; every other character is kept.
 """
 
 from __future__ import annotations
@@ -89,8 +90,8 @@ def _choose(word: str, offsets: Sequence[int], excess: Sequence[float], frequenc
         found = count(text)
         if found > best_count:
             best, best_count = text, found
-    if best_count > 0:
-        return word if known and not clear else best
+    if best_count > 0:  # a known word changes only for a clear ligature and a more frequent word
+        return best if not known or (clear and best_count > count(word)) else word
     if clear and not known:
         return "".join(w if i not in offsets else "fi" for i, w in enumerate(word))
     return word

@@ -12,7 +12,17 @@ from hypothesis import strategies as st
 from ragloom.loaders.ligatures import CLEAR, WideGlyph, english_frequency, repair_ligatures, wide_f_glyphs
 
 SAMPLE = Path(__file__).resolve().parents[2] / "recipes" / "sample_data"
-WORDS = {"significant": 900, "filed": 500, "fled": 400, "reflect": 300, "official": 200, "of": 9000, "off": 800}
+WORDS = {
+    "significant": 900,
+    "filed": 500,
+    "fled": 400,
+    "reflect": 300,
+    "official": 200,
+    "of": 9000,
+    "off": 800,
+    "for": 5000,
+    "flor": 10,
+}
 
 
 def freq(word: str) -> int:
@@ -38,6 +48,10 @@ def test_the_most_frequent_known_word_wins_and_only_glyph_letters_change() -> No
 def test_a_known_word_with_a_barely_wide_glyph_is_kept_but_a_clear_ligature_is_not() -> None:
     assert repair_ligatures("they fled", glyphs_at("they fled", "fled", excess=1.12), freq) == ("they fled", 0)
     assert repair_ligatures("they fled", glyphs_at("they fled", "fled", excess=CLEAR), freq)[0] == "they filed"
+
+
+def test_stretched_text_where_every_f_looks_wide_keeps_its_known_words() -> None:
+    assert repair_ligatures("for", [WideGlyph(0, 1.4)], freq) == ("for", 0)  # "flor" is a word, a rarer one
 
 
 def test_an_unknown_word_becomes_fi_only_when_the_glyph_is_clearly_a_ligature() -> None:
