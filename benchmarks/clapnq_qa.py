@@ -324,7 +324,8 @@ def main(argv: list[str] | None = None) -> None:
         "--fit-check-on",
         type=Path,
         default=None,
-        help="with --summarize: fit the check threshold on this ROWS.jsonl (another split) at <= 10%% false declines",
+        help="with --summarize: fit the check threshold (--check-mode) on this ROWS.jsonl at <= 10%% false declines: "
+        "another split, or the same rows for the labelled ceiling (diagnosis only)",
     )
     parser.add_argument("--repaired", action="store_true", help="with --summarize: count the repaired citations")
     parser.add_argument(
@@ -364,7 +365,8 @@ def main(argv: list[str] | None = None) -> None:
             from ragloom.answerability import fit_threshold
 
             tuning = [json.loads(line) for line in args.fit_check_on.read_text().splitlines() if line.strip()]
-            scores = {(r["id"], r["answerable"]): r["answerable_p"] for r in tuning}
+            scores = {(r["id"], r["answerable"]): check_score(r, args.check_mode) for r in tuning}
+            scores = {key: p for key, p in scores.items() if p is not None}
             check = fit_threshold(
                 [p for (_, a), p in scores.items() if a], [p for (_, a), p in scores.items() if not a], 0.1
             )
