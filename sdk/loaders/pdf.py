@@ -80,7 +80,10 @@ def _page_text(pdfium: Any, pdf: Any, page_number: int, samples: list[tuple[int,
             text: str = textpage.get_text_bounded(errors="replace")
             if len(text) == textpage.count_chars():  # one character per PDFium char index (else: no glyph geometry)
                 for index in (i for i, ch in enumerate(text) if ch == "f"):
-                    left, bottom, right, top = textpage.get_charbox(index)
+                    try:
+                        left, bottom, right, top = textpage.get_charbox(index)
+                    except pdfium.PdfiumError:  # no box for this glyph: it is not judged, the page still loads
+                        continue
                     if top > bottom:
                         ratio = (right - left) / (top - bottom)
                         samples.append((page_number, index, _font_name(pdfium, textpage, index), ratio))
