@@ -6,9 +6,10 @@ wide as "fi". :func:`wide_f_glyphs` finds them: an "f" wider than its font's usu
 height so that the font size does not matter (upright fonts measure ~1.38× for a ligature, italics ~1.12×).
 :func:`repair_ligatures` then chooses the letters: the candidate ("fi", "fl", "ffi", "ffl" for each wide glyph of
 a word) that makes the most frequent English word (pyspellchecker's frequency list, the ``pdf`` extra); when no
-candidate is a known word and the glyph is clearly a ligature, "fi", by far the commonest. A known word stays
-unless its glyphs are clearly ligatures and the candidate is the more frequent word ("fled" → "filed"; stretched
-text, where every "f" looks wide, keeps "for"). Only the reported glyphs change; every other character is kept.
+candidate is a known word and the glyph is clearly a ligature, "fi", by far the commonest. A known word changes
+only when its glyphs are clearly ligatures ("fled" → "filed", "a fat $10,000" → "a flat $10,000"). A font whose
+wide "f"s end words ("of", "if") is stretched text, not ligatures, and is left alone. Only the reported glyphs
+change; every other character is kept.
 """
 
 from __future__ import annotations
@@ -21,17 +22,19 @@ from dataclasses import dataclass
 
 from ragloom._imports import require
 
-__all__ = ["WideGlyph", "english_frequency", "repair_ligatures", "wide_f_glyphs"]
+__all__ = ["WideGlyph", "english_frequency", "in_word", "repair_ligatures", "wide_f_glyphs"]
 
 WIDE = 1.08  # an "f" at least this many times its font's usual width/height may be a ligature
 CLEAR = 1.25  # ... and at this many times, it is one
 LIGATURES = ("fi", "fl", "ffi", "ffl")
+STRETCHED = 0.1  # a font is stretched, not ligatured, when this share of its wide "f"s ends a word
 MAX_GLYPHS_PER_WORD = 3  # candidates grow as 5 ** glyphs
 # PDFium's marks of a word hyphenated across a line end (see ragloom.loaders.pdf): inside a word, not between two
 _JOINERS = frozenset("\ufffe\x02\x00")
 
 
-def _in_word(ch: str) -> bool:
+def in_word(ch: str) -> bool:
+    """A letter, or PDFium's mark of a word hyphenated across a line end."""
     return ch.isalpha() or ch in _JOINERS
 
 
@@ -43,21 +46,26 @@ class WideGlyph:
     excess: float
 
 
-def wide_f_glyphs(samples: Iterable[tuple[int, int, str, float]], pages: int) -> list[list[WideGlyph]]:
+def wide_f_glyphs(samples: Iterable[tuple[int, int, str, float, bool]], pages: int) -> list[list[WideGlyph]]:
     """Per page (``pages`` of them), the "f" glyphs wide enough to be ligatures.
 
-    ``samples``: ``(page, index, font name, width / height)`` of every "f" of the document. A font's usual ratio
-    is its most common one over the whole document (rounded to 0.01), so a page with few "f"s is judged by the
-    others.
+    ``samples``: ``(page, index, font name, width / height, ends a word)`` of every "f" of the document. A font's
+    usual ratio is its most common one over the whole document (rounded to 0.01), so a page with few "f"s is judged
+    by the others. A font whose wide "f"s end words ("of", "if") is stretched, not ligatured: a ligature glyph
+    always has its word's next letters after it. Such a font gives no glyphs (at least :data:`STRETCHED` of its
+    wide "f"s end a word).
     """
     rows = list(samples)
     counts: dict[str, Counter[float]] = {}
-    for _, _, font, ratio in rows:
+    for _, _, font, ratio, _ in rows:
         counts.setdefault(font, Counter())[round(ratio, 2)] += 1
     usual = {font: c.most_common(1)[0][0] for font, c in counts.items()}
+    wide = [row for row in rows if usual[row[2]] > 0 and row[3] >= usual[row[2]] * WIDE]
+    ends: Counter[str] = Counter(font for _, _, font, _, at_end in wide if at_end)
+    total: Counter[str] = Counter(font for _, _, font, _, _ in wide)
     found: list[list[WideGlyph]] = [[] for _ in range(pages)]
-    for page, index, font, ratio in rows:
-        if usual[font] > 0 and ratio >= usual[font] * WIDE:
+    for page, index, font, ratio, _ in wide:
+        if ends[font] < STRETCHED * total[font]:
             found[page].append(WideGlyph(index, ratio / usual[font]))
     return found
 
@@ -90,8 +98,8 @@ def _choose(word: str, offsets: Sequence[int], excess: Sequence[float], frequenc
         found = count(text)
         if found > best_count:
             best, best_count = text, found
-    if best_count > 0:  # a known word changes only for a clear ligature and a more frequent word
-        return best if not known or (clear and best_count > count(word)) else word
+    if best_count > 0:  # a known word ("fled", "fat") changes only when its glyphs are clearly ligatures
+        return best if not known or clear else word
     if clear and not known:
         return "".join(w if i not in offsets else "fi" for i, w in enumerate(word))
     return word
@@ -111,10 +119,10 @@ def repair_ligatures(text: str, glyphs: Sequence[WideGlyph], frequency: Callable
         if index < last:  # already inside a word handled with an earlier glyph
             continue
         start = index
-        while start > 0 and _in_word(text[start - 1]):
+        while start > 0 and in_word(text[start - 1]):
             start -= 1
         end = index + 1
-        while end < len(text) and _in_word(text[end]):
+        while end < len(text) and in_word(text[end]):
             end += 1
         offsets = [i - start for i in range(start, end) if i in wide][:MAX_GLYPHS_PER_WORD]
         word = text[start:end]

@@ -18,7 +18,7 @@ from typing import Any
 from ragloom._imports import require
 from ragloom.errors import DocumentLoadError, MissingExtraError
 from ragloom.loaders._isolation import current_limits, run_isolated
-from ragloom.loaders.ligatures import english_frequency, repair_ligatures, wide_f_glyphs
+from ragloom.loaders.ligatures import english_frequency, in_word, repair_ligatures, wide_f_glyphs
 from ragloom.loaders.text import normalise_newlines
 
 __all__ = ["PDFIUM_LOCK", "PdfText", "extract_pdf_text"]
@@ -69,8 +69,8 @@ def _font_name(pdfium: Any, textpage: Any, index: int) -> str:
     return buffer.value.decode("utf-8", errors="replace")
 
 
-def _page_text(pdfium: Any, pdf: Any, page_number: int, samples: list[tuple[int, int, str, float]]) -> str:
-    """The page's text as PDFium returns it; appends ``(page, index, font, width / height)`` of each "f" glyph to
+def _page_text(pdfium: Any, pdf: Any, page_number: int, samples: list[tuple[int, int, str, float, bool]]) -> str:
+    """The page's text as PDFium returns it; appends ``(page, index, font, width / height, ends a word)`` of each "f" to
     ``samples`` (what :func:`ragloom.loaders.ligatures.wide_f_glyphs` reads)."""
     page = pdf.get_page(page_number)
     try:
@@ -86,7 +86,8 @@ def _page_text(pdfium: Any, pdf: Any, page_number: int, samples: list[tuple[int,
                         continue
                     if top > bottom:
                         ratio = (right - left) / (top - bottom)
-                        samples.append((page_number, index, _font_name(pdfium, textpage, index), ratio))
+                        ends = index + 1 == len(text) or not in_word(text[index + 1])
+                        samples.append((page_number, index, _font_name(pdfium, textpage, index), ratio, ends))
         finally:
             textpage.close()
     finally:
@@ -109,7 +110,7 @@ def _extract(data: bytes) -> dict[str, Any]:
             return {"error": "open", "code": code, "message": str(exc)}
         try:
             raw_pages: list[str] = []
-            samples: list[tuple[int, int, str, float]] = []
+            samples: list[tuple[int, int, str, float, bool]] = []
             for index in range(len(pdf)):
                 try:
                     raw_pages.append(_page_text(pdfium, pdf, index, samples))

@@ -50,10 +50,6 @@ def test_a_known_word_with_a_barely_wide_glyph_is_kept_but_a_clear_ligature_is_n
     assert repair_ligatures("they fled", glyphs_at("they fled", "fled", excess=CLEAR), freq)[0] == "they filed"
 
 
-def test_stretched_text_where_every_f_looks_wide_keeps_its_known_words() -> None:
-    assert repair_ligatures("for", [WideGlyph(0, 1.4)], freq) == ("for", 0)  # "flor" is a word, a rarer one
-
-
 def test_an_unknown_word_becomes_fi_only_when_the_glyph_is_clearly_a_ligature() -> None:
     assert repair_ligatures("bona fde", glyphs_at("bona fde", "fde"), freq)[0] == "bona fide"
     assert repair_ligatures("bona fde", glyphs_at("bona fde", "fde", excess=1.1), freq)[0] == "bona fde"
@@ -78,11 +74,19 @@ def test_repair_only_inserts_ligature_letters(text: str, positions: list[int]) -
 
 
 def test_wide_glyphs_are_judged_against_their_own_font_s_usual_f() -> None:
-    samples = [(0, i, "Upright", 0.52) for i in range(20)] + [(1, i, "Italic", 0.66) for i in range(20)]
-    samples += [(0, 50, "Upright", 0.72), (1, 60, "Italic", 0.74), (1, 61, "Upright", 0.53)]
+    samples = [(0, i, "Upright", 0.52, False) for i in range(20)] + [(1, i, "Italic", 0.66, False) for i in range(20)]
+    samples += [(0, 50, "Upright", 0.72, False), (1, 60, "Italic", 0.74, False), (1, 61, "Upright", 0.53, False)]
     found = wide_f_glyphs(samples, pages=3)
     assert [[g.index for g in page] for page in found] == [[50], [60], []]
     assert found[0][0].excess == pytest.approx(0.72 / 0.52)
+
+
+def test_a_stretched_font_whose_wide_fs_end_words_gives_no_glyphs() -> None:
+    """Letter-spaced text makes every "f" wide, "of" and "if" too; a ligature always has letters after it."""
+    samples = [(0, i, "Body", 0.52, False) for i in range(20)] + [(0, 30 + i, "Body", 0.72, False) for i in range(5)]
+    stretched = [(0, 100 + i, "Title", 0.70, i % 2 == 0) for i in range(6)] + [(0, 200, "Title", 0.52, False)] * 9
+    found = wide_f_glyphs(samples + stretched, pages=1)
+    assert [g.index for g in found[0]] == [30, 31, 32, 33, 34]
 
 
 def test_the_sample_opinions_read_affirmed_and_filed_again() -> None:
