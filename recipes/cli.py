@@ -80,12 +80,13 @@ def ingest(
         typer.Option(help="Model per retriever: KIND=MODEL (e.g. splade=splade-tiny), or a bare MODEL for the first."),
     ] = None,
     store: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="Vector store of dense/late: chroma (embedded), memory (exact), binary or int8 (compressed codes in "
-            "RAM, fp32 rescoring from disk)."
+            "RAM, fp32 rescoring from disk). Default: chroma for a new index; an existing index keeps its own.",
+            show_default=False,
         ),
-    ] = "chroma",
+    ] = None,
     fusion: Annotated[str, typer.Option(help="minmax, rrf or zscore (with several retrievers).")] = "minmax",
     fusion_key: Annotated[
         str, typer.Option(help="Fuse on the chunk id, or on the (document, page) hits share.")
@@ -163,10 +164,14 @@ def ingest(
     chunks = ", ".join(f"{safe(n)}: {c} chunks" for n, c in report.chunks.items())
     total = sum(report.chunks.values())
     seconds = max(report.seconds, 1e-9)
-    rate = f"{format_rate(len(report.documents), seconds, 'docs')}, {format_rate(total, seconds, 'chunks')}"
+    rate = (  # no rate when nothing was indexed (every file unchanged): "0.0 docs/h" reads as a stall
+        f" ({format_rate(len(report.documents), seconds, 'docs')}, {format_rate(total, seconds, 'chunks')})"
+        if report.documents
+        else ""
+    )
     console.print(
         f"Indexed {len(report.documents)} documents ({chunks}) in {report.seconds:.1f}s"
-        f"{f', {len(report.unchanged)} unchanged' if report.unchanged else ''} ({rate}) → {safe(index)}",
+        f"{f', {len(report.unchanged)} unchanged' if report.unchanged else ''}{rate} → {safe(index)}",
         markup=False,
         highlight=False,
     )

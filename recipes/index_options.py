@@ -55,7 +55,7 @@ def plan_ingest(
     kinds: Sequence[str] | None,
     models: Sequence[str] | None,
     *,
-    store: str,
+    store: str | None,
     chunk_size: int | None,
     fusion: str,
     fusion_key: str,
@@ -64,8 +64,9 @@ def plan_ingest(
     allow_download: bool,
 ) -> IndexSpec | None:
     """The spec ``ragloom ingest`` creates ``index`` with, or None when the index exists (after checking that the
-    options asked for agree with it). ``chroma``: url, collection (default: named after the index), tenant,
-    database of a Chroma server, or empty for the embedded store."""
+    options asked for agree with it). ``store`` None: chroma for a new index, the index's own for an existing one.
+    ``chroma``: url, collection (default: named after the index), tenant, database of a Chroma server, or empty
+    for the embedded store."""
     from ragloom.recipes.index_plan import chroma_collection, parse_models, plan_retrievers
 
     check_index_path(index)

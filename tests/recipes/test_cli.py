@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,10 @@ def test_ingest_search_ask(tmp_path: Path, docs: Path, tiny_bert_dir: Path, tiny
     spec = json.loads((index / "ragloom.json").read_text())
     assert spec["retrievers"][0]["model"] == str(tiny_bert_dir)
     assert (index / "dense" / "manifest.json").exists()
+    again = runner.invoke(app, ["ingest", str(docs), "--index", str(index), "--offline"])
+    assert again.exit_code == 0, again.output
+    assert "Indexed 0 documents" in again.output and "2 unchanged" in again.output
+    assert not re.search(r"\d docs/(s|min|h)", again.output), "no indexing rate when nothing was indexed"
 
     result = runner.invoke(
         app, ["search", "distant galaxy cluster", "--index", str(index), "-k", "1", "--json", "--offline"]
