@@ -87,22 +87,34 @@ def ingest(
             show_default=False,
         ),
     ] = None,
-    fusion: Annotated[str, typer.Option(help="minmax, rrf or zscore (with several retrievers).")] = "minmax",
+    fusion: Annotated[
+        str | None,
+        typer.Option(
+            help="minmax, rrf or zscore (with several retrievers). Default: minmax for a new index; an existing index "
+            "keeps its own.",
+            show_default=False,
+        ),
+    ] = None,
     fusion_key: Annotated[
-        str, typer.Option(help="Fuse on the chunk id, or on the (document, page) hits share.")
-    ] = "chunk",
+        str | None,
+        typer.Option(
+            help="Fuse on the chunk id, or on the (document, page) hits share. Default: chunk for a new index.",
+            show_default=False,
+        ),
+    ] = None,
     chunk_size: Annotated[
         int | None,
         typer.Option(help="Tokens per chunk (default: the smallest limit of the models, at most 512)."),
     ] = None,
     index_per_page: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--per-page/--per-chunk",
             help="What search/ask return by default: one hit per page (best chunk shown; pageless text files stay "
-            "per chunk) or every chunk.",
+            "per chunk) or every chunk. Default: per page for a new index.",
+            show_default=False,
         ),
-    ] = True,
+    ] = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first unreadable file.")] = False,
     include: Annotated[list[str] | None, typer.Option(help="Only files matching this glob (repeatable).")] = None,
     chroma_url: Annotated[

@@ -13,7 +13,14 @@ from typing import Any
 from ragloom.errors import ConfigError
 from ragloom.recipes.config import SPEC_NAME, IndexSpec, RetrieverSpec
 
-__all__ = ["check_index_path", "check_same_retrievers", "fusion_config", "ingest_spec", "plan_ingest"]
+__all__ = [
+    "check_index_path",
+    "check_same_layout",
+    "check_same_retrievers",
+    "fusion_config",
+    "ingest_spec",
+    "plan_ingest",
+]
 
 
 def check_index_path(index: Path) -> None:
@@ -57,9 +64,9 @@ def plan_ingest(
     *,
     store: str | None,
     chunk_size: int | None,
-    fusion: str,
-    fusion_key: str,
-    per_page: bool,
+    fusion: str | None,
+    fusion_key: str | None,
+    per_page: bool | None,
     chroma: Mapping[str, str],
     allow_download: bool,
 ) -> IndexSpec | None:
@@ -74,6 +81,7 @@ def plan_ingest(
         check_same_retrievers(index, kinds)
         bare = [m for m in models or () if "=" not in m]
         ingest_spec(index, bare[0] if len(bare) == 1 else None, store, chunk_size)  # same models, or an error
+        check_same_layout(index, fusion, fusion_key, per_page)
         return None
     wanted = list(kinds or ["dense"])
     server = dict(chroma)
@@ -88,7 +96,9 @@ def plan_ingest(
         chroma=server,
     )
     return IndexSpec(
-        retrievers=specs, fusion=fusion_config(fusion, fusion_key), group_by="page" if per_page else "chunk"
+        retrievers=specs,
+        fusion=fusion_config(fusion or "minmax", fusion_key or "chunk"),
+        group_by="page" if per_page in (None, True) else "chunk",
     )
 
 
@@ -102,6 +112,28 @@ def fusion_config(kind: str, key: str) -> dict[str, Any]:
         config["k"] = 60
     fuser_from_config(config)  # a typed error for an unknown kind, before anything is written
     return config
+
+
+def check_same_layout(index: Path, fusion: str | None, fusion_key: str | None, per_page: bool | None) -> None:
+    """``--fusion``, ``--fusion-key`` and ``--per-page/--per-chunk`` given for an existing index must match it:
+    ignoring them would leave the user believing the index changed."""
+    spec = IndexSpec.load(index)
+    asked = {
+        "--fusion": (fusion, spec.fusion.get("kind")),
+        "--fusion-key": (fusion_key, spec.fusion.get("key", "chunk")),
+        "--per-page/--per-chunk": (
+            None if per_page is None else ("page" if per_page else "chunk"),
+            spec.group_by,
+        ),
+    }
+    differ = {flag: (given, built) for flag, (given, built) in asked.items() if given is not None and given != built}
+    if differ:
+        shown = "; ".join(f"{flag} {given} (the index has {built})" for flag, (given, built) in differ.items())
+        raise ConfigError(
+            f"{index} already exists and keeps its fusion and grouping: {shown}. Drop these options to add to it, "
+            f"refit its fusion with `ragloom tune --index {index}`, choose per query with `search/ask --per-page` "
+            "or `--per-chunk`, or pass another --index to build a new one"
+        )
 
 
 def check_same_retrievers(index: Path, kinds: Sequence[str] | None) -> None:

@@ -41,6 +41,11 @@ def test_ingest_search_ask(tmp_path: Path, docs: Path, tiny_bert_dir: Path, tiny
     assert again.exit_code == 0, again.output
     assert "Indexed 0 documents" in again.output and "2 unchanged" in again.output
     assert not re.search(r"\d docs/(s|min|h)", again.output), "no indexing rate when nothing was indexed"
+    options = ["--fusion", "rrf", "--per-chunk"]  # not silently ignored: the index keeps its own
+    refused = runner.invoke(app, ["ingest", str(docs), "--index", str(index), "--offline", *options])
+    said = " ".join(refused.output.split())
+    assert refused.exit_code == 2 and "--fusion rrf (the index has minmax)" in said, refused.output
+    assert "--per-page/--per-chunk chunk (the index has page)" in said and "ragloom tune" in said
 
     result = runner.invoke(
         app, ["search", "distant galaxy cluster", "--index", str(index), "-k", "1", "--json", "--offline"]
