@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from ragloom.errors import ConfigError
-from ragloom.recipes.config import SPEC_NAME, IndexSpec, RetrieverSpec
+from ragloom.recipes.config import SPEC_NAME, IndexSpec
 
 __all__ = [
     "check_index_path",
     "check_same_layout",
+    "check_same_models",
     "check_same_retrievers",
     "fusion_config",
-    "ingest_spec",
     "plan_ingest",
 ]
 
@@ -29,23 +29,19 @@ def check_index_path(index: Path) -> None:
         raise ConfigError(f"--index {index} is a file, not an index directory; pass a directory path (new or existing)")
 
 
-def ingest_spec(index: Path, model: str | None, store: str | None, chunk_size: int | None) -> IndexSpec | None:
-    """The spec for a new index (None when ``index`` already holds one, after checking the options agree with
-    it)."""
-    check_index_path(index)
-    if not (index / SPEC_NAME).exists():
-        return IndexSpec(
-            retrievers=(RetrieverSpec(model=model or "minilm", store=store or "chroma", chunk_size=chunk_size),)
-        )
-    existing = IndexSpec.load(index)
+def check_same_models(
+    index: Path, existing: IndexSpec, model: str | None, store: str | None, chunk_size: int | None
+) -> None:
+    """``--model``, ``--store`` and ``--chunk-size`` given for the existing index (``existing``, its spec) must
+    match one of its retrievers."""
     asked = {"--model": model, "--store": store, "--chunk-size": chunk_size}
     asked = {flag: value for flag, value in asked.items() if value is not None}
     if not asked:
-        return None
+        return
     for retriever in existing.retrievers:
         built = {"--model": retriever.model, "--store": retriever.store, "--chunk-size": retriever.chunk_size}
         if all(built[flag] == value for flag, value in asked.items()):
-            return None
+            return
     built_with = "; ".join(
         f"{r.name}: --model {r.model} --store {r.store} --chunk-size {r.chunk_size or 'default'}"
         for r in existing.retrievers
@@ -77,11 +73,12 @@ def plan_ingest(
     from ragloom.recipes.index_plan import chroma_collection, parse_models, plan_retrievers
 
     check_index_path(index)
-    if (index / SPEC_NAME).exists():
-        check_same_retrievers(index, kinds)
+    if (index / SPEC_NAME).exists():  # the options must agree with the index, else an error naming both sides
+        existing = IndexSpec.load(index)
+        check_same_retrievers(index, existing, kinds)
         bare = [m for m in models or () if "=" not in m]
-        ingest_spec(index, bare[0] if len(bare) == 1 else None, store, chunk_size)  # same models, or an error
-        check_same_layout(index, fusion, fusion_key, per_page)
+        check_same_models(index, existing, bare[0] if len(bare) == 1 else None, store, chunk_size)
+        check_same_layout(index, existing, fusion, fusion_key, per_page)
         return None
     wanted = list(kinds or ["dense"])
     server = dict(chroma)
@@ -114,10 +111,11 @@ def fusion_config(kind: str, key: str) -> dict[str, Any]:
     return config
 
 
-def check_same_layout(index: Path, fusion: str | None, fusion_key: str | None, per_page: bool | None) -> None:
-    """``--fusion``, ``--fusion-key`` and ``--per-page/--per-chunk`` given for an existing index must match it:
-    ignoring them would leave the user believing the index changed."""
-    spec = IndexSpec.load(index)
+def check_same_layout(
+    index: Path, spec: IndexSpec, fusion: str | None, fusion_key: str | None, per_page: bool | None
+) -> None:
+    """``--fusion``, ``--fusion-key`` and ``--per-page/--per-chunk`` given for the existing index (``spec``, its
+    spec) must match it: ignoring them would leave the user believing the index changed."""
     asked = {
         "--fusion": (fusion, spec.fusion.get("kind")),
         "--fusion-key": (fusion_key, spec.fusion.get("key", "chunk")),
@@ -136,13 +134,12 @@ def check_same_layout(index: Path, fusion: str | None, fusion_key: str | None, p
         )
 
 
-def check_same_retrievers(index: Path, kinds: Sequence[str] | None) -> None:
-    """Ingesting into an existing index uses its retrievers; asking for others is an error, not ignored."""
-    from ragloom.recipes.config import IndexSpec
-
+def check_same_retrievers(index: Path, existing: IndexSpec, kinds: Sequence[str] | None) -> None:
+    """Ingesting into an existing index (``existing``, its spec) uses its retrievers; asking for others is an
+    error, not ignored."""
     if not kinds:
         return
-    have = [r.kind for r in IndexSpec.load(index).retrievers]
+    have = [r.kind for r in existing.retrievers]
     missing = [k for k in kinds if k not in have]
     if missing:
         raise ConfigError(
