@@ -63,11 +63,11 @@ def _append(path: Path | None, record: dict[str, Any]) -> None:
 
 def self_verify(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     """P(yes) to :data:`VERIFY_QUESTION` after each answer the model wrote (its own declines stay declines)."""
-    from ragloom.answerability import yes_no_token_ids
+    from ragloom.answerability import AnswerabilityCheck
     from ragloom.types import Message
 
     pipeline, _ = _pipeline(args.index_dir, args.generator, args.threads, 1)
-    yes, no = yes_no_token_ids(pipeline.generator)
+    check = AnswerabilityCheck(pipeline.generator, question=VERIFY_QUESTION)  # yes/no on the conversation given
     scored = []
     for row in rows:
         started = time.perf_counter()
@@ -77,10 +77,8 @@ def self_verify(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
             continue
         messages = pipeline._prompt(row["question"], hits).messages
         conversation = (*messages, Message("assistant", row["answer"]), Message("user", VERIFY_QUESTION))
-        logprobs = pipeline.generator.next_token_logprobs([conversation], yes + no)[0]
-        p_yes = sum(math.exp(v) for v in logprobs[: len(yes)])
-        p_no = sum(math.exp(v) for v in logprobs[len(yes) :])
-        record = {**_key(row), "verify_p": p_yes / (p_yes + p_no), "s": time.perf_counter() - started}
+        verify_p = check.score_conversation(conversation)
+        record = {**_key(row), "verify_p": verify_p, "s": time.perf_counter() - started}
         scored.append(record)
         _append(args.out, record)
         print(f"  {len(scored)}/{len(rows)} {record}", flush=True)

@@ -125,8 +125,13 @@ class AnswerabilityCheck:
     def score(self, question: str, prompt: Sequence[Message], instructions: str = "") -> float:
         """``P(yes) / (P(yes) + P(no))`` for the first reply token of the check's conversation (``"yes-no"``), or
         ``1 - P(the first token of the decline phrase)`` (``"decline-phrase"``)."""
+        return self.score_conversation(self.messages(question, prompt, instructions))
+
+    def score_conversation(self, conversation: Sequence[Message]) -> float:
+        """:meth:`score` of a conversation built by the caller (e.g. the answer prompt, the answer, and a question
+        about that answer): the first reply token's ``P(yes) / (P(yes) + P(no))``, or ``1 - P(decline phrase)``."""
         yes, no = self._ids
-        row = self.generator.next_token_logprobs([self.messages(question, prompt, instructions)], yes + no)[0]
+        row = self.generator.next_token_logprobs([conversation], yes + no)[0]
         if self.mode == "decline-phrase":
             return 1.0 - math.exp(_logsumexp(row))
         p_yes, p_no = _logsumexp(row[: len(yes)]), _logsumexp(row[len(yes) :])
