@@ -19,10 +19,11 @@ import itertools
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 
 from ragloom._imports import require
 
-__all__ = ["WideGlyph", "english_frequency", "in_word", "repair_ligatures", "wide_f_glyphs"]
+__all__ = ["WideGlyph", "english_frequency", "in_word", "repair_ligatures", "require_word_list", "wide_f_glyphs"]
 
 WIDE = 1.08  # an "f" at least this many times its font's usual width/height may be a ligature
 CLEAR = 1.25  # ... and at this many times, it is one
@@ -60,7 +61,11 @@ def wide_f_glyphs(samples: Iterable[tuple[int, int, str, float, bool]], pages: i
     for _, _, font, ratio, _ in rows:
         counts.setdefault(font, Counter())[round(ratio, 2)] += 1
     usual = {font: c.most_common(1)[0][0] for font, c in counts.items()}
-    wide = [row for row in rows if usual[row[2]] > 0 and row[3] >= usual[row[2]] * WIDE]
+    wide = [
+        (page, index, font, ratio, at_end)
+        for page, index, font, ratio, at_end in rows
+        if usual[font] > 0 and ratio >= usual[font] * WIDE
+    ]
     ends: Counter[str] = Counter(font for _, _, font, _, at_end in wide if at_end)
     total: Counter[str] = Counter(font for _, _, font, _, _ in wide)
     found: list[list[WideGlyph]] = [[] for _ in range(pages)]
@@ -70,11 +75,16 @@ def wide_f_glyphs(samples: Iterable[tuple[int, int, str, float, bool]], pages: i
     return found
 
 
+def require_word_list() -> ModuleType:
+    """pyspellchecker, or :class:`~ragloom.errors.MissingExtraError` naming the ``pdf`` extra (cheap: the word
+    list itself loads in :func:`english_frequency`)."""
+    return require("spellchecker", "pdf", "repairing ligatures in PDF text (pyspellchecker)")
+
+
 @functools.cache
 def english_frequency() -> Callable[[str], int]:
     """How often a lower-case English word occurs (0: unknown), from pyspellchecker's list (loaded once)."""
-    spellchecker = require("spellchecker", "pdf", "repairing ligatures in PDF text (pyspellchecker)")
-    words = spellchecker.SpellChecker(language="en", distance=1).word_frequency.dictionary
+    words = require_word_list().SpellChecker(language="en", distance=1).word_frequency.dictionary
     return lambda word: int(words.get(word, 0))
 
 

@@ -15,10 +15,9 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from ragloom._imports import require
 from ragloom.errors import DocumentLoadError, MissingExtraError
 from ragloom.loaders._isolation import current_limits, run_isolated
-from ragloom.loaders.ligatures import english_frequency, in_word, repair_ligatures, wide_f_glyphs
+from ragloom.loaders.ligatures import english_frequency, in_word, repair_ligatures, require_word_list, wide_f_glyphs
 from ragloom.loaders.text import normalise_newlines
 
 __all__ = ["PDFIUM_LOCK", "PdfText", "extract_pdf_text"]
@@ -150,7 +149,7 @@ def extract_pdf_text(data: bytes, path: str) -> PdfText:
     page cannot be read), and for files that exceed the parsing time or memory limit.
     """
     _pdfium()  # a missing extra is reported here, in the caller's process
-    require("spellchecker", "pdf", "repairing ligatures in PDF text (pyspellchecker)")
+    require_word_list()
     limits = current_limits()
     if limits.isolate:
         return _result(run_isolated(b"P", data, path, "PDF", limits), path)
